@@ -1,0 +1,45 @@
+"""The one interface every backend's runner implements.
+
+It is PaddleX's ``InferenceRunner`` contract (``__call__(list[np.ndarray]) -> list[np.ndarray]``
+plus ``close()``) so a runner can be handed straight to a PaddleX predictor, plus a name and a
+backend label so logs and the demo can say what actually ran.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+import numpy as np
+
+
+class BaseRunner(abc.ABC):
+    #: "tensorrt", "onnxruntime" or "paddle"
+    backend: str = "unknown"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._closed = False
+
+    @abc.abstractmethod
+    def infer(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run one forward pass; inputs in the model's input order, outputs in its output order."""
+
+    def __call__(self, x: Sequence[np.ndarray] | None = None, **kwargs: object) -> list[np.ndarray]:
+        if x is None:
+            x = list(kwargs.values())
+        if isinstance(x, np.ndarray):
+            x = [x]
+        return self.infer(list(x))
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self) -> BaseRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, backend={self.backend!r})"

@@ -1,0 +1,43 @@
+"""Exceptions that carry a user-facing reason; every fallback path logs ``str(error)``."""
+
+from __future__ import annotations
+
+
+class PaddleOCRTRTError(Exception):
+    """Base class: something this package could not do; the message says what and why."""
+
+
+class ModelDirError(PaddleOCRTRTError, ValueError):
+    """A model directory is missing, incomplete or not a Paddle inference model."""
+
+
+class UnsupportedModelTypeError(PaddleOCRTRTError, ValueError):
+    """A model type outside detection / recognition / classification."""
+
+
+class ConversionError(PaddleOCRTRTError):
+    """Paddle -> ONNX conversion failed; the message names model, step and versions."""
+
+
+class ValidationFailedError(PaddleOCRTRTError):
+    """An artifact disagreed with native Paddle beyond the accuracy threshold."""
+
+    def __init__(self, message: str, report: object | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class CacheError(PaddleOCRTRTError):
+    """The engine cache could not be read or written (permissions, disk full, corruption)."""
+
+
+class TensorRTUnavailableError(PaddleOCRTRTError):
+    """TensorRT (or a CUDA GPU) is not usable here; the message says what to install."""
+
+
+class EngineBuildError(PaddleOCRTRTError):
+    """TensorRT could not build an engine; carries the builder's own error lines."""
+
+
+class OutOfMemoryError(PaddleOCRTRTError, MemoryError):
+    """The GPU ran out of memory even after backing off."""

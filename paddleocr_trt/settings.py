@@ -23,7 +23,7 @@ def is_disabled(environ: dict[str, str] | None = None) -> bool:
 
 
 def default_cache_dir(environ: dict[str, str] | None = None) -> Path:
-    """``$PADDLEOCR_TRT_CACHE_DIR``, else ``$XDG_CACHE_HOME/paddleocr_trt``, else ``~/.cache/...``."""
+    """``$PADDLEOCR_TRT_CACHE_DIR``, else ``$XDG_CACHE_HOME/paddleocr_trt``, else ~/.cache."""
     env = os.environ if environ is None else environ
     explicit = env.get(ENV_CACHE_DIR)
     if explicit:

@@ -214,8 +214,9 @@ def _publish(staging: Path, target: Path) -> None:
             raise
 
 
-def prepare_models(root: str | Path | None = None, fmt: ModelFormat | str = ModelFormat.LEGACY
-                   ) -> OCRModelSet:
+def prepare_models(
+    root: str | Path | None = None, fmt: ModelFormat | str = ModelFormat.LEGACY
+) -> OCRModelSet:
     """Materialise the three real models under ``root`` (idempotent; safe across processes)."""
     fmt = ModelFormat(fmt)
     base = Path(root or os.environ.get(ENV_MODELS_DIR) or _default_root()).expanduser()

@@ -1,0 +1,146 @@
+"""The patches themselves, applied once per target when the target module is imported.
+
+Two layers are touched, both read in paddleocr 3.7 / paddlex 3.7 source:
+
+* PaddleOCR's argument layer: accept PaddleOCR 2.x's ``use_gpu`` (mapped to ``device``) and an
+  upper-case ``precision``; publish the ``use_tensorrt`` request while a pipeline/predictor is
+  created (``device='cpu'`` would otherwise drop it silently).
+* PaddleX's Paddle static engine: its default runner builder is where every det/rec/cls model of
+  every pipeline gets its forward runner. Ours decides there: TensorRT engine, or native Paddle.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+from typing import Any
+
+from ..log import get_logger, warn_once
+from . import request as trt_request
+from .compat import installed_versions, unsupported_reason
+
+log = get_logger("activation")
+_lock = threading.RLock()  # re-entrant: a patch may import a watched module
+_applied: set[str] = set()
+_PATCHED_ATTR = "__paddleocr_trt_patched__"
+
+
+def apply(target: str) -> bool:
+    """Patch ``target`` ("paddleocr" or "paddlex_engine") once; False when refused."""
+    with _lock:
+        if target in _applied:
+            return True
+        reason = unsupported_reason(installed_versions())
+        if reason is not None:
+            warn_once(("unsupported-versions",), "%s", reason)
+            return False
+        {"paddleocr": _patch_paddleocr, "paddlex_engine": _patch_paddlex_engine}[target]()
+        _applied.add(target)
+        log.debug("patched %s", target)
+        return True
+
+
+def applied() -> frozenset[str]:
+    return frozenset(_applied)
+
+
+# --- PaddleOCR argument layer ---------------------------------------------------------------
+
+
+def normalize_common_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """PaddleOCR 2.x spellings PaddleOCR 3.x rejects, mapped to 3.x ones (returns a new dict)."""
+    kwargs = dict(kwargs)
+    if "use_gpu" in kwargs:
+        use_gpu = kwargs.pop("use_gpu")
+        if kwargs.get("device") is None:
+            kwargs["device"] = "gpu" if use_gpu else "cpu"
+        else:
+            log.debug("use_gpu=%r ignored: device=%r given", use_gpu, kwargs["device"])
+    precision = kwargs.get("precision")
+    if isinstance(precision, str):
+        kwargs["precision"] = precision.strip().lower()
+    return kwargs
+
+
+def _wrap_parse_common_args(original: Any) -> Any:
+    if getattr(original, _PATCHED_ATTR, False):
+        return original
+
+    @functools.wraps(original)
+    def parse_common_args(kwargs: dict[str, Any], *args: Any, **kw: Any) -> Any:
+        return original(normalize_common_kwargs(kwargs), *args, **kw)
+
+    setattr(parse_common_args, _PATCHED_ATTR, True)
+    return parse_common_args
+
+
+def _wrap_creator(original: Any) -> Any:
+    """Run ``_create_paddlex_pipeline``/``_create_paddlex_predictor`` inside the request context."""
+    if getattr(original, _PATCHED_ATTR, False):
+        return original
+
+    @functools.wraps(original)
+    def create(self: Any, *args: Any, **kwargs: Any) -> Any:
+        request = trt_request.from_common_args(getattr(self, "_common_args", {}) or {})
+        with trt_request.requested(request):
+            return original(self, *args, **kwargs)
+
+    setattr(create, _PATCHED_ATTR, True)
+    return create
+
+
+def _patch_paddleocr() -> None:
+    import paddleocr._common_args as common_args_mod
+    import paddleocr._models.base as models_base
+    import paddleocr._pipelines.base as pipelines_base
+
+    wrapped = _wrap_parse_common_args(common_args_mod.parse_common_args)
+    # Imported by name into each base module, so each binding is replaced.
+    for module in (common_args_mod, models_base, pipelines_base):
+        if hasattr(module, "parse_common_args"):
+            module.parse_common_args = wrapped
+    wrapper_cls = pipelines_base.PaddleXPipelineWrapper
+    wrapper_cls._create_paddlex_pipeline = _wrap_creator(wrapper_cls._create_paddlex_pipeline)
+    predictor_cls = models_base.PaddleXPredictorWrapper
+    predictor_cls._create_paddlex_predictor = _wrap_creator(predictor_cls._create_paddlex_predictor)
+    # The engine module may already be loaded (paddleocr imports paddlex eagerly in some paths).
+    if (
+        "paddlex.inference.models.engines.paddle" in sys.modules
+        and "paddlex_engine" not in _applied
+    ):
+        _patch_paddlex_engine()
+        _applied.add("paddlex_engine")
+
+
+# --- PaddleX runner layer -------------------------------------------------------------------
+
+
+def _patch_paddlex_engine() -> None:
+    from paddlex.inference.models.engines.paddle import PaddleStaticEngine
+
+    from ..integration.runner_factory import build_runner, is_our_runner
+
+    original_builder_factory = PaddleStaticEngine.get_default_runner_builder
+    original_validate = PaddleStaticEngine.validate_runner
+    if getattr(original_builder_factory, _PATCHED_ATTR, False):
+        return
+
+    @functools.wraps(original_builder_factory)
+    def get_default_runner_builder(self: Any) -> Any:
+        native_builder = original_builder_factory(self)
+
+        def runner_builder(**kwargs: Any) -> Any:
+            return build_runner(native_builder, **kwargs)
+
+        return runner_builder
+
+    @functools.wraps(original_validate)
+    def validate_runner(self: Any, runner: Any) -> None:
+        if is_our_runner(runner):
+            return
+        original_validate(self, runner)
+
+    setattr(get_default_runner_builder, _PATCHED_ATTR, True)
+    PaddleStaticEngine.get_default_runner_builder = get_default_runner_builder
+    PaddleStaticEngine.validate_runner = validate_runner

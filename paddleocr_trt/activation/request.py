@@ -1,0 +1,60 @@
+"""What the user asked for (``use_tensorrt``, ``precision``, device), carried to the runner hook.
+
+On GPU PaddleX passes ``run_mode='trt_fp16'`` down to the runner builder, but on ``device='cpu'``
+PaddleOCR drops ``use_tensorrt`` silently, so the request is also published in a context variable
+while PaddleOCR creates its PaddleX pipeline or predictor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TensorRTRequest:
+    precision: str  # "fp16" | "fp32"
+    device: str | None  # as the user gave it ("gpu", "gpu:0,1", "cpu", None = default)
+
+
+_current: contextvars.ContextVar[TensorRTRequest | None] = contextvars.ContextVar(
+    "paddleocr_trt_request", default=None
+)
+
+
+@contextlib.contextmanager
+def requested(request: TensorRTRequest | None) -> Iterator[None]:
+    token = _current.set(request)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def current() -> TensorRTRequest | None:
+    return _current.get()
+
+
+def from_common_args(common_args: Mapping[str, Any]) -> TensorRTRequest | None:
+    """PaddleOCR's parsed common args (``use_pptrt``/``pptrt_precision``) -> request or None."""
+    if not common_args.get("use_pptrt"):
+        return None
+    return TensorRTRequest(
+        precision=str(common_args.get("pptrt_precision") or "fp32").lower(),
+        device=common_args.get("device"),
+    )
+
+
+def from_engine_config(engine_config: Mapping[str, Any]) -> TensorRTRequest | None:
+    """PaddleX's ``run_mode='trt_fp16'`` (any caller, incl. ``paddlex.create_pipeline``)."""
+    run_mode = str(engine_config.get("run_mode") or "")
+    if not run_mode.startswith("trt_"):
+        return None
+    precision = run_mode[len("trt_") :]
+    device_type = engine_config.get("device_type") or "gpu"
+    device_id = engine_config.get("device_id")
+    device = device_type if device_id is None else f"{device_type}:{device_id}"
+    return TensorRTRequest(precision=precision, device=device)

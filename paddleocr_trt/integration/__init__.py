@@ -1,0 +1,1 @@
+"""Where PaddleX meets this package: per-model decision, TensorRT path, native fallback."""

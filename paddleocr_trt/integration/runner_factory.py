@@ -1,0 +1,120 @@
+"""The runner builder PaddleX calls for every Paddle static model, with our decision inside.
+
+Contract (read in paddlex 3.7 ``engines/paddle.py``): keyword arguments ``model_name``,
+``model_dir``, ``model_config`` (parsed inference.yml), ``engine_config`` (``run_mode``,
+``device_type``, ``device_id``...), ``default_builder``; returns an ``InferenceRunner``.
+Whatever happens in here, the user gets a working runner: TensorRT if possible, else native.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from packaging.version import Version
+
+from ..activation import request as trt_request
+from ..log import get_logger, warn_once
+from ..model_types import ModelFormat, locate_model_files, model_type_from_name
+from .decision import Availability, decide
+from .report import BackendDecision, record
+
+log = get_logger("integration")
+RUNNER_MARK = "__paddleocr_trt_runner__"
+
+
+def is_our_runner(runner: object) -> bool:
+    return bool(getattr(runner, RUNNER_MARK, False))
+
+
+def _paddle_version() -> Version | None:
+    for dist in ("paddlepaddle-gpu", "paddlepaddle"):
+        try:
+            return Version(metadata.version(dist))
+        except (metadata.PackageNotFoundError, ValueError):
+            continue
+    return None
+
+
+def native_engine_config(engine_config: Mapping[str, Any], model_dir: Path | None) -> dict:
+    """Settings under which native Paddle inference works for this model.
+
+    A Paddle-TRT run mode becomes plain Paddle (the user asked for *our* TensorRT, not Paddle's
+    uncached one). On CPU, paddle >= 3.3 crashes in oneDNN on legacy-format PP-OCR det models
+    (``ConvertPirAttribute2RuntimeAttribute``), so oneDNN is not forced on those.
+    """
+    config = dict(engine_config)
+    if str(config.get("run_mode", "")).startswith("trt_"):
+        config["run_mode"] = "paddle"
+    on_cpu = str(config.get("device_type", "")).lower() == "cpu"
+    uses_onednn = config.get("run_mode") in (None, "mkldnn", "mkldnn_bf16")
+    paddle_version = _paddle_version()
+    if on_cpu and uses_onednn and model_dir is not None and paddle_version is not None:
+        try:
+            legacy = locate_model_files(model_dir).format is ModelFormat.LEGACY
+        except Exception:
+            legacy = False
+        if legacy and paddle_version >= Version("3.3"):
+            config["run_mode"] = "paddle"
+            log.info(
+                "oneDNN disabled for %s: paddle %s crashes on legacy models",
+                model_dir,
+                paddle_version,
+            )
+    return config
+
+
+def build_runner(native_builder: Callable[..., Any], **kwargs: Any) -> Any:
+    model_name: str = kwargs["model_name"]
+    model_dir: Path | None = kwargs.get("model_dir")
+    engine_config: Mapping[str, Any] = kwargs.get("engine_config") or {}
+    request = trt_request.current() or trt_request.from_engine_config(engine_config)
+    model_type = model_type_from_name(model_name)
+    if request is None or model_type is None:
+        return native_builder(**kwargs)
+
+    status = decide(request, engine_config)
+    if status.ok and model_dir is not None:
+        try:
+            from .tensorrt_path import tensorrt_runner
+
+            runner = tensorrt_runner(
+                model_name=model_name,
+                model_dir=Path(model_dir),
+                model_type=model_type,
+                request=request,
+                engine_config=engine_config,
+                native_factory=lambda: native_builder(
+                    **{**kwargs, "engine_config": native_engine_config(engine_config, model_dir)}
+                ),
+            )
+        except Exception as exc:  # the user's program never breaks because of us
+            status = Availability(
+                False,
+                f"tensorrt-failed:{type(exc).__name__}",
+                f"the TensorRT engine could not be prepared: {exc}",
+            )
+        else:
+            record(
+                BackendDecision(
+                    model_name, str(model_dir), "tensorrt", runner.describe(), request.precision
+                )
+            )
+            return runner
+
+    warn_once(
+        (status.code, model_name),
+        "%s: %s; running native Paddle inference instead.",
+        model_name,
+        status.message(),
+    )
+    record(
+        BackendDecision(
+            model_name, str(model_dir) if model_dir else None, "paddle", status.message(), None
+        )
+    )
+    return native_builder(
+        **{**kwargs, "engine_config": native_engine_config(engine_config, model_dir)}
+    )

@@ -1,0 +1,61 @@
+"""ONNX Runtime runner: checks converted graphs on machines without a GPU, and serves as a
+CPU stand-in for the TensorRT engine in tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ...log import get_logger
+from ..base import BaseRunner
+
+log = get_logger("backend.onnxrt")
+
+
+class OnnxRuntimeRunner(BaseRunner):
+    """One ``onnxruntime.InferenceSession`` over an ONNX file; CPU provider unless told."""
+
+    backend = "onnxruntime"
+
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        *,
+        providers: Sequence[str] | None = None,
+        name: str | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.onnx_path = Path(onnx_path)
+        super().__init__(name or self.onnx_path.stem)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # initializer clean-up chatter is not the user's concern
+        self._session = ort.InferenceSession(
+            str(self.onnx_path),
+            options,
+            providers=list(providers) if providers else ["CPUExecutionProvider"],
+        )
+        self.input_names: list[str] = [i.name for i in self._session.get_inputs()]
+        self.output_names: list[str] = [o.name for o in self._session.get_outputs()]
+        self.providers: list[str] = list(self._session.get_providers())
+        log.debug("onnxruntime runner %s: %s on %s", self.name, self.onnx_path, self.providers)
+
+    def infer(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if self._closed:
+            raise RuntimeError(f"{self!r} is closed")
+        if len(inputs) != len(self.input_names):
+            raise ValueError(
+                f"{self.name}: model takes {len(self.input_names)} input(s) {self.input_names}, "
+                f"got {len(inputs)}"
+            )
+        feed = {
+            name: np.ascontiguousarray(array)
+            for name, array in zip(self.input_names, inputs, strict=True)
+        }
+        return list(self._session.run(self.output_names, feed))
+
+    def close(self) -> None:
+        self._session = None
+        super().close()

@@ -110,7 +110,7 @@ def test_repair_pass_makes_rejected_graph_valid_and_correct(tmp_path: Path, opse
     model = _scalar_concat_reshape_model(opset)
     broken = tmp_path / "broken.onnx"
     onnx.save(model, str(broken))
-    with pytest.raises(Exception, match="same rank|rank"):
+    with pytest.raises(Exception, match="must have same rank"):
         ort.InferenceSession(str(broken), providers=["CPUExecutionProvider"])
 
     repairs = repair_model(model)

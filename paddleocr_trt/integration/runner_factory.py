@@ -75,6 +75,9 @@ def build_runner(native_builder: Callable[..., Any], **kwargs: Any) -> Any:
     if request is None or model_type is None:
         return native_builder(**kwargs)
 
+    if model_dir is not None:
+        # Say precisely what is wrong with a broken model dir, before Paddle fails obscurely.
+        locate_model_files(model_dir)
     status = decide(request, engine_config)
     if status.ok and model_dir is not None:
         try:

@@ -85,20 +85,21 @@ def test_scalar_concat_repair_is_applied_and_recorded(
 
 
 def _scalar_concat_reshape_model(opset: int) -> onnx.ModelProto:
-    """x[N,2,3] -> reshape to concat(shape(x)[0] (0-D), [6] (1-D)): paddle2onnx's pattern."""
+    """x[N,2,3] -> reshape to concat([1], shape(x)[0] (0-D), [6]): paddle2onnx's pattern."""
     nodes = [
         helper.make_node("Shape", ["x"], ["shape"]),
         helper.make_node("Gather", ["shape", "zero"], ["batch"], axis=0),  # 0-D
-        helper.make_node("Concat", ["batch", "six"], ["target"], axis=0),
+        helper.make_node("Concat", ["one", "batch", "six"], ["target"], axis=0),
         helper.make_node("Reshape", ["x", "target"], ["y"]),
     ]
     graph = helper.make_graph(
         nodes,
         "scalar_concat",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2, 3])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "n", 6])],
         initializer=[
             numpy_helper.from_array(np.array(0, dtype=np.int64), "zero"),
+            numpy_helper.from_array(np.array([1], dtype=np.int64), "one"),
             numpy_helper.from_array(np.array([6], dtype=np.int64), "six"),
         ],
     )
@@ -123,7 +124,7 @@ def test_repair_pass_makes_rejected_graph_valid_and_correct(tmp_path: Path, opse
     session = ort.InferenceSession(str(fixed), providers=["CPUExecutionProvider"])
     x = np.arange(5 * 2 * 3, dtype=np.float32).reshape(5, 2, 3)
     (y,) = session.run(None, {"x": x})
-    np.testing.assert_array_equal(y, x.reshape(5, 6))
+    np.testing.assert_array_equal(y, x.reshape(1, 5, 6))
 
 
 def _assert_failure(

@@ -19,7 +19,7 @@ from ..activation import request as trt_request
 from ..log import get_logger, warn_once
 from ..model_types import ModelFormat, locate_model_files, model_type_from_name
 from .decision import Availability, decide
-from .report import BackendDecision, record
+from .report import BackendDecision, TimedRunner, record
 
 log = get_logger("integration")
 RUNNER_MARK = "__paddleocr_trt_runner__"
@@ -105,7 +105,7 @@ def build_runner(native_builder: Callable[..., Any], **kwargs: Any) -> Any:
                     model_name, str(model_dir), "tensorrt", runner.describe(), request.precision
                 )
             )
-            return runner
+            return TimedRunner(runner, model_name, "tensorrt")
 
     warn_once(
         (status.code, model_name),
@@ -118,6 +118,7 @@ def build_runner(native_builder: Callable[..., Any], **kwargs: Any) -> Any:
             model_name, str(model_dir) if model_dir else None, "paddle", status.message(), None
         )
     )
-    return native_builder(
+    native = native_builder(
         **{**kwargs, "engine_config": native_engine_config(engine_config, model_dir)}
     )
+    return TimedRunner(native, model_name, "paddle")

@@ -198,6 +198,18 @@ def test_existing_output_is_untouched_when_conversion_fails(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["det.onnx"]
 
 
+@pytest.mark.slow
+def test_relative_model_dir_and_output_path(
+    ocr_models: OCRModelSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ocr_models.cls.parent)
+    relative_out = os.path.relpath(tmp_path / "rel" / "cls.onnx")
+    result = convert_to_onnx(ocr_models.cls.name, relative_out, "cls")
+    assert result.onnx_path == (tmp_path / "rel" / "cls.onnx").resolve()
+    assert result.onnx_path.is_file()
+    assert [p.name for p in (tmp_path / "rel").iterdir()] == ["cls.onnx"]
+
+
 def test_bad_model_dirs_raise_model_dir_error(ocr_models: OCRModelSet, tmp_path: Path) -> None:
     out = tmp_path / "out" / "m.onnx"
     with pytest.raises(ModelDirError, match="does not exist"):

@@ -20,7 +20,7 @@ from paddleocr_trt.model_types import ModelType
 from paddleocr_trt.testing.images import SampleImage
 from paddleocr_trt.testing.models import OCRModelSet
 
-ATOL = 1e-4  # fp32 vs fp32; observed differences are ~1e-6
+ATOL = 5e-4  # fp32 vs fp32 probabilities; observed up to 7e-5 (rec 4x3x48x640, this CPU)
 _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 

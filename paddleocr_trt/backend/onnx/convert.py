@@ -121,7 +121,8 @@ def convert_to_onnx(
     ``ConversionError`` when the model cannot be converted into a graph that passes the checks.
     """
     mtype = ModelType.parse(model_type)
-    files = locate_model_files(model_dir)
+    # Absolute paths: the child runs with its work dir as cwd.
+    files = locate_model_files(Path(model_dir).expanduser().resolve())
     output = Path(output_path).expanduser().resolve()
     opset = int(opset or DEFAULT_OPSET)
     versions = converter_versions()

@@ -261,13 +261,19 @@ def _run_worker(
         _, stderr = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
-        proc.communicate()
+        _, stderr = proc.communicate()
         status = _read_status(status_path)
         during = f" during '{status['step']}'" if status.get("step") else ""
         raise _Failure(
             STEP_TIMEOUT,
-            f"paddle2onnx child process exceeded {timeout_s:g} s{during} and was killed",
+            f"paddle2onnx child process exceeded {timeout_s:g} s{during} and was killed"
+            + _stderr_tail(stderr),
         ) from None
+    except BaseException:
+        # KeyboardInterrupt etc.: the child is in its own session and would outlive us.
+        _kill_group(proc)
+        proc.communicate()
+        raise
     status = _read_status(status_path)
     if proc.returncode == 0 and status.get("step") == "done":
         return
@@ -276,10 +282,12 @@ def _run_worker(
         reason = f"{status['error']}\n{status.get('traceback', '')[-1500:]}".strip()
     else:
         reason = f"child process exited with code {proc.returncode} (crashed or killed)"
-    tail = _ANSI.sub("", stderr.decode("utf-8", "replace")).strip()[-2000:]
-    if tail:
-        reason += f"\n--- stderr tail ---\n{tail}"
-    raise _Failure(step, reason)
+    raise _Failure(step, reason + _stderr_tail(stderr))
+
+
+def _stderr_tail(stderr: bytes | None) -> str:
+    tail = _ANSI.sub("", (stderr or b"").decode("utf-8", "replace")).strip()[-2000:]
+    return f"\n--- stderr tail ---\n{tail}" if tail else ""
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -176,6 +176,24 @@ def test_corrupt_pir_program_fails_at_export(ocr_models_pir: OCRModelSet, tmp_pa
     assert _all_entries(out_dir) == []
 
 
+@pytest.mark.slow
+def test_truncated_weights_are_caught_by_the_paddle_reference(
+    ocr_models_pir: OCRModelSet, tmp_path: Path
+) -> None:
+    # paddle2onnx 2.1.0 exports this without complaint; only running the model exposes it.
+    bad = tmp_path / "truncated_weights_cls"
+    bad.mkdir()
+    shutil.copy2(ocr_models_pir.cls / "inference.json", bad / "inference.json")
+    params = (ocr_models_pir.cls / "inference.pdiparams").read_bytes()
+    (bad / "inference.pdiparams").write_bytes(params[: len(params) // 5])
+    out_dir = tmp_path / "out"
+
+    with pytest.raises(ConversionError) as excinfo:
+        convert_to_onnx(bad, out_dir / "cls.onnx", "cls")
+    _assert_failure(excinfo, bad, "classification", "reference")
+    assert _all_entries(out_dir) == []
+
+
 def test_timeout_kills_the_child_and_leaves_nothing(
     ocr_models: OCRModelSet, tmp_path: Path
 ) -> None:

@@ -174,7 +174,7 @@ def dispatch_checks(major: int) -> dict[str, Any]:
         adapter._api(flag, trt)  # each decided flag must resolve on this version
 
     log = adapter.recording_logger(trt)
-    log.clear_errors()
+    log.reset_errors()
     log.log(trt.ILogger.Severity.ERROR, "Requested amount of GPU memory could not be allocated")
     log.log(trt.ILogger.Severity.WARNING, "not an error")
     recorded = log.recorded_errors()

@@ -29,7 +29,7 @@ from ...errors import (
     TensorRTUnavailableError,
 )
 from ...log import get_logger, warn_once
-from ...profiles import Profile, ShapeNotCoveredError
+from ...profiles import Profile, ShapeNotCoveredError, ShapeProfile
 from .config import BuildSettings
 
 logger = get_logger("trt")
@@ -301,7 +301,18 @@ def _set(obj: Any, name: str, value: Any) -> None:
 
 
 #: The functions allowed to use getattr/setattr/importlib (the AST test enforces this).
-ACCESSORS = ("load_tensorrt", "major_version", "_resolve", "_call", "_get", "_set", "_entry")
+ACCESSORS = (
+    "load_tensorrt",
+    "major_version",
+    "_entry",
+    "_resolve",
+    "_api",
+    "_has",
+    "_new",
+    "_call",
+    "_get",
+    "_set",
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,9 +366,11 @@ def fp16_needs_fp16_onnx(trt: Any | None = None) -> bool:
 
 
 def decide_device_memory_property(trt: Any) -> str | None:
-    for name in ("ICudaEngine.device_memory_size_v2", "ICudaEngine.device_memory_size"):
-        if _has(name, trt):
-            return name
+    """``device_memory_size_v2`` (10.x later releases, 11.x), else the 10.x original."""
+    if _has("ICudaEngine.device_memory_size_v2", trt):
+        return "ICudaEngine.device_memory_size_v2"
+    if _has("ICudaEngine.device_memory_size", trt):
+        return "ICudaEngine.device_memory_size"
     return None
 
 
@@ -409,10 +422,10 @@ def _logger_class(trt: Any) -> type:
             logger.log(to_py.get(severity, 10), "TensorRT: %s", msg)
 
         def recorded_errors(self) -> list[str]:
-            """Errors logged on the calling thread since :meth:`clear_errors`."""
+            """Errors logged on the calling thread since :meth:`reset_errors`."""
             return list(self._errors())
 
-        def clear_errors(self) -> None:
+        def reset_errors(self) -> None:
             self._errors().clear()
 
     return RecordingLogger
@@ -538,6 +551,10 @@ def _pin_layers_fp32(network: Any, patterns: Sequence[str]) -> list[str]:
     return pinned
 
 
+def _profile_dims(sp: ShapeProfile) -> tuple[Any, Any, Any]:
+    return _new("Dims", sp.min), _new("Dims", sp.opt), _new("Dims", sp.max)
+
+
 def _add_profiles(
     builder: Any, config: Any, profiles: Sequence[Profile], inputs: Mapping[str, Sequence[int]]
 ) -> None:
@@ -547,15 +564,7 @@ def _add_profiles(
             raise EngineBuildError(f"optimization profile {idx} lacks inputs {sorted(missing)}")
         opt_profile = _call(builder, "Builder.create_optimization_profile")
         for name in inputs:
-            sp = prof[name]
-            _call(
-                opt_profile,
-                "IOptimizationProfile.set_shape",
-                name,
-                _new("Dims", sp.min),
-                _new("Dims", sp.opt),
-                _new("Dims", sp.max),
-            )
+            _call(opt_profile, "IOptimizationProfile.set_shape", name, *_profile_dims(prof[name]))
         _call(config, "IBuilderConfig.add_optimization_profile", opt_profile)
 
 
@@ -589,7 +598,7 @@ def build_serialized_engine(
     version = tensorrt_version(trt)
     log = recording_logger(trt)
     what = f"TensorRT {version} engine build"
-    log.clear_errors()
+    log.reset_errors()
     try:
         builder = _new("Builder", log)
     except (TypeError, RuntimeError) as exc:
@@ -623,7 +632,7 @@ def build_serialized_engine(
     if settings.progress:
         _set(config, "IBuilderConfig.progress_monitor", progress_monitor(trt))
 
-    log.clear_errors()
+    log.reset_errors()
     try:
         plan = _call(builder, "Builder.build_serialized_network", network, config)
     except MemoryError as exc:
@@ -662,7 +671,13 @@ class Engine:
         self._runtime = runtime
         self._engine = engine
         self._log = log
-        self.tensors = _engine_tensors(engine)
+        names = [
+            str(_call(engine, "ICudaEngine.get_tensor_name", i))
+            for i in range(int(_get(engine, "ICudaEngine.num_io_tensors")))
+        ]
+        self.tensors = [_tensor_info(engine, n) for n in names]
+        self.input_names = [n for n, t in zip(names, self.tensors, strict=True) if t.is_input]
+        self.output_names = [n for n, t in zip(names, self.tensors, strict=True) if not t.is_input]
 
     @property
     def inputs(self) -> list[TensorInfo]:
@@ -679,11 +694,11 @@ class Engine:
     def profile_shapes(self, index: int) -> dict[str, tuple[tuple[int, ...], ...]]:
         """{input: (min, opt, max)} of profile ``index`` as stored in the engine."""
         return {
-            t.name: tuple(
+            n: tuple(
                 tuple(d)
-                for d in _call(self._engine, "ICudaEngine.get_tensor_profile_shape", t.name, index)
+                for d in _call(self._engine, "ICudaEngine.get_tensor_profile_shape", n, index)
             )
-            for t in self.inputs
+            for n in self.input_names
         }
 
     def device_memory_size(self) -> int | None:
@@ -705,24 +720,18 @@ class Engine:
                 f"cannot select optimization profile {profile_index}: "
                 + "; ".join(self._log.recorded_errors()[-5:])
             )
-        return TrtEnqueuer(ctx, self.inputs, self.outputs, self._log)
+        return TrtEnqueuer(ctx, self.input_names, self.output_names, self._log)
 
 
-def _engine_tensors(engine: Any) -> list[TensorInfo]:
-    input_mode = _api("TensorIOMode.INPUT")
-    nptype = _api("nptype")
-    out = []
-    for i in range(int(_get(engine, "ICudaEngine.num_io_tensors"))):
-        name = str(_call(engine, "ICudaEngine.get_tensor_name", i))
-        out.append(
-            TensorInfo(
-                name=name,
-                is_input=_call(engine, "ICudaEngine.get_tensor_mode", name) == input_mode,
-                dtype=np.dtype(nptype(_call(engine, "ICudaEngine.get_tensor_dtype", name))),
-                shape=tuple(int(d) for d in _call(engine, "ICudaEngine.get_tensor_shape", name)),
-            )
-        )
-    return out
+def _tensor_info(engine: Any, name: str) -> TensorInfo:
+    mode = _call(engine, "ICudaEngine.get_tensor_mode", name)
+    trt_dtype = _call(engine, "ICudaEngine.get_tensor_dtype", name)
+    return TensorInfo(
+        name=name,
+        is_input=mode == _api("TensorIOMode.INPUT"),
+        dtype=np.dtype(_api("nptype")(trt_dtype)),
+        shape=tuple(int(d) for d in _call(engine, "ICudaEngine.get_tensor_shape", name)),
+    )
 
 
 def deserialize_engine(plan: bytes) -> Engine | None:
@@ -730,7 +739,7 @@ def deserialize_engine(plan: bytes) -> Engine | None:
     a cache miss, never a crash."""
     trt = load_tensorrt()
     log = recording_logger(trt)
-    log.clear_errors()
+    log.reset_errors()
     try:
         runtime = _new("Runtime", log)
         engine = _call(runtime, "Runtime.deserialize_cuda_engine", bytes(plan))
@@ -753,13 +762,13 @@ class TrtEnqueuer:
     def __init__(
         self,
         context: Any,
-        inputs: Sequence[TensorInfo],
-        outputs: Sequence[TensorInfo],
+        input_names: Sequence[str],
+        output_names: Sequence[str],
         log: Any,
     ) -> None:
         self._ctx = context
-        self._in = [t.name for t in inputs]
-        self._out = [t.name for t in outputs]
+        self._in = list(input_names)
+        self._out = list(output_names)
         self._log = log
 
     def set_input_shapes(self, shapes: Sequence[tuple[int, ...]]) -> list[tuple[int, ...]]:
@@ -788,7 +797,7 @@ class TrtEnqueuer:
                 raise EngineExecutionError(f"TensorRT refused the device address of {name!r}")
 
     def enqueue(self, stream_handle: int) -> None:
-        self._log.clear_errors()
+        self._log.reset_errors()
         if not _call(self._ctx, "IExecutionContext.execute_async_v3", int(stream_handle)):
             raise _failure(
                 "TensorRT execute_async_v3", self._log.recorded_errors(), EngineExecutionError

@@ -1,0 +1,323 @@
+"""The adapter's TensorRT uses, checked against the real TensorRT 10.x and 11.x Python bindings.
+
+Fetches the bindings wheels (cached in .cache/trt-bindings/), compiles stub libnvinfer & co, and
+imports the real ``tensorrt`` of each version in a subprocess (tests/trt_api/probe.py). Never
+skips: without PyPI access it fails and says so. A static scan of adapter.py proves every
+TensorRT access goes through the TRT_API manifest that the subprocess checks.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bindings_env import BINDINGS, BindingsUnavailable, cache_root, prepare
+
+from paddleocr_trt.backend.trt import adapter
+
+pytestmark = pytest.mark.trt_api
+
+ADAPTER_PATH = Path(adapter.__file__)
+PROBE = Path(__file__).with_name("probe.py")
+ACCESSOR_CALLS = {"_api": 0, "_has": 0, "_new": 0, "_call": 1, "_get": 1, "_set": 1}
+REFLECTION = {"getattr", "setattr", "hasattr", "delattr", "__import__", "eval", "exec"}
+#: Accessor calls whose name is computed, each proven elsewhere: the BuilderFlag names come
+#: from decide_builder_flags (resolved on both versions by the probe); the device-memory
+#: property from decide_device_memory_property (same).
+DYNAMIC_NAME_SITES = {("build_serialized_engine", "_api"), ("device_memory_size", "_get")}
+
+
+@pytest.fixture(scope="module", params=sorted(BINDINGS), ids=lambda m: f"trt{m}")
+def probe(request: pytest.FixtureRequest) -> dict[str, Any]:
+    try:
+        env = prepare(request.param)
+    except BindingsUnavailable as exc:
+        pytest.fail(f"TensorRT {request.param}.x bindings unavailable: {exc}", pytrace=False)
+    proc = subprocess.run(
+        [sys.executable, str(PROBE)],
+        env=env.environ(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, f"probe failed for {env.version}:\n{proc.stderr[-4000:]}"
+    result = json.loads(proc.stdout)
+    assert result["version"] == env.version
+    return result
+
+
+def test_every_manifest_entry_exists_with_the_used_signature(probe: dict[str, Any]) -> None:
+    assert probe["problems"] == []
+    declared = [n for n, e in adapter.TRT_API.items() if probe["major"] in e.versions]
+    assert sorted(probe["checked"] + probe["optional_missing"]) == sorted(declared)
+    line = f"checked TensorRT {probe['version']} ({len(probe['checked'])} names)"
+    sys.stdout.write(line + "\n")
+    record = cache_root() / f"conformance-{probe['version']}.json"
+    record.write_text(json.dumps({"summary": line, "checked": probe["checked"]}, indent=1))
+
+
+def test_checker_rejects_wrong_declarations(probe: dict[str, Any]) -> None:
+    assert len(probe["selftest_caught"]) == probe["selftest_total"], probe["selftest_caught"]
+
+
+def test_removed_names_are_absent_and_only_declared_for_older_majors(
+    probe: dict[str, Any],
+) -> None:
+    major = probe["major"]
+    expected_absent = sorted(n for n, e in adapter.TRT_API.items() if major in e.absent_in)
+    assert probe["absent_confirmed"] == expected_absent
+    for name in expected_absent:
+        assert major not in adapter.TRT_API[name].versions, name
+    if major == 11:
+        assert "BuilderFlag.FP16" in probe["absent_confirmed"]
+        assert "NetworkDefinitionCreationFlag.EXPLICIT_BATCH" in probe["absent_confirmed"]
+
+
+def test_version_dispatch_on_real_module(probe: dict[str, Any]) -> None:
+    d = probe["dispatch"]
+    if probe["major"] == 10:
+        assert d["strongly_typed"] is False
+        assert d["network_flags"] == d["explicit_batch_bit"]
+        assert d["flags_fp16_pinned"] == [
+            "BuilderFlag.TF32",
+            "BuilderFlag.FP16",
+            "BuilderFlag.OBEY_PRECISION_CONSTRAINTS",
+        ]
+        assert d["layer_pinning_fp16"] is True
+        assert d["fp16_needs_onnx"] is False
+    else:
+        assert d["strongly_typed"] is True
+        assert d["network_flags"] == d["strongly_typed_bit"]
+        assert d["flags_fp16_pinned"] == ["BuilderFlag.TF32"]
+        assert d["layer_pinning_fp16"] is False
+        assert d["fp16_needs_onnx"] is True
+    assert d["flags_fp32"] == ["BuilderFlag.TF32"]
+    assert d["device_memory_property"] == "ICudaEngine.device_memory_size_v2"
+
+
+def test_adapter_paths_runnable_without_libraries(probe: dict[str, Any]) -> None:
+    """The real classes, driven by the adapter, with factories that return nullptr."""
+    d = probe["dispatch"]
+    assert d["logger_errors"] == ["Requested amount of GPU memory could not be allocated"]
+    assert d["logger_oom"] is True
+    assert d["monitor_continues"] is True
+    assert d["nptype_float32"] == "float32"
+    assert d["dims"] == [2, 3, 48, 320]
+    # A failed Builder becomes EngineBuildError; an unloadable plan a cache miss (None).
+    assert d["build_with_stub_libs"].startswith("EngineBuildError: TensorRT ")
+    assert "cannot create a Builder" in d["build_with_stub_libs"]
+    assert d["deserialize_garbage"] == "None"
+
+
+# ---------------------------------------------------------------------------------------------
+# Static scan: no TensorRT access outside the manifest
+# ---------------------------------------------------------------------------------------------
+def _functions(tree: ast.AST) -> list[tuple[str, ast.AST]]:
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            out.append((node.name, node))
+    return out
+
+
+def _enclosing(tree: ast.Module) -> dict[int, str]:
+    """id(node) -> name of the innermost function containing it."""
+    owner: dict[int, str] = {}
+
+    def visit(node: ast.AST, fn: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            name = child.name if isinstance(child, (ast.FunctionDef, ast.ClassDef)) else fn
+            owner[id(child)] = name if isinstance(child, ast.FunctionDef) else fn
+            visit(child, name if isinstance(child, ast.FunctionDef) else fn)
+
+    visit(tree, "<module>")
+    return owner
+
+
+def _root(node: ast.expr) -> ast.expr:
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+        node = node.value if not isinstance(node, ast.Call) else node.func
+    return node
+
+
+def _safe_names(tree: ast.Module) -> set[str]:
+    """Names that never hold TensorRT objects: imports (tensorrt is never imported by name),
+    module-level values made by imported callables, classes defined in the adapter."""
+    safe: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            safe |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            safe |= {a.asname or a.name for a in node.names}
+        elif isinstance(node, ast.ClassDef):
+            safe.add(node.name)
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            root = _root(node.value.func)
+            if isinstance(root, ast.Name) and root.id in safe:
+                safe |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    return safe
+
+
+def _is_private_self(node: ast.expr) -> bool:
+    """``self._x``: an attribute the adapter's classes define (TensorRT names are public)."""
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "self"
+    )
+
+
+BUILTINS = {"list", "dict", "set", "tuple", "str", "int", "bool", "bytes", "float", "sorted"}
+LITERALS = (ast.List, ast.Dict, ast.Set, ast.Tuple, ast.ListComp, ast.DictComp, ast.SetComp)
+
+
+def _safe_locals(fn: ast.FunctionDef, safe: set[str]) -> set[str]:
+    """Locals bound to literals, builtins' results or safe callables' results."""
+    out = set()
+    for node in ast.walk(fn):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            value = node.value
+            ok = isinstance(value, (*LITERALS, ast.Constant, ast.JoinedStr))
+            if isinstance(value, ast.Call):
+                root = _root(value.func)
+                ok = isinstance(root, ast.Name) and (
+                    root.id in safe
+                    or root.id in BUILTINS
+                    # the adapter's own private helpers on self (self._errors())
+                    or (_is_private_self(value.func))
+                )
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if ok:
+                out |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return out
+
+
+def _safe_params(fn: ast.FunctionDef, safe_types: set[str]) -> set[str]:
+    """Parameters annotated with a non-TensorRT type (an adapter/package class, str, int...)."""
+    out = set()
+    for arg in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]:
+        ann = arg.annotation
+        names = {n.id for n in ast.walk(ann) if isinstance(n, ast.Name)} if ann else set()
+        if names and "Any" not in names and names <= safe_types:
+            out.add(arg.arg)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trt_names(probe: dict[str, Any]) -> set[str]:
+    return set(probe["public_names"])
+
+
+def scan_adapter_source(source: str, trt_names: set[str]) -> list[str]:
+    """Every way ``source`` reaches TensorRT other than through the declared accessors."""
+    tree = ast.parse(source)
+    owner = _enclosing(tree)
+    safe = _safe_names(tree)
+    builtin_types = {"str", "int", "bool", "float", "bytes", "None", "Sequence", "Mapping"}
+    safe_types = safe | builtin_types | {"Path", "BuildSettings", "Profile"}
+    fn_safe = {
+        id(fn): _safe_params(fn, safe_types) | _safe_locals(fn, safe) for _, fn in _functions(tree)
+    }
+    fn_by_name = {name: fn for name, fn in _functions(tree)}
+    problems: list[str] = []
+
+    for node in ast.walk(tree):
+        fn_name = owner.get(id(node), "<module>")
+        if fn_name in adapter.ACCESSORS:
+            continue  # the accessors are where TensorRT is reached, by declared name
+        # 1. accessor names are declared manifest entries
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            func = node.func.id
+            if func in ACCESSOR_CALLS and fn_name not in adapter.ACCESSORS:
+                pos = ACCESSOR_CALLS[func]
+                arg = node.args[pos] if len(node.args) > pos else None
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    if arg.value not in adapter.TRT_API:
+                        problems.append(f"line {node.lineno}: {arg.value!r} not in TRT_API")
+                elif (fn_name, func) not in DYNAMIC_NAME_SITES:
+                    problems.append(f"line {node.lineno}: {func}() with a computed name")
+            # 2. reflection only inside the accessors
+            if func in REFLECTION and fn_name not in adapter.ACCESSORS:
+                problems.append(f"line {node.lineno}: {func}() outside the accessors")
+        # 3. no TensorRT attribute on anything that may hold a TensorRT object
+        if isinstance(node, ast.Attribute) and not node.attr.startswith("_"):
+            if node.attr not in trt_names:
+                continue
+            root = _root(node.value)
+            if isinstance(root, ast.Name):
+                fn = fn_by_name.get(fn_name)
+                params = fn_safe.get(id(fn), set()) if fn is not None else set()
+                if root.id in safe or root.id in params:
+                    continue
+                if root.id == "self" and isinstance(node.value, ast.Name):
+                    continue  # the adapter's own classes' attributes (checked: rule 4)
+                if _is_private_self(node.value) or (
+                    isinstance(node.value, ast.Call) and _is_private_self(node.value.func)
+                ):
+                    continue
+            problems.append(f"line {node.lineno}: .{node.attr} is a TensorRT name reached directly")
+        # 4. the adapter's classes derive from TensorRT only via _api(), and their methods
+        #    named like TensorRT members are declared overrides
+        if isinstance(node, ast.ClassDef) and node.bases:
+            fn = fn_by_name.get(fn_name)
+            bases = {}
+            for stmt in ast.walk(fn) if fn is not None else []:
+                if (
+                    isinstance(stmt, ast.Assign)
+                    and isinstance(stmt.value, ast.Call)
+                    and isinstance(stmt.value.func, ast.Name)
+                    and stmt.value.func.id == "_api"
+                ):
+                    for t in stmt.targets:
+                        if isinstance(t, ast.Name):
+                            bases[t.id] = stmt.value.args[0].value
+            for base in node.bases:
+                if isinstance(base, ast.Name) and base.id in safe:
+                    continue  # an exception or dataclass base from the package
+                trt_base = bases.get(base.id) if isinstance(base, ast.Name) else None
+                if trt_base is None:
+                    problems.append(f"line {node.lineno}: class {node.name} has a foreign base")
+                    continue
+                for item in node.body:
+                    if (
+                        isinstance(item, ast.FunctionDef)
+                        and not item.name.startswith("_")
+                        and item.name in trt_names
+                        and adapter.TRT_API.get(f"{trt_base}.{item.name}", None) is None
+                    ):
+                        problems.append(f"{node.name}.{item.name}: undeclared override")
+        # 5. tensorrt is imported by name only in load_tensorrt
+        if isinstance(node, ast.Constant) and node.value == "tensorrt":
+            problems.append(f"line {node.lineno}: 'tensorrt' outside load_tensorrt")
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            mods = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+            if any(m.split(".")[0] == "tensorrt" for m in mods):
+                problems.append(f"line {node.lineno}: direct tensorrt import")
+    return problems
+
+
+def test_adapter_reaches_tensorrt_only_through_the_manifest(trt_names: set[str]) -> None:
+    problems = scan_adapter_source(ADAPTER_PATH.read_text(encoding="utf-8"), trt_names)
+    assert not problems, "\n".join(problems)
+
+
+def test_static_scan_catches_a_direct_access(trt_names: set[str]) -> None:
+    """The scan must flag the ways a developer would bypass the manifest."""
+    source = ADAPTER_PATH.read_text(encoding="utf-8")
+    for snippet in (
+        "def f(ctx):\n    ctx.execute_async_v3(0)\n",
+        "def f(trt):\n    return trt.BuilderFlag.TF32\n",
+        "def f(layer):\n    layer.get_output(0)\n",
+        "def f(o):\n    return getattr(o, 'num_layers')\n",
+        "def f(o):\n    return _call(o, 'INetworkDefinition.add_convolution_nd', 1)\n",
+        "import tensorrt\n",
+        "def f(b):\n    class L(b):\n        def log(self, s, m):\n            pass\n",
+    ):
+        assert scan_adapter_source(source + "\n" + snippet, trt_names), snippet

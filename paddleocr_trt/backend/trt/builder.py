@@ -1,0 +1,143 @@
+"""Build an engine file from an ONNX model: FP16 path per TensorRT version, timing cache, OOM
+back-off (halve the workspace and retry), atomic write."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...errors import EngineBuildError, OutOfMemoryError
+from ...log import get_logger
+from ...profiles import Profile
+from . import adapter
+from .config import BuildSettings
+
+logger = get_logger("trt.builder")
+
+MIN_WORKSPACE_BYTES = 128 << 20
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    plan_path: Path
+    seconds: float
+    plan_bytes: int
+    precision: str  # as the adapter reports it: fp32 | fp16-flag | fp16-onnx
+    pinned_layers: tuple[str, ...]
+    workspace_bytes: int  # the workspace of the successful attempt
+    attempts: int
+    tensorrt_version: str
+    timing_cache_path: Path | None
+    onnx_path: Path  # the ONNX actually built (the fp16 one on 11.x FP16)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def timing_cache_file(timing_cache_dir: Path, gpu_tag: str = "") -> Path:
+    """One timing cache per TensorRT version (and GPU, when the caller names it)."""
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{adapter.tensorrt_version()}-{gpu_tag}".strip("-"))
+    return Path(timing_cache_dir) / f"timing-{tag}.cache"
+
+
+def build_engine(
+    onnx_path: str | Path,
+    out_path: str | Path,
+    settings: BuildSettings,
+    profiles: Sequence[Profile],
+    *,
+    timing_cache_dir: str | Path | None = None,
+    fp16_onnx_path: str | Path | None = None,
+    gpu_tag: str = "",
+) -> BuildResult:
+    """Build ``onnx_path`` into ``out_path``.
+
+    FP16: TensorRT 10.x sets the FP16 builder flag on the fp32 ONNX (and pins
+    ``settings.fp32_layers``); 11.x builds a strongly typed network from an fp16 ONNX, taken from
+    ``fp16_onnx_path`` or, when absent, converted here with ``settings.fp32_layers`` kept fp32.
+    On a builder OOM the workspace is halved and the build retried (down to 128 MiB).
+    """
+    onnx_path, out_path = Path(onnx_path), Path(out_path)
+    source = onnx_path
+    if settings.precision == "fp16" and adapter.fp16_needs_fp16_onnx():
+        if fp16_onnx_path is None:
+            from ..onnx.fp16 import convert_to_fp16
+
+            fp16_onnx_path = convert_to_fp16(
+                onnx_path,
+                out_path.with_suffix(".fp16.onnx"),
+                keep_fp32_nodes=settings.fp32_layers,
+            )
+        source = Path(fp16_onnx_path)
+        logger.info("TensorRT %s: FP16 from the fp16 ONNX %s", adapter.tensorrt_version(), source)
+
+    cache_path = None
+    cache_bytes = None
+    if timing_cache_dir is not None:
+        cache_path = timing_cache_file(Path(timing_cache_dir), gpu_tag)
+        if cache_path.is_file():
+            cache_bytes = cache_path.read_bytes()
+
+    start = time.perf_counter()
+    attempt_settings, attempts = settings, 0
+    while True:
+        attempts += 1
+        try:
+            out = adapter.build_serialized_engine(
+                source, attempt_settings, profiles, timing_cache=cache_bytes
+            )
+            break
+        except OutOfMemoryError as exc:
+            half = attempt_settings.workspace_bytes // 2
+            if half < MIN_WORKSPACE_BYTES:
+                raise OutOfMemoryError(
+                    f"engine build for {onnx_path.name} ran out of GPU memory even with a "
+                    f"{attempt_settings.workspace_bytes >> 20} MiB workspace: {exc}"
+                ) from exc
+            logger.warning(
+                "engine build for %s ran out of GPU memory with a %d MiB workspace; retrying "
+                "with %d MiB",
+                onnx_path.name,
+                attempt_settings.workspace_bytes >> 20,
+                half >> 20,
+            )
+            attempt_settings = attempt_settings.with_workspace(half)
+    seconds = time.perf_counter() - start
+    if not out.plan:
+        raise EngineBuildError(f"engine build for {onnx_path.name} returned an empty plan")
+    _write_atomic(out_path, out.plan)
+    if cache_path is not None and out.timing_cache:
+        _write_atomic(cache_path, out.timing_cache)
+    logger.info(
+        "built %s (%s, %.1f MiB) in %.1f s",
+        out_path.name,
+        out.precision,
+        len(out.plan) / (1 << 20),
+        seconds,
+    )
+    return BuildResult(
+        plan_path=out_path,
+        seconds=seconds,
+        plan_bytes=len(out.plan),
+        precision=out.precision,
+        pinned_layers=out.pinned_layers,
+        workspace_bytes=attempt_settings.workspace_bytes,
+        attempts=attempts,
+        tensorrt_version=out.tensorrt_version,
+        timing_cache_path=cache_path,
+        onnx_path=source,
+    )

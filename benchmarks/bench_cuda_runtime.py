@@ -132,6 +132,34 @@ def test_executor_call_overhead(benchmark, graphs: bool) -> None:
     )
 
 
+@pytest.mark.parametrize("graphs", [False, True], ids=["eager", "cuda_graph"])
+def test_executor_many_small_kernels(benchmark, graphs: bool) -> None:
+    """100 tiny kernel launches per call, like an engine of many small layers."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "gpu"))
+    from cuda_test_kernels import AffineKernelEnqueuer
+
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    enq = AffineKernelEnqueuer(0, repeats=100)
+    with CudaExecutor(enq, input_dtypes=[np.float32], output_dtypes=[np.float32],
+                      use_cuda_graphs=graphs) as ex:  # fmt: skip
+        for _ in range(3):
+            ex.run([x])
+        before = ex.stats
+        benchmark.group = "executor, 100 kernels per call"
+        result = benchmark(ex.run, [x])
+        after = ex.stats
+    np.testing.assert_array_equal(result[0], 2.0 * x + 1.0)
+    calls = after.calls - before.calls
+    benchmark.extra_info.update(
+        {
+            "kind": "executor",
+            "graphs": graphs,
+            "host_us_mean": (after.total_host_s - before.total_host_s) / calls * 1e6,
+            "sync_wait_us_mean": (after.total_sync_wait_s - before.total_sync_wait_s) / calls * 1e6,
+        }
+    )
+
+
 def test_raw_cuda_python_call_floor(benchmark, stream: Stream) -> None:
     """The same H2D + D2D + D2H + sync issued directly: the floor the executor adds to."""
     n = 32
@@ -169,7 +197,7 @@ def summarize(path: str) -> str:
             f"  {size:>13} {direction}             {plain:6.1f}  {pinned:6.1f}  {staged:6.1f}"
             f"  {ratio:12.2f}  {'yes' if ratio >= 0.8 else 'NO'}"
         )
-    lines.append("per-call (tiny tensors)        median us   mean us  host us (executor stats)")
+    lines.append("per-call (tiny tensors)               median us   mean us  host us (stats)")
     for b in data["benchmarks"]:
         info = b["extra_info"]
         if info.get("kind") in ("executor", "raw"):
@@ -177,7 +205,7 @@ def summarize(path: str) -> str:
             host = info.get("host_us_mean")
             host_s = f"{host:8.1f}" if host is not None else "       -"
             lines.append(
-                f"  {name:<30} {b['stats']['median'] * 1e6:8.1f}  {b['stats']['mean'] * 1e6:8.1f}"
+                f"  {name:<36} {b['stats']['median'] * 1e6:8.1f}  {b['stats']['mean'] * 1e6:8.1f}"
                 f"  {host_s}"
             )
     return "\n".join(lines)

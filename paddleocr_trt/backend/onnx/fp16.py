@@ -80,7 +80,7 @@ def ensure_node_names(model: onnx.ModelProto) -> None:
         seen.add(node.name)
 
 
-def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
+def tensor_elem_types(model: onnx.ModelProto) -> dict[str, int]:
     """Element type of every tensor the graph names (after shape inference)."""
     inferred = onnx.shape_inference.infer_shapes(model)
     graph = inferred.graph
@@ -159,7 +159,7 @@ def fp16_node_names(
     types: dict[str, int] | None = None,
 ) -> set[str]:
     """Names of the nodes :func:`convert_to_fp16` would run in fp16 (names must be ensured)."""
-    types = types if types is not None else _elem_types(model)
+    types = types if types is not None else tensor_elem_types(model)
     keep = set(keep_fp32_nodes)
     shape_like = _shape_tensors(model, types)
     constants = _float_constants(model) if keep_out_of_range_weights else {}
@@ -209,7 +209,7 @@ def convert_model_to_fp16(
     unknown = keep - {n.name for n in graph.node}
     if unknown:
         raise ValueError(f"keep_fp32_nodes names no node of this graph: {sorted(unknown)[:5]}")
-    types = _elem_types(model)
+    types = tensor_elem_types(model)
     fp16_nodes = fp16_node_names(
         model, keep, keep_out_of_range_weights=keep_out_of_range_weights, types=types
     )

@@ -1,0 +1,196 @@
+"""``paddleocr-trt cache``: see, check and clean the ONNX/engine cache.
+
+Exit codes: 0 done; 1 entry not found or the cache could not be read/written; 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="cache root (default: $PADDLEOCR_TRT_CACHE_DIR, else ~/.cache/paddleocr_trt)",
+    )
+    parser = subparsers.add_parser(
+        "cache", help="list, inspect and clean cached ONNX files and engines", description=__doc__
+    )
+    parser.set_defaults(func=lambda args: _usage(parser))
+    sub = parser.add_subparsers(dest="cache_command", metavar="SUBCOMMAND")
+
+    p = sub.add_parser("list", parents=[common], help="list entries")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("info", parents=[common], help="show one entry and check its files")
+    p.add_argument("key", metavar="KEY", help="entry digest (a unique prefix is enough)")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("clear", parents=[common], help="remove one entry, or all with --all")
+    p.add_argument("key", metavar="KEY", nargs="?", help="entry digest (or unique prefix)")
+    p.add_argument("--all", action="store_true", help="remove every entry")
+    p.set_defaults(func=cmd_clear)
+
+    p = sub.add_parser("prune", parents=[common], help="remove entries not used for DAYS days")
+    p.add_argument("--older-than", type=float, required=True, metavar="DAYS")
+    p.set_defaults(func=cmd_prune)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return EXIT_USAGE
+
+
+def _cache(args: argparse.Namespace) -> Any:
+    from ..cache.store import EngineCache
+
+    return EngineCache(args.cache_dir)
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True) if args.json else text)
+
+
+def _fail(args: argparse.Namespace, message: str, code: int = EXIT_FAILED) -> int:
+    if args.json:
+        print(json.dumps({"error": message}))
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _when(epoch: float | None) -> str:
+    return "-" if epoch is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))
+
+
+def _guarded(func: Any) -> Any:
+    """Cache problems become one clear line and exit 1, never a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        from ..errors import CacheError
+
+        try:
+            return func(args)
+        except (CacheError, OSError) as exc:
+            return _fail(args, str(exc))
+
+    run.__name__ = func.__name__
+    run.__doc__ = func.__doc__
+    return run
+
+
+@_guarded
+def cmd_list(args: argparse.Namespace) -> int:
+    cache = _cache(args)
+    entries = cache.entries()
+    rows = [e.to_dict() for e in entries]
+    header = ("DIGEST", "KIND", "MODEL", "PRECISION", "SIZE", "CREATED", "LAST USED", "STATUS")
+    table = [header]
+    for entry in entries:
+        key = entry.manifest.get("key") or {}
+        table.append(
+            (
+                entry.digest,
+                entry.kind,
+                str(key.get("model_type", "?")),
+                str(key.get("precision", "?")),
+                _size(entry.size_bytes),
+                _when(entry.created),
+                _when(entry.last_used),
+                "ok" if entry.problem is None else f"BROKEN: {entry.problem}",
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) for row in table]
+    lines = [f"{line}  {row[-1]}" for line, row in zip(lines, table, strict=True)]
+    total = cache.size_bytes()
+    summary = f"{len(entries)} entries, {_size(total)} in {cache.root}"
+    text = "\n".join([*lines, summary]) if entries else f"no entries in {cache.root}"
+    data = {"cache_dir": str(cache.root), "size_bytes": total, "entries": rows}
+    _emit(args, data, text)
+    return EXIT_OK
+
+
+@_guarded
+def cmd_info(args: argparse.Namespace) -> int:
+    cache = _cache(args)
+    entry = cache.info(args.key)
+    if entry is None:
+        return _fail(args, f"no cache entry {args.key!r} in {cache.root}")
+    m = entry.manifest
+    key = m.get("key") or {}
+    rows = [
+        ("digest", entry.digest),
+        ("status", "ok" if entry.problem is None else f"BROKEN: {entry.problem}"),
+        ("path", str(entry.path)),
+        ("artifact", f"{m.get('artifact')} ({_size(entry.size_bytes)})"),
+        ("created", f"{_when(entry.created)} by paddleocr_trt {m.get('package_version')}"),
+        ("build time", f"{entry.build_seconds or 0:.1f} s"),
+        ("last used", _when(entry.last_used)),
+        *((k, json.dumps(v)) for k, v in sorted(key.items())),
+    ]
+    lines = [f"{label + ':':<20}{value}" for label, value in rows]
+    if entry.validation is not None:
+        lines.append(f"{'validation:':<20}{json.dumps(entry.validation)}")
+    _emit(args, entry.to_dict(), "\n".join(lines))
+    return EXIT_OK if entry.problem is None else EXIT_FAILED
+
+
+@_guarded
+def cmd_clear(args: argparse.Namespace) -> int:
+    if bool(args.all) == bool(args.key):
+        return _fail(args, "say which entry to remove (KEY) or --all, not both", EXIT_USAGE)
+    cache = _cache(args)
+    if args.all:
+        count = cache.clear()
+        _emit(args, {"removed": count}, f"removed {count} entries from {cache.root}")
+        return EXIT_OK
+    entry = cache.info(args.key)
+    if entry is None or not cache.remove(entry.digest):
+        return _fail(args, f"no cache entry {args.key!r} in {cache.root}")
+    _emit(args, {"removed": [entry.digest]}, f"removed {entry.digest}")
+    return EXIT_OK
+
+
+@_guarded
+def cmd_prune(args: argparse.Namespace) -> int:
+    if args.older_than < 0:
+        return _fail(args, "--older-than must be >= 0 days", EXIT_USAGE)
+    cache = _cache(args)
+    removed = cache.prune(args.older_than)
+    text = f"removed {len(removed)} entries unused for {args.older_than:g} days" + "".join(
+        f"\n  {d}" for d in removed
+    )
+    _emit(args, {"removed": removed}, text)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``cache`` alone (``python -m paddleocr_trt.cli.cache_cmd list``)."""
+    parser = argparse.ArgumentParser(prog="paddleocr-trt")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["cache", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

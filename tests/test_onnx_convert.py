@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import shutil
 from pathlib import Path
@@ -17,6 +19,8 @@ from paddleocr_trt.backend.onnx.convert import (
     convert_to_onnx,
     converter_versions,
 )
+from paddleocr_trt.backend.onnx.export_worker import export_with_repair
+from paddleocr_trt.backend.onnx.pir_repair import narrow_f64_array_attributes
 from paddleocr_trt.backend.onnx.repair import repair_model
 from paddleocr_trt.errors import ConversionError, ModelDirError, UnsupportedModelTypeError
 from paddleocr_trt.model_types import ModelType
@@ -125,6 +129,66 @@ def test_repair_pass_makes_rejected_graph_valid_and_correct(tmp_path: Path, opse
     x = np.arange(5 * 2 * 3, dtype=np.float32).reshape(5, 2, 3)
     (y,) = session.run(None, {"x": x})
     np.testing.assert_array_equal(y, x.reshape(1, 5, 6))
+
+
+def _as_paddle_331_translates(program: object) -> int:
+    """Write nearest_interp scales as float64, the one difference (besides the format version)
+    between paddle 3.3.1's and 3.2.2's translation of the legacy det program (seen by diffing
+    both outputs); returns how many arrays it changed."""
+    changed = 0
+    if isinstance(program, dict):
+        if program.get("#") == "1.nearest_interp":
+            for attribute in program["A"]:
+                if attribute["N"] == "scale":
+                    for element in attribute["AT"]["D"]:
+                        element["#"] = "0.a_f64"
+                    changed += 1
+        for value in program.values():
+            changed += _as_paddle_331_translates(value)
+    elif isinstance(program, list):
+        for value in program:
+            changed += _as_paddle_331_translates(value)
+    return changed
+
+
+def test_pir_repair_narrows_float64_scale_arrays(ocr_models_pir: OCRModelSet) -> None:
+    original = json.loads((ocr_models_pir.det / "inference.json").read_text(encoding="utf-8"))
+    assert narrow_f64_array_attributes(copy.deepcopy(original)) == {}  # 3.2.2 output: no-op
+    broken = copy.deepcopy(original)
+    assert _as_paddle_331_translates(broken) == 6
+    assert narrow_f64_array_attributes(broken) == {"nearest_interp.scale": 6}
+    assert broken == original
+
+
+@pytest.mark.slow
+def test_export_retries_with_repaired_pir_program(
+    ocr_models_pir: OCRModelSet, onnx_models: dict[ModelType, ConversionResult], tmp_path: Path
+) -> None:
+    from paddleocr_trt.backend.onnx.export_worker import _export
+
+    program = json.loads((ocr_models_pir.det / "inference.json").read_text(encoding="utf-8"))
+    _as_paddle_331_translates(program)
+    broken = tmp_path / "det.json"
+    broken.write_text(json.dumps(program), encoding="utf-8")
+    params = ocr_models_pir.det / "inference.pdiparams"
+    with pytest.raises(RuntimeError, match="FloatAttribute"):
+        _export(broken, params, tmp_path / "plain.onnx", 17)
+
+    repairs = export_with_repair(broken, params, tmp_path / "det.onnx", 17, tmp_path)
+    assert repairs == [
+        "pir-f64-array-attrs: float64 array attributes narrowed to float32 "
+        "(nearest_interp.scale x6)"
+    ]
+    x = np.random.default_rng(3).uniform(-2, 2, (1, 3, 160, 224)).astype(np.float32)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    (repaired,) = ort.InferenceSession(
+        str(tmp_path / "det.onnx"), options, providers=["CPUExecutionProvider"]
+    ).run(None, {"x": x})
+    (reference,) = ort.InferenceSession(
+        str(onnx_models[ModelType.DETECTION].onnx_path), providers=["CPUExecutionProvider"]
+    ).run(None, {"x": x})
+    np.testing.assert_allclose(repaired, reference, rtol=0, atol=1e-5)
 
 
 def _assert_failure(

@@ -1,7 +1,8 @@
 """Paddle inference model -> checked ONNX file.
 
-Pipeline: paddle2onnx in a child process (``export_worker``; isolated, with a timeout) ->
-repair passes (``repair``) -> constant folding (``simplify``) -> named dynamic axes -> strict
+Pipeline: paddle2onnx in a child process (``export_worker``; isolated, with a timeout; retried
+once on a repaired PIR program, ``pir_repair``, if the untouched one fails) -> ONNX repair passes
+(``repair``) -> constant folding (``simplify``) -> named dynamic axes -> strict
 ONNX shape inference + checker -> an ONNX Runtime session running a real-shaped input -> a smoke
 comparison with native Paddle's output for the same input (computed in the child). Any failure
 raises :class:`ConversionError` naming the model dir, model type, step and versions. Output is
@@ -23,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -169,7 +171,7 @@ def _convert(
     raw_path = workdir / "raw.onnx"
     smoke_input = _smoke_input(mtype)
     np.save(workdir / "smoke_input.npy", smoke_input)
-    _run_worker(files, raw_path, workdir, timeout_s, opset)
+    program_repairs = _run_worker(files, raw_path, workdir, timeout_s, opset)
 
     try:
         model = onnx.load(str(raw_path))
@@ -177,7 +179,7 @@ def _convert(
         raise _Failure(STEP_EXPORT, f"paddle2onnx wrote an unreadable model: {exc}") from exc
 
     try:
-        repairs = [str(r) for r in repair_model(model)]
+        repairs = program_repairs + [str(r) for r in repair_model(model)]
     except Exception as exc:
         raise _Failure(STEP_REPAIR, f"{type(exc).__name__}: {exc}") from exc
 
@@ -224,7 +226,8 @@ def _smoke_input(mtype: ModelType) -> np.ndarray:
 
 def _run_worker(
     files: ModelFiles, raw_path: Path, workdir: Path, timeout_s: float, opset: int
-) -> None:
+) -> list[str]:
+    """Run the export child; return the repairs it applied to the Paddle program."""
     status_path = workdir / "status.json"
     request = {
         "program": str(files.program),
@@ -276,7 +279,7 @@ def _run_worker(
         raise
     status = _read_status(status_path)
     if proc.returncode == 0 and status.get("step") == "done":
-        return
+        return list(status.get("repairs") or [])
     step = status.get("step") or STEP_WORKER
     if status.get("error"):
         reason = f"{status['error']}\n{status.get('traceback', '')[-1500:]}".strip()
@@ -295,7 +298,7 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _read_status(path: Path) -> dict[str, str]:
+def _read_status(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -72,6 +72,33 @@ def _export(program: Path, params: Path, output: Path, opset: int) -> None:
     output.write_bytes(onnx_bytes)
 
 
+def export_with_repair(
+    program: Path, params: Path, output: Path, opset: int, workdir: Path
+) -> list[str]:
+    """Export as is; if that fails and the PIR program has a known defect, repair and retry.
+
+    Returns the program repairs applied (empty when the untouched program exported).
+    """
+    from .pir_repair import repair_pir_json
+
+    try:
+        _export(program, params, output, opset)
+        return []
+    except Exception as first:
+        repaired = workdir / "repaired.json"
+        applied = repair_pir_json(program, repaired)
+        if not applied:
+            raise
+        try:
+            _export(repaired, params, output, opset)
+        except Exception as second:
+            raise RuntimeError(
+                f"{type(first).__name__}: {first}; after {applied}: "
+                f"{type(second).__name__}: {second}"
+            ) from second
+        return applied
+
+
 def _reference(model_dir: Path, input_file: Path, output_file: Path) -> None:
     import numpy as np
 
@@ -91,13 +118,16 @@ def main(argv: list[str]) -> int:
     workdir = Path(request["workdir"])
     program, params = Path(request["program"]), Path(request["params"])
     step = STEP_TRANSLATE
+    repairs: list[str] = []
     try:
         if request["format"] == "legacy":
             _write_status(status, step=step)
             program, params = _translate_legacy(program, workdir)
         step = STEP_EXPORT
-        _write_status(status, step=step)
-        _export(program, params, Path(request["output"]), int(request["opset"]))
+        _write_status(status, step=step, repairs=repairs)
+        repairs += export_with_repair(
+            program, params, Path(request["output"]), int(request["opset"]), workdir
+        )
         if request.get("reference_input"):
             step = STEP_REFERENCE
             _write_status(status, step=step)
@@ -110,11 +140,12 @@ def main(argv: list[str]) -> int:
         _write_status(
             status,
             step=step,
+            repairs=repairs,
             error=f"{type(exc).__name__}: {exc}",
             traceback=traceback.format_exc()[-4000:],
         )
         return 2
-    _write_status(status, step="done")
+    _write_status(status, step="done", repairs=repairs)
     return 0
 
 

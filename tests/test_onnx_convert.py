@@ -317,6 +317,14 @@ def test_bad_model_dirs_raise_model_dir_error(ocr_models: OCRModelSet, tmp_path:
     assert not out.parent.exists()
 
 
+def test_output_path_that_is_a_directory_is_rejected(
+    ocr_models: OCRModelSet, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="is a directory"):
+        convert_to_onnx(ocr_models.det, tmp_path, "det")
+    assert os.listdir(tmp_path) == []
+
+
 def test_unknown_model_type_is_rejected(ocr_models: OCRModelSet, tmp_path: Path) -> None:
     with pytest.raises(UnsupportedModelTypeError, match="table"):
         convert_to_onnx(ocr_models.det, tmp_path / "m.onnx", "table")

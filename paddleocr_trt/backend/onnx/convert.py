@@ -126,6 +126,8 @@ def convert_to_onnx(
     # Absolute paths: the child runs with its work dir as cwd.
     files = locate_model_files(Path(model_dir).expanduser().resolve())
     output = Path(output_path).expanduser().resolve()
+    if output.is_dir():
+        raise ValueError(f"output path {str(output)!r} is a directory; give a file name (.onnx)")
     opset = int(opset or DEFAULT_OPSET)
     versions = converter_versions()
     started = time.perf_counter()

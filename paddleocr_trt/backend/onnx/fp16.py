@@ -134,7 +134,8 @@ def _shape_tensors(model: onnx.ModelProto, types: dict[str, int]) -> set[str]:
     return shape_like
 
 
-def _float_constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+def float_constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Float32 initializers and ``Constant`` node values by tensor name."""
     values = {
         i.name: numpy_helper.to_array(i) for i in model.graph.initializer if i.data_type == FLOAT
     }
@@ -162,7 +163,7 @@ def fp16_node_names(
     types = types if types is not None else tensor_elem_types(model)
     keep = set(keep_fp32_nodes)
     shape_like = _shape_tensors(model, types)
-    constants = _float_constants(model) if keep_out_of_range_weights else {}
+    constants = float_constants(model) if keep_out_of_range_weights else {}
     chosen: set[str] = set()
     for node in model.graph.node:
         if node.op_type not in FP16_OPS or node.name in keep:

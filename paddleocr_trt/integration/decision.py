@@ -42,8 +42,13 @@ def tensorrt_status() -> Availability:
             "pip install 'paddleocr-trt[tensorrt]', on a machine with an NVIDIA GPU",
         )
     from ..backend.trt import adapter
+    from ..errors import TensorRTUnavailableError
 
-    return adapter.availability()
+    try:
+        trt = adapter.load_tensorrt()
+    except TensorRTUnavailableError as exc:
+        return Availability(False, "tensorrt-unloadable", str(exc))
+    return Availability(True, "ready", f"TensorRT {adapter.tensorrt_version(trt)}")
 
 
 @functools.lru_cache(maxsize=1)

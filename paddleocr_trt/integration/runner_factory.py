@@ -83,7 +83,7 @@ def build_runner(native_builder: Callable[..., Any], **kwargs: Any) -> Any:
         try:
             from .tensorrt_path import tensorrt_runner
 
-            runner = tensorrt_runner(
+            runner, description = tensorrt_runner(
                 model_name=model_name,
                 model_dir=Path(model_dir),
                 model_type=model_type,
@@ -102,7 +102,7 @@ def build_runner(native_builder: Callable[..., Any], **kwargs: Any) -> Any:
         else:
             record(
                 BackendDecision(
-                    model_name, str(model_dir), "tensorrt", runner.describe(), request.precision
+                    model_name, str(model_dir), "tensorrt", description, request.precision
                 )
             )
             return TimedRunner(runner, model_name, "tensorrt")

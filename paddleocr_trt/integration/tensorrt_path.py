@@ -1,0 +1,67 @@
+"""The TensorRT side of the hook: cached, validated engine -> runner with a native safety net."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..activation.request import TensorRTRequest
+from ..backend.base import BaseRunner
+from ..model_types import ModelType
+from ..pipeline import PipelineOptions, shared_pipeline
+from ..settings import default_cache_dir
+
+
+class LazyNativeRunner(BaseRunner):
+    """PaddleX's own Paddle runner, created only if TensorRT ever hands a call back."""
+
+    backend = "paddle"
+
+    def __init__(self, name: str, factory: Callable[[], Any]) -> None:
+        super().__init__(name)
+        self._factory = factory
+        self._runner: Any = None
+
+    def infer(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if self._runner is None:
+            self._runner = self._factory()
+        return list(self._runner(x=list(inputs)))
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
+        super().close()
+
+
+def tensorrt_runner(
+    *,
+    model_name: str,
+    model_dir: Path,
+    model_type: ModelType,
+    request: TensorRTRequest,
+    engine_config: Mapping[str, Any],
+    native_factory: Callable[[], Any],
+) -> tuple[BaseRunner, str]:
+    """Build or load the engine for this model; return the runner and a one-line description."""
+    from ..backend.trt.runner import TensorRTRunner
+
+    device_id = int(engine_config.get("device_id") or 0)
+    options = PipelineOptions(precision=request.precision, device_id=device_id)
+    pipeline = shared_pipeline(str(default_cache_dir()), options)
+    artifact = pipeline.engine(model_dir, model_type)
+    runner = TensorRTRunner(
+        artifact.path,
+        name=model_name,
+        fallback=LazyNativeRunner(f"paddle:{model_name}", native_factory),
+        device_id=device_id,
+    )
+    precision = artifact.entry.metadata.get("precision", request.precision)
+    agreement = (artifact.validation or {}).get("agreement")
+    origin = "loaded from cache" if artifact.from_cache else "built and validated"
+    description = f"TensorRT {precision} engine {origin} ({artifact.path.parent.name}"
+    if agreement is not None:
+        description += f", agreement {agreement:.4f}"
+    return runner, description + ")"

@@ -1,0 +1,414 @@
+"""Public Python API: ``TensorRTOptimizer`` (optimize, convert, benchmark), as in the spec.
+
+Environmental failures (TensorRT missing, conversion impossible, validation failed, OOM) return
+``None`` and leave the reason in ``last_failure`` (and the log), so a caller can keep going on
+native Paddle. Wrong arguments (a model dir that is not one, an unknown model type) raise: they
+are bugs in the caller, not conditions of the machine.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .backend.base import BaseRunner
+from .cache.store import EngineCache
+from .errors import (
+    CacheError,
+    ConversionError,
+    OutOfMemoryError,
+    PaddleOCRTRTError,
+    ValidationFailedError,
+)
+from .log import get_logger
+from .model_types import ModelType, locate_model_files
+from .pipeline import ArtifactPipeline, PipelineOptions
+from .settings import DEFAULT_MIN_AGREEMENT, DEFAULT_WORKSPACE_GB
+
+log = get_logger("optimizer")
+
+#: Benchmark input shape (C, H, W) per model type; batch size varies.
+BENCHMARK_SHAPES = {
+    ModelType.DETECTION: (3, 640, 640),
+    ModelType.RECOGNITION: (3, 48, 320),
+    ModelType.CLASSIFICATION: (3, 48, 192),
+}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@dataclass
+class OptimizationResult:
+    model_type: str
+    model_dir: Path
+    engine_path: Path
+    onnx_path: Path | None
+    precision: str
+    profiles: list[dict[str, Any]]
+    build_seconds: float
+    from_cache: bool
+    baseline_latency_ms: float | None
+    optimized_latency_ms: float | None
+    speedup_factor: float | None
+    optimized_accuracy: float
+    validation_report: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+@dataclass
+class ConvertReport:
+    model_type: str
+    model_dir: Path
+    passed: bool
+    onnx_path: Path | None = None
+    from_cache: bool = False
+    validation: dict[str, Any] | None = None
+    conversion: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+@dataclass
+class BenchmarkResult:
+    engine_path: Path | None
+    model_type: str
+    backend: str
+    batch_sizes: list[int]
+    latencies: list[dict[str, float]]
+    throughputs: list[float]
+    peak_gpu_memory_bytes: int | None = None
+    baseline: BenchmarkResult | None = None
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = _jsonable(asdict(self))
+        data["baseline"] = self.baseline.to_dict() if self.baseline else None
+        return data
+
+
+class TensorRTOptimizer:
+    def __init__(
+        self,
+        precision: str = "FP16",
+        workspace_gb: float = DEFAULT_WORKSPACE_GB,
+        cache_dir: str | Path | None = None,
+        *,
+        profiles: dict[ModelType, list[dict[str, Any]]] | None = None,
+        min_agreement: float = DEFAULT_MIN_AGREEMENT,
+        device_id: int = 0,
+        optimization_level: int | None = None,
+        validation_images: Sequence[str | Path] | None = None,
+    ) -> None:
+        if workspace_gb <= 0:
+            raise ValueError(f"workspace_gb must be positive, got {workspace_gb}")
+        self.options = PipelineOptions(
+            precision=str(precision).lower(),
+            workspace_bytes=int(workspace_gb * (1 << 30)),
+            optimization_level=optimization_level,
+            profiles=profiles,
+            min_agreement=min_agreement,
+            validation_images=tuple(Path(p) for p in validation_images)
+            if validation_images
+            else None,
+            device_id=device_id,
+        )
+        self.cache = EngineCache(cache_dir)
+        self.pipeline = ArtifactPipeline(self.cache, self.options)
+        self.last_failure: str | None = None
+
+    def _fail(self, reason: str) -> None:
+        self.last_failure = reason
+        log.warning("%s", reason)
+
+    def tensorrt_unavailable_reason(self) -> str | None:
+        from .integration.decision import cuda_status, tensorrt_status
+
+        for status in (tensorrt_status(), cuda_status()):
+            if not status.ok:
+                return status.message()
+        return None
+
+    # -- optimize -----------------------------------------------------------------------------
+
+    def optimize_model(
+        self,
+        paddle_model_path: str | Path,
+        output_path: str | Path | None = None,
+        model_type: str | ModelType = "detection",
+    ) -> OptimizationResult | None:
+        self.last_failure = None
+        model_dir = locate_model_files(paddle_model_path).model_dir.resolve()
+        mtype = ModelType.parse(model_type)
+        reason = self.tensorrt_unavailable_reason()
+        if reason is not None:
+            self._fail(f"cannot optimize {model_dir}: {reason}")
+            return None
+        try:
+            artifact = self.pipeline.engine(model_dir, mtype)
+        except (ConversionError, ValidationFailedError, OutOfMemoryError, CacheError) as exc:
+            self._fail(f"optimizing {mtype.value} model {model_dir} failed: {exc}")
+            return None
+        except PaddleOCRTRTError as exc:
+            self._fail(f"optimizing {mtype.value} model {model_dir} failed: {exc}")
+            return None
+        engine_path = artifact.path
+        if output_path is not None:
+            engine_path = _copy_atomic(artifact.path, Path(output_path))
+        baseline_ms, optimized_ms = self._latency_pair(model_dir, mtype, artifact.path)
+        report = artifact.validation or {}
+        meta = artifact.entry.metadata
+        return OptimizationResult(
+            model_type=mtype.value,
+            model_dir=model_dir,
+            engine_path=engine_path,
+            onnx_path=artifact.extra["onnx"].path if "onnx" in artifact.extra else None,
+            precision=str(meta.get("precision", self.options.precision)),
+            profiles=list(
+                (artifact.entry.key.to_dict() if artifact.entry.key else {}).get("profiles", [])
+            ),
+            build_seconds=float(artifact.entry.build_seconds or 0.0),
+            from_cache=artifact.from_cache,
+            baseline_latency_ms=baseline_ms,
+            optimized_latency_ms=optimized_ms,
+            speedup_factor=(baseline_ms / optimized_ms) if baseline_ms and optimized_ms else None,
+            optimized_accuracy=float(report.get("agreement", 0.0)),
+            validation_report=report,
+        )
+
+    def _latency_pair(
+        self, model_dir: Path, mtype: ModelType, plan: Path
+    ) -> tuple[float | None, float | None]:
+        from .backend.trt.runner import TensorRTRunner
+
+        batch = [self._benchmark_input(model_dir, mtype, 1)]
+        try:
+            with self._native_runner(model_dir) as native:
+                baseline = _latency_stats(native, batch, warmup=2, iterations=10)["mean"]
+            with TensorRTRunner(plan, device_id=self.options.device_id) as trt:
+                optimized = _latency_stats(trt, batch, warmup=5, iterations=50)["mean"]
+        except Exception as exc:  # latency is a nicety; the engine itself is fine
+            log.warning("latency measurement failed: %s", exc)
+            return None, None
+        return baseline, optimized
+
+    # -- convert ------------------------------------------------------------------------------
+
+    def convert_model(
+        self,
+        paddle_model_path: str | Path,
+        output_path: str | Path | None = None,
+        model_type: str | ModelType = "detection",
+    ) -> ConvertReport:
+        """Paddle -> ONNX validated on ONNX Runtime against native Paddle; cached. CPU-only."""
+        self.last_failure = None
+        model_dir = locate_model_files(paddle_model_path).model_dir.resolve()
+        mtype = ModelType.parse(model_type)
+        try:
+            artifact = self.pipeline.onnx(model_dir, mtype)
+        except ValidationFailedError as exc:
+            self._fail(str(exc))
+            report = exc.report
+            validation = report.to_dict() if hasattr(report, "to_dict") else report
+            return ConvertReport(
+                mtype.value, model_dir, False, validation=validation, error=str(exc)
+            )
+        except (ConversionError, CacheError, PaddleOCRTRTError) as exc:
+            self._fail(str(exc))
+            return ConvertReport(mtype.value, model_dir, False, error=str(exc))
+        onnx_path = artifact.path
+        if output_path is not None:
+            onnx_path = _copy_atomic(artifact.path, Path(output_path))
+        return ConvertReport(
+            model_type=mtype.value,
+            model_dir=model_dir,
+            passed=True,
+            onnx_path=onnx_path,
+            from_cache=artifact.from_cache,
+            validation=artifact.validation,
+            conversion=dict(artifact.entry.metadata),
+        )
+
+    # -- benchmark ----------------------------------------------------------------------------
+
+    def benchmark_performance(
+        self,
+        engine_path: str | Path | None = None,
+        test_batch_sizes: Sequence[int] = (1, 8, 16, 32, 50),
+        *,
+        model_dir: str | Path | None = None,
+        model_type: str | ModelType | None = None,
+        warmup: int = 3,
+        iterations: int = 20,
+        include_native: bool = True,
+    ) -> BenchmarkResult | None:
+        """Latency (mean/p50/p90/p99 ms) and images/s per batch size; native measured alongside.
+
+        Without an engine (or without TensorRT here) only native Paddle is measured, and the
+        result says so in ``note``.
+        """
+        self.last_failure = None
+        entry_meta = self._engine_metadata(engine_path) if engine_path else {}
+        model_dir = model_dir or entry_meta.get("model_dir")
+        model_type = model_type or entry_meta.get("model_type")
+        if model_dir is None or model_type is None:
+            raise ValueError(
+                "benchmark_performance needs model_dir and model_type (they are read from the "
+                "cache manifest when engine_path is a cached engine)"
+            )
+        model_dir = locate_model_files(model_dir).model_dir.resolve()
+        mtype = ModelType.parse(model_type)
+        batches = [int(b) for b in test_batch_sizes]
+        if any(b < 1 for b in batches):
+            raise ValueError(f"batch sizes must be >= 1, got {batches}")
+        native = None
+        if include_native or engine_path is None:
+            with self._native_runner(model_dir) as runner:
+                native, _ = self._sweep(runner, model_dir, mtype, batches, warmup, iterations)
+        reason = self.tensorrt_unavailable_reason() if engine_path else "no engine given"
+        if engine_path is None or reason is not None:
+            note = f"TensorRT not measured: {reason}; native Paddle only"
+            log.warning("%s", note)
+            assert native is not None
+            native.note = note
+            return native
+        from .backend.cuda.runtime import mem_get_info
+        from .backend.trt.runner import TensorRTRunner
+
+        try:
+            free_before, _ = mem_get_info(self.options.device_id)
+            with TensorRTRunner(Path(engine_path), device_id=self.options.device_id) as trt:
+                result, min_free = self._sweep(
+                    trt, model_dir, mtype, batches, warmup, iterations, track_gpu=True
+                )
+            if min_free is not None:
+                result.peak_gpu_memory_bytes = max(0, free_before - min_free)
+        except (OutOfMemoryError, PaddleOCRTRTError) as exc:
+            self._fail(f"benchmark of {engine_path} failed: {exc}")
+            return None
+        result.engine_path = Path(engine_path)
+        result.backend = "tensorrt"
+        result.baseline = native
+        return result
+
+    def _engine_metadata(self, engine_path: str | Path) -> dict[str, Any]:
+        import json
+
+        manifest = Path(engine_path).parent / "manifest.json"
+        if not manifest.is_file():
+            return {}
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        meta = dict(data.get("metadata") or {})
+        meta.setdefault("model_type", (data.get("key") or {}).get("model_type"))
+        return meta
+
+    def _native_runner(self, model_dir: Path) -> BaseRunner:
+        from .backend.cuda.runtime import cuda_available
+        from .backend.paddle.runner import PaddleInferenceRunner
+
+        device = "gpu" if cuda_available()[0] else "cpu"
+        return PaddleInferenceRunner(model_dir, device=device, name=f"paddle:{model_dir.name}")
+
+    def _benchmark_input(self, model_dir: Path, mtype: ModelType, batch: int) -> np.ndarray:
+        from .comparator.inputs import build_validation_inputs
+
+        c, h, w = BENCHMARK_SHAPES[mtype]
+        images = self.pipeline.validation_images()
+        if mtype is ModelType.DETECTION:
+            tensors = build_validation_inputs(
+                mtype, images[:1], model_dir=model_dir, shapes=[max(h, w)]
+            )
+        else:
+            tensors = build_validation_inputs(
+                mtype, images, model_dir=model_dir, max_shape=(1, c, h, w)
+            )
+        sample = next((t for t in tensors if t.shape[1:] == (c, h, w)), None)
+        if sample is None:  # pad/crop the first real tensor to the benchmark shape
+            src = tensors[0][:1]
+            sample = np.zeros((1, c, h, w), dtype=np.float32)
+            hh, ww = min(h, src.shape[2]), min(w, src.shape[3])
+            sample[:, :, :hh, :ww] = src[:, :, :hh, :ww]
+        return np.ascontiguousarray(np.repeat(sample[:1], batch, axis=0))
+
+    def _sweep(
+        self,
+        runner: BaseRunner,
+        model_dir: Path,
+        mtype: ModelType,
+        batches: list[int],
+        warmup: int,
+        iterations: int,
+        *,
+        track_gpu: bool = False,
+    ) -> tuple[BenchmarkResult, int | None]:
+        """Returns the result and the lowest free GPU memory seen (for the peak estimate)."""
+        latencies, throughputs = [], []
+        min_free = None
+        for step, batch in enumerate(batches, 1):
+            log.info(
+                "benchmark %s %s: batch %d (%d/%d)",
+                runner.backend,
+                mtype.value,
+                batch,
+                step,
+                len(batches),
+            )
+            x = self._benchmark_input(model_dir, mtype, batch)
+            stats = _latency_stats(runner, [x], warmup=warmup, iterations=iterations)
+            latencies.append(stats)
+            throughputs.append(batch / (stats["mean"] / 1000.0))
+            if track_gpu:
+                from .backend.cuda.runtime import mem_get_info
+
+                free, _ = mem_get_info(self.options.device_id)
+                min_free = free if min_free is None else min(min_free, free)
+        result = BenchmarkResult(None, mtype.value, runner.backend, batches, latencies, throughputs)
+        return result, min_free
+
+
+def _latency_stats(
+    runner: BaseRunner, inputs: list[np.ndarray], *, warmup: int, iterations: int
+) -> dict[str, float]:
+    for _ in range(max(0, warmup)):
+        runner.infer(inputs)
+    times = []
+    for _ in range(max(1, iterations)):
+        start = time.perf_counter()
+        runner.infer(inputs)
+        times.append((time.perf_counter() - start) * 1000.0)
+    ordered = sorted(times)
+
+    def pct(q: float) -> float:
+        return float(np.percentile(ordered, q))
+
+    return {"mean": statistics.fmean(times), "p50": pct(50), "p90": pct(90), "p99": pct(99)}
+
+
+def _copy_atomic(src: Path, dest: Path) -> Path:
+    dest = dest.expanduser().resolve()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.copyfile(src, tmp)
+    tmp.replace(dest)
+    return dest

@@ -8,6 +8,7 @@ loads, and nothing reaches the cache without passing validation against native P
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,13 @@ class ArtifactPipeline:
     def reference_runner(model_dir: Path) -> Any:
         from .backend.paddle.runner import PaddleInferenceRunner
 
-        return PaddleInferenceRunner(model_dir, device="cpu", name=f"paddle:{model_dir.name}")
+        # One thread per core: Paddle's default of 10 oversubscribes small machines (2x slower).
+        return PaddleInferenceRunner(
+            model_dir,
+            device="cpu",
+            cpu_threads=os.cpu_count() or 1,
+            name=f"paddle:{model_dir.name}",
+        )
 
     def _compare(self, model_type: ModelType, model_dir: Path, candidate: Any, inputs) -> Any:
         from .comparator.compare import compare

@@ -46,7 +46,7 @@ def file_lock(path: Path, timeout_s: float, what: str) -> Iterator[None]:
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
                         raise CacheError(
-                            f"timed out after {timeout_s:.0f} s waiting for the cache lock {path} "
+                            f"timed out after {timeout_s:g} s waiting for the cache lock {path} "
                             f"({what}), held by {_holder(path)}; another process is still "
                             "creating this artifact. Wait for it, or raise the lock timeout."
                         ) from None

@@ -239,3 +239,17 @@ def test_full_disk_while_publishing_keeps_usable_artifact(tmp_path: Path) -> Non
         assert leftovers(mount / "cache") == []
         entry = cache.get_or_create(key, Creator(size=1000), artifact_name="model.onnx")
         assert entry.artifact_path.stat().st_size == 1000
+
+
+def test_invalidate_by_user_drops_only_that_build(
+    cache_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache, key, create = EngineCache(cache_root), make_key(kind="engine"), Creator()
+    old = cache.get_or_create(key, create, artifact_name="model.engine")
+    caplog.set_level(logging.WARNING, logger="paddleocr_trt")
+    assert cache.invalidate(old, "TensorRT returned None from deserialize_cuda_engine")
+    assert any("deserialize_cuda_engine" in r.getMessage() for r in caplog.records)
+    new = cache.get_or_create(key, create, artifact_name="model.engine")
+    assert create.calls == 2
+    assert cache.invalidate(old, "stale handle") is False  # the rebuilt entry stays
+    assert cache.get(key) == new

@@ -310,6 +310,26 @@ class EngineCache:
             self._invalidate_unlocked(key, entry_dir)
         return None
 
+    def invalidate(self, entry: CacheEntry, reason: str) -> bool:
+        """Drop an entry its user found unusable (e.g. TensorRT would not deserialize it).
+
+        Only that very entry is removed: if another process has meanwhile replaced it with a
+        new build, the new one stays. Returns whether something was removed.
+        """
+        try:
+            current = json.loads((entry.path / MANIFEST_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            current = None
+        if isinstance(current, dict) and (
+            current.get("created") != entry.manifest.get("created")
+            or current.get("files") != entry.manifest.get("files")
+        ):
+            return False
+        log.warning(
+            "cache entry %s is unusable: %s; removing it so it is rebuilt", entry.path, reason
+        )
+        return self._discard_entry(entry.path)
+
     def _invalidate_unlocked(self, key: CacheKey, entry_dir: Path) -> None:
         """Remove a bad entry only under its lock and if still bad: a concurrent builder may
         have replaced it with a good one meanwhile. If the lock is busy, its holder will deal."""

@@ -1,0 +1,255 @@
+"""``paddleocr-trt doctor``: would ``PaddleOCR(use_tensorrt=True)`` use TensorRT engines here?
+
+Prints the versions that matter, the GPUs, the answer and its reason, whether the start-up hook
+is installed and enabled, and the engine cache. Nothing is built and Paddle is not imported, so
+it is quick enough to paste into a bug report.
+
+Exit codes: 0 TensorRT engines would be used; 1 PaddleOCR would fall back to native Paddle (the
+reason is printed); 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import site
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FALLBACK, EXIT_USAGE = 0, 1, 2
+
+HOOK_FILE = "paddleocr_trt_startup.pth"
+
+#: label -> distribution names that provide it (first installed one wins)
+PACKAGES: dict[str, tuple[str, ...]] = {
+    "paddleocr_trt": ("paddleocr-trt",),
+    "paddle": ("paddlepaddle-gpu", "paddlepaddle"),
+    "paddleocr": ("paddleocr",),
+    "paddlex": ("paddlex",),
+    "paddle2onnx": ("paddle2onnx",),
+    "onnx": ("onnx",),
+    "onnxruntime": ("onnxruntime-gpu", "onnxruntime"),
+    "tensorrt": ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11"),
+    "cuda-python": ("cuda-python", "cuda-bindings"),
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "doctor",
+        help="check whether PaddleOCR(use_tensorrt=True) would use TensorRT here, and why not",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="cache root (default: $PADDLEOCR_TRT_CACHE_DIR, else ~/.cache/paddleocr_trt)",
+    )
+    parser.add_argument(
+        "--precision", default="fp16", choices=["fp16", "fp32"], help="precision to ask for"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = collect(cache_dir=args.cache_dir, precision=args.precision)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_human(report)
+    return EXIT_OK if report["decision"]["use_tensorrt"] else EXIT_FALLBACK
+
+
+def collect(*, cache_dir: Path | None = None, precision: str = "fp16") -> dict[str, Any]:
+    """Everything ``doctor`` reports, as a JSON-ready dict."""
+    tensorrt, cuda = _tensorrt(), _cuda()
+    activation = _activation()
+    return {
+        "python": {"version": platform.python_version(), "executable": sys.executable},
+        "platform": platform.platform(),
+        "packages": {label: _version(dists) for label, dists in PACKAGES.items()},
+        "tensorrt": tensorrt,
+        "cuda": cuda,
+        "activation": activation,
+        "decision": _decision(precision, activation),
+        "cache": _cache(cache_dir),
+    }
+
+
+def _version(dists: tuple[str, ...]) -> dict[str, str] | None:
+    for dist in dists:
+        try:
+            return {"distribution": dist, "version": metadata.version(dist)}
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _availability(status: Any) -> dict[str, Any]:
+    return {"ok": status.ok, "code": status.code, "reason": status.reason, "remedy": status.remedy}
+
+
+def _tensorrt() -> dict[str, Any]:
+    from ..integration.decision import tensorrt_status
+
+    return _availability(tensorrt_status())
+
+
+def _cuda() -> dict[str, Any]:
+    from ..backend.cuda import runtime
+
+    ok, reason = runtime.cuda_available()
+    devices: list[dict[str, Any]] = []
+    error = None
+    if ok:
+        try:
+            for device_id in range(runtime.device_count()):
+                info = runtime.device_info(device_id)
+                devices.append(
+                    {
+                        "id": info.device_id,
+                        "name": info.name,
+                        "compute_capability": ".".join(map(str, info.compute_capability)),
+                        "arch": info.arch,
+                        "total_memory_bytes": info.total_memory,
+                        "uuid": info.uuid,
+                    }
+                )
+        except Exception as exc:  # a half-broken driver is itself a finding
+            error = f"{type(exc).__name__}: {exc}"
+    return {
+        "available": ok,
+        "reason": reason,
+        "device_count": len(devices),
+        "devices": devices,
+        "error": error,
+    }
+
+
+def _hook_paths() -> list[Path]:
+    dirs = list(site.getsitepackages()) if hasattr(site, "getsitepackages") else []
+    user = site.getusersitepackages() if hasattr(site, "getusersitepackages") else None
+    if user:
+        dirs.append(user)
+    return [Path(d) / HOOK_FILE for d in dict.fromkeys(dirs) if (Path(d) / HOOK_FILE).is_file()]
+
+
+def _activation() -> dict[str, Any]:
+    from .. import _startup
+    from ..settings import ENV_DISABLE, is_disabled
+
+    hooks = _hook_paths()
+    return {
+        "hook_installed": bool(hooks),
+        "hook_paths": [str(p) for p in hooks],
+        "disabled": is_disabled(),
+        "disable_env": ENV_DISABLE,
+        "disable_env_value": os.environ.get(ENV_DISABLE),
+        "active_in_this_process": any(
+            isinstance(f, _startup._ImportWatcher) for f in sys.meta_path
+        ),
+    }
+
+
+def _decision(precision: str, activation: dict[str, Any]) -> dict[str, Any]:
+    """What ``PaddleOCR(use_tensorrt=True, device="gpu")`` would do, in the hook's own terms."""
+    from ..activation.request import TensorRTRequest
+    from ..integration.decision import decide
+    from ..settings import ENV_DISABLE
+
+    if activation["disabled"]:
+        reason = f"paddleocr_trt is disabled by {ENV_DISABLE}"
+        code, remedy = "disabled", f"unset {ENV_DISABLE}"
+    elif not activation["hook_installed"]:
+        reason = f"the start-up hook {HOOK_FILE} is not in site-packages"
+        code, remedy = "hook-missing", "reinstall paddleocr-trt, or call paddleocr_trt.activate()"
+    else:
+        status = decide(TensorRTRequest(precision=precision, device="gpu"), {"device_type": "gpu"})
+        return {
+            "use_tensorrt": status.ok,
+            "backend": "tensorrt" if status.ok else "paddle",
+            "device": "gpu",
+            "precision": precision,
+            **_availability(status),
+        }
+    return {
+        "use_tensorrt": False,
+        "backend": "paddle",
+        "device": "gpu",
+        "precision": precision,
+        "ok": False,
+        "code": code,
+        "reason": reason,
+        "remedy": remedy,
+    }
+
+
+def _cache(cache_dir: Path | None) -> dict[str, Any]:
+    from ..cache.store import EngineCache
+
+    cache = EngineCache(cache_dir)
+    info: dict[str, Any] = {"path": str(cache.root), "exists": cache.root.is_dir()}
+    try:
+        info["entries"] = len(cache.entries()) if info["exists"] else 0
+        info["size_bytes"] = cache.size_bytes() if info["exists"] else 0
+        info["error"] = None
+    except Exception as exc:  # unreadable cache: report it, the rest is still useful
+        info.update(entries=None, size_bytes=None, error=f"{type(exc).__name__}: {exc}")
+    return info
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _print_human(report: dict[str, Any]) -> None:
+    print(f"python        {report['python']['version']} ({report['python']['executable']})")
+    for label, dist in report["packages"].items():
+        text = f"{dist['version']} ({dist['distribution']})" if dist else "not installed"
+        print(f"{label:13s} {text}")
+    trt = report["tensorrt"]
+    print(f"TensorRT      {'usable: ' + trt['reason'] if trt['ok'] else trt['reason']}")
+    cuda = report["cuda"]
+    print(f"CUDA          {cuda['reason']}")
+    for dev in cuda["devices"]:
+        print(
+            f"  GPU {dev['id']}: {dev['name']} ({dev['arch']}, {_size(dev['total_memory_bytes'])})"
+        )
+    if cuda["error"]:
+        print(f"  error: {cuda['error']}")
+    act = report["activation"]
+    hook = ", ".join(act["hook_paths"]) if act["hook_installed"] else "NOT installed"
+    print(f"hook          {hook}")
+    disabled = f"yes ({act['disable_env']}={act['disable_env_value']})" if act["disabled"] else "no"
+    print(f"disabled      {disabled}")
+    cache = report["cache"]
+    where = cache["path"] + ("" if cache["exists"] else " (not created yet)")
+    print(f"cache         {where}: {cache['entries']} entries, {_size(cache['size_bytes'])}")
+    if cache["error"]:
+        print(f"  error: {cache['error']}")
+    decision = report["decision"]
+    print()
+    if decision["use_tensorrt"]:
+        print(
+            f"PaddleOCR(use_tensorrt=True, device='gpu') will use TensorRT engines "
+            f"({decision['precision']})."
+        )
+    else:
+        print("PaddleOCR(use_tensorrt=True, device='gpu') would fall back to native Paddle:")
+        print(f"  reason: {decision['reason']}")
+        if decision["remedy"]:
+            print(f"  fix:    {decision['remedy']}")

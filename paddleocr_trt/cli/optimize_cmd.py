@@ -1,0 +1,298 @@
+"""``paddleocr-trt optimize | convert | benchmark``: the ``TensorRTOptimizer`` API from a shell.
+
+Exit codes: 0 success; 1 the machine could not do it (TensorRT missing, conversion or validation
+failed; the reason is printed); 2 usage error (no such model dir, unknown model type, bad
+numbers), always a one-line message and never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+TYPE_HELP = "detection|recognition|classification (aliases det, rec, cls); default: read the "
+TYPE_HELP += "model name in inference.yml"
+
+
+class UsageError(Exception):
+    """A wrong argument: printed as ``error: ...`` with exit code 2."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    common.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="cache root (default: $PADDLEOCR_TRT_CACHE_DIR, else ~/.cache/paddleocr_trt)",
+    )
+    common.add_argument("--type", dest="model_type", default=None, help=TYPE_HELP)
+
+    p = subparsers.add_parser(
+        "optimize",
+        parents=[common],
+        help="build (or fetch from cache) a validated TensorRT engine for one Paddle model",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    p.add_argument("--precision", default="fp16", type=str.lower, choices=["fp16", "fp32"])
+    p.add_argument("--workspace-gb", type=float, default=None, help="TensorRT workspace limit")
+    p.add_argument("-o", "--output", type=Path, default=None, help="also copy the engine here")
+    p.set_defaults(func=cmd_optimize)
+
+    p = subparsers.add_parser(
+        "convert",
+        parents=[common],
+        help="Paddle -> ONNX, validated on ONNX Runtime against native Paddle (works on CPU)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    p.add_argument("-o", "--output", type=Path, default=None, help="also copy the ONNX file here")
+    p.set_defaults(func=cmd_convert)
+
+    p = subparsers.add_parser(
+        "benchmark",
+        parents=[common],
+        help="latency/throughput per batch size, TensorRT engine vs native Paddle",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("engine", nargs="?", type=Path, metavar="ENGINE", help="engine (.plan/.engine)")
+    p.add_argument("--model-dir", type=Path, default=None, help="the Paddle model dir")
+    p.add_argument("--batch-sizes", default="1,8,16", help="comma-separated (default: 1,8,16)")
+    p.add_argument("--iterations", type=int, default=20, help="timed runs per batch size")
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs per batch size")
+    p.add_argument("--no-native", action="store_true", help="skip the native Paddle baseline")
+    p.set_defaults(func=cmd_benchmark)
+
+
+# -- argument checks -----------------------------------------------------------------------------
+
+
+def _model(model_dir: Path | None, model_type: str | None) -> tuple[Path, Any]:
+    """(resolved model dir, ModelType), or UsageError saying what is wrong."""
+    from ..errors import ModelDirError, UnsupportedModelTypeError
+    from ..model_types import ModelType, locate_model_files, model_type_from_name
+
+    if model_dir is None:
+        raise UsageError("a model dir is required (--model-dir)")
+    try:
+        files = locate_model_files(model_dir)
+    except (ModelDirError, FileNotFoundError, NotADirectoryError) as exc:
+        raise UsageError(str(exc)) from None
+    if model_type is None:
+        try:
+            name = files.model_name()
+        except ModelDirError as exc:
+            raise UsageError(str(exc)) from None
+        mtype = model_type_from_name(name) if name else None
+        if mtype is None:
+            raise UsageError(
+                f"cannot tell the model type of {files.model_dir} "
+                f"(model name {name!r}); pass --type detection|recognition|classification"
+            )
+        return files.model_dir.resolve(), mtype
+    try:
+        return files.model_dir.resolve(), ModelType.parse(model_type)
+    except UnsupportedModelTypeError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--batch-sizes {text!r}: expected integers like 1,8,16") from None
+    if not sizes or any(b < 1 for b in sizes):
+        raise UsageError(f"--batch-sizes {text!r}: expected integers >= 1")
+    return sizes
+
+
+def _run(args: argparse.Namespace, body: Any) -> int:
+    try:
+        return body(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], human: list[str]) -> None:
+    if args.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        print("\n".join(human))
+
+
+# -- optimize ----------------------------------------------------------------------------------
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    return _run(args, _optimize)
+
+
+def _optimize(args: argparse.Namespace) -> int:
+    model_dir, mtype = _model(args.model_dir, args.model_type)
+    if args.workspace_gb is not None and args.workspace_gb <= 0:
+        raise UsageError(f"--workspace-gb must be positive, got {args.workspace_gb}")
+    from ..optimizer import TensorRTOptimizer
+    from ..progress import step
+    from ..settings import workspace_gb
+
+    optimizer = TensorRTOptimizer(
+        precision=args.precision,
+        workspace_gb=args.workspace_gb or workspace_gb(),
+        cache_dir=args.cache_dir,
+    )
+    with step(f"optimizing {mtype.value} model {model_dir.name}", quiet=args.json):
+        result = optimizer.optimize_model(model_dir, args.output, model_type=mtype)
+    if result is None:
+        reason = optimizer.last_failure or "unknown reason (see the log)"
+        data = {"ok": False, "model_dir": str(model_dir), "model_type": mtype.value}
+        _emit(args, {**data, "reason": reason}, [f"optimize failed: {reason}"])
+        return EXIT_FAILED
+    data = {"ok": True, **result.to_dict()}
+    lines = [
+        f"engine      {result.engine_path}" + (" (from cache)" if result.from_cache else ""),
+        f"precision   {result.precision}",
+        f"agreement   {result.optimized_accuracy:.4f} with native Paddle",
+        f"build       {result.build_seconds:.1f} s",
+    ]
+    if result.speedup_factor:
+        lines.append(
+            f"latency     {result.baseline_latency_ms:.2f} ms native -> "
+            f"{result.optimized_latency_ms:.2f} ms TensorRT ({result.speedup_factor:.2f}x)"
+        )
+    _emit(args, data, lines)
+    return EXIT_OK
+
+
+# -- convert -----------------------------------------------------------------------------------
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    return _run(args, _convert)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    model_dir, mtype = _model(args.model_dir, args.model_type)
+    if args.output is not None and args.output.is_dir():
+        raise UsageError(f"-o {args.output} is a directory; give a file name like model.onnx")
+    from ..optimizer import TensorRTOptimizer
+    from ..progress import step
+
+    optimizer = TensorRTOptimizer(cache_dir=args.cache_dir)
+    with step(f"converting {mtype.value} model {model_dir.name}", quiet=args.json):
+        report = optimizer.convert_model(model_dir, args.output, model_type=mtype)
+    data = report.to_dict()
+    validation = report.validation or {}
+    lines = [f"model       {model_dir} ({mtype.value})"]
+    if report.onnx_path:
+        lines.append(
+            f"onnx        {report.onnx_path}" + (" (from cache)" if report.from_cache else "")
+        )
+    if validation:
+        lines.append(
+            f"validation  {'passed' if validation.get('passed') else 'FAILED'}: "
+            f"{validation.get('metric', 'agreement')} = {validation.get('agreement', 0.0):.4f} "
+            f"(min {validation.get('min_agreement', '?')}) on {validation.get('num_inputs', '?')} "
+            f"inputs, {validation.get('candidate', '?')} vs {validation.get('reference', '?')}"
+        )
+        for stats in validation.get("tensor_stats") or []:
+            lines.append(
+                f"  {stats.get('name')}: max |diff| {stats.get('max_abs_diff', 0.0):.3g}, "
+                f"mean |diff| {stats.get('mean_abs_diff', 0.0):.3g}"
+            )
+    if not report.passed:
+        lines.append(f"convert failed: {report.error or optimizer.last_failure}")
+    _emit(args, data, lines)
+    return EXIT_OK if report.passed else EXIT_FAILED
+
+
+# -- benchmark ---------------------------------------------------------------------------------
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    return _run(args, _benchmark)
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    if args.engine is not None and not args.engine.is_file():
+        raise UsageError(f"engine file not found: {args.engine}")
+    model_dir, mtype = _model(args.model_dir, args.model_type)
+    batches = _batch_sizes(args.batch_sizes)
+    if args.iterations < 1 or args.warmup < 0:
+        raise UsageError("--iterations must be >= 1 and --warmup >= 0")
+    from ..optimizer import TensorRTOptimizer
+    from ..progress import track
+
+    optimizer = TensorRTOptimizer(cache_dir=args.cache_dir)
+    if args.engine is None or optimizer.tensorrt_unavailable_reason():
+        why = "no engine given" if args.engine is None else optimizer.tensorrt_unavailable_reason()
+        print(f"note: native Paddle only ({why})", file=sys.stderr)
+    parts = []
+    # One call per batch size so the bar moves; each call measures native and TensorRT together.
+    for batch in track(batches, f"benchmark {mtype.value}", quiet=args.json):
+        result = optimizer.benchmark_performance(
+            args.engine,
+            [batch],
+            model_dir=model_dir,
+            model_type=mtype,
+            warmup=args.warmup,
+            iterations=args.iterations,
+            include_native=not args.no_native,
+        )
+        if result is None:
+            reason = optimizer.last_failure or "unknown reason (see the log)"
+            _emit(args, {"ok": False, "reason": reason}, [f"benchmark failed: {reason}"])
+            return EXIT_FAILED
+        parts.append(result)
+    merged = merge_results(parts)
+    _emit(args, merged.to_dict(), _benchmark_lines(merged))
+    return EXIT_OK
+
+
+def merge_results(parts: list[Any]) -> Any:
+    """One ``BenchmarkResult`` from per-batch-size results of the same engine and model."""
+    from dataclasses import replace
+
+    first = parts[0]
+    baselines = [p.baseline for p in parts if p.baseline is not None]
+    peaks = [p.peak_gpu_memory_bytes for p in parts if p.peak_gpu_memory_bytes is not None]
+    return replace(
+        first,
+        batch_sizes=[b for p in parts for b in p.batch_sizes],
+        latencies=[lat for p in parts for lat in p.latencies],
+        throughputs=[t for p in parts for t in p.throughputs],
+        peak_gpu_memory_bytes=max(peaks) if peaks else None,
+        baseline=merge_results(baselines) if len(baselines) == len(parts) else None,
+    )
+
+
+def _benchmark_lines(result: Any) -> list[str]:
+    lines = [
+        f"{result.model_type} on {result.backend}" + (f" ({result.note})" if result.note else "")
+    ]
+    base = result.baseline
+    header = f"{'batch':>5} {'mean ms':>9} {'p50':>8} {'p90':>8} {'p99':>8} {'img/s':>9}"
+    lines.append(header + (f" {'native img/s':>13} {'speedup':>8}" if base else ""))
+    for i, batch in enumerate(result.batch_sizes):
+        lat = result.latencies[i]
+        row = (
+            f"{batch:>5} {lat['mean']:>9.2f} {lat['p50']:>8.2f} {lat['p90']:>8.2f} "
+            f"{lat['p99']:>8.2f} {result.throughputs[i]:>9.1f}"
+        )
+        if base:
+            ratio = result.throughputs[i] / base.throughputs[i]
+            row += f" {base.throughputs[i]:>13.1f} {ratio:>7.2f}x"
+        lines.append(row)
+    if result.peak_gpu_memory_bytes is not None:
+        lines.append(f"peak GPU memory {result.peak_gpu_memory_bytes / (1 << 20):.0f} MiB")
+    return lines

@@ -46,7 +46,11 @@ def test_round_trip(cache_root: Path) -> None:
     cache, key, create = EngineCache(cache_root), make_key(), Creator(extra=True)
     assert cache.get(key) is None
     entry = cache.get_or_create(
-        key, create, artifact_name="model.onnx", validate_fn=lambda p: {"passed": True, "f1": 1.0}
+        key,
+        create,
+        artifact_name="model.onnx",
+        validate_fn=lambda p: {"passed": True, "f1": 1.0},
+        keep_extra_files=True,
     )
     assert create.calls == 1
     assert entry.path == cache_root / "onnx" / key.digest
@@ -67,7 +71,9 @@ def test_round_trip(cache_root: Path) -> None:
     assert create.calls == 1 and again.artifact_path.read_bytes() == data
     fresh = EngineCache(cache_root).get(key, verify=True)  # another instance, full re-read
     assert fresh is not None and fresh.artifact_path.read_bytes() == data
-    assert EngineCache(cache_root).get(make_key(precision="fp16")) is None
+    other = cache.get_or_create(make_key(precision="fp16"), Creator(extra=True), artifact_name="m")
+    assert sorted(p.name for p in other.path.iterdir()) == ["m", "manifest.json"]
+    assert list(other.manifest["files"]) == ["m"]
 
 
 def _truncate(entry: CacheEntry) -> None:

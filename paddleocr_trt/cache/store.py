@@ -411,14 +411,17 @@ class EngineCache:
         artifact_name: str,
         validate_fn: ValidateFn | None = None,
         verify: bool = False,
+        keep_extra_files: bool = False,
     ) -> CacheEntry:
         """The entry for ``key``; if missing, create it exactly once across processes.
 
         ``create_fn(tmp_dir)`` writes the artifact into ``tmp_dir`` (a fresh dir inside the cache)
-        and returns its path, or ``(path, metadata_dict)``; other files it leaves there are kept
-        in the entry too. ``validate_fn(artifact_path)`` returns a report (dict or object with
-        ``to_dict()``/``passed``); a failed report raises ValidationFailedError. Nothing is
-        published unless both succeed. Storage failures raise CacheError (CachePublishError when
+        and returns its path, or ``(path, metadata_dict)``; other files it leaves there (failed
+        attempts, intermediates) are deleted unless ``keep_extra_files`` (e.g. ONNX external
+        data), in which case they are stored and checked like the artifact.
+        ``validate_fn(artifact_path)`` returns a report (dict or object with ``to_dict()`` /
+        ``passed``); a failed report raises ValidationFailedError. Nothing is published unless
+        both succeed. Storage failures raise CacheError (CachePublishError when
         the artifact itself was made and may still be used from its temp location).
         """
         if "/" in artifact_name or artifact_name in ("", ".", "..", MANIFEST_NAME):
@@ -432,7 +435,7 @@ class EngineCache:
                 log.info("cache entry %s was created by another process meanwhile", entry.path)
                 return entry
             self.clean_temp()
-            return self._build(key, create_fn, artifact_name, validate_fn)
+            return self._build(key, create_fn, artifact_name, validate_fn, keep_extra_files)
 
     def _build(
         self,
@@ -440,6 +443,7 @@ class EngineCache:
         create_fn: CreateFn,
         artifact_name: str,
         validate_fn: ValidateFn | None,
+        keep_extra_files: bool,
     ) -> CacheEntry:
         build_dir = self.tmp_dir / f"{key.kind}-{key.digest}-{os.getpid()}-{os.urandom(4).hex()}"
         work = build_dir / "entry"
@@ -455,6 +459,10 @@ class EngineCache:
         t0 = time.perf_counter()
         try:
             artifact, metadata = self._run_create(create_fn, work, artifact_name)
+            if not keep_extra_files:
+                for extra in list(work.iterdir()):
+                    if extra != artifact:
+                        remove_tree(extra)
             build_seconds = time.perf_counter() - t0
             validation = None
             if validate_fn is not None:

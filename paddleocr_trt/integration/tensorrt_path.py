@@ -10,6 +10,7 @@ import numpy as np
 
 from ..activation.request import TensorRTRequest
 from ..backend.base import BaseRunner
+from ..errors import CacheError
 from ..model_types import ModelType
 from ..pipeline import PipelineOptions, shared_pipeline
 from ..settings import default_cache_dir
@@ -51,13 +52,18 @@ def tensorrt_runner(
     device_id = int(engine_config.get("device_id") or 0)
     options = PipelineOptions(precision=request.precision, device_id=device_id)
     pipeline = shared_pipeline(str(default_cache_dir()), options)
+    fallback = LazyNativeRunner(f"paddle:{model_name}", native_factory)
     artifact = pipeline.engine(model_dir, model_type)
-    runner = TensorRTRunner(
-        artifact.path,
-        name=model_name,
-        fallback=LazyNativeRunner(f"paddle:{model_name}", native_factory),
-        device_id=device_id,
-    )
+    try:
+        runner = TensorRTRunner(
+            artifact.path, name=model_name, fallback=fallback, device_id=device_id
+        )
+    except CacheError as exc:  # a plan this TensorRT/GPU cannot load: a miss, rebuild once
+        pipeline.cache.invalidate(artifact.entry, str(exc))
+        artifact = pipeline.engine(model_dir, model_type)
+        runner = TensorRTRunner(
+            artifact.path, name=model_name, fallback=fallback, device_id=device_id
+        )
     precision = artifact.entry.metadata.get("precision", request.precision)
     agreement = (artifact.validation or {}).get("agreement")
     origin = "loaded from cache" if artifact.from_cache else "built and validated"

@@ -200,3 +200,57 @@ def test_benchmark_native_only(ocr_models) -> None:
     assert len(result["latencies"]) == 2 and all(t > 0 for t in result["throughputs"])
     for lat in result["latencies"]:
         assert 0 < lat["p50"] <= lat["p99"]
+
+
+# -- progress bars ------------------------------------------------------------------------------
+
+PROGRESS_SCRIPT = """
+import time
+from paddleocr_trt.progress import step, track
+with step("converting demo"):
+    time.sleep(0.8)
+for _ in track([1, 2], "sweep demo"):
+    time.sleep(0.1)
+print("result")
+"""
+
+
+def _run_with_tty_stderr(code: str) -> tuple[str, str]:
+    import fcntl
+    import pty
+    import struct
+    import termios
+    import threading
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    chunks: list[bytes] = []
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO once the child side is closed
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    proc = subprocess.run(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=slave, timeout=60
+    )
+    os.close(slave)
+    reader.join(10)
+    os.close(master)
+    return proc.stdout.decode(), b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_bars_only_on_a_terminal_stderr() -> None:
+    stdout, tty_stderr = _run_with_tty_stderr(PROGRESS_SCRIPT)
+    assert stdout == "result\n"
+    assert "converting demo: 00:00" in tty_stderr
+    assert "sweep demo: 100%" in tty_stderr
+    piped = subprocess.run([sys.executable, "-c", PROGRESS_SCRIPT], capture_output=True, text=True)
+    assert (piped.stdout, piped.stderr) == ("result\n", "")

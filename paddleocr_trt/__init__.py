@@ -3,7 +3,8 @@
 ``pip install paddleocr-trt`` is enough: ``PaddleOCR(..., use_tensorrt=True)`` then routes det,
 rec and text-line orientation through cached, validated TensorRT engines and falls back to native
 Paddle (saying why, once) when that is impossible. Importing this package explicitly does the
-same. This module stays import-light: it is loaded at every interpreter start.
+same. This module stays import-light: it is loaded at every interpreter start (and therefore
+before pytest's assertion rewriting: PYTEST_DONT_REWRITE).
 """
 
 from __future__ import annotations

@@ -25,6 +25,16 @@ class BaseRunner(abc.ABC):
     def infer(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run one forward pass; inputs in the model's input order, outputs in its output order."""
 
+    def check_inputs(self, inputs: Sequence[np.ndarray]) -> None:
+        """Refuse a call after close() or with the wrong number of inputs, naming the inputs."""
+        if self._closed:
+            raise RuntimeError(f"{self!r} is closed")
+        names = list(getattr(self, "input_names", None) or [])
+        if names and len(inputs) != len(names):
+            raise ValueError(
+                f"{self.name}: model takes {len(names)} input(s) {names}, got {len(inputs)}"
+            )
+
     def __call__(self, x: Sequence[np.ndarray] | None = None, **kwargs: object) -> list[np.ndarray]:
         if x is None:
             x = list(kwargs.values())

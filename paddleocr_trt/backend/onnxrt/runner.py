@@ -43,13 +43,7 @@ class OnnxRuntimeRunner(BaseRunner):
         log.debug("onnxruntime runner %s: %s on %s", self.name, self.onnx_path, self.providers)
 
     def infer(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        if self._closed:
-            raise RuntimeError(f"{self!r} is closed")
-        if len(inputs) != len(self.input_names):
-            raise ValueError(
-                f"{self.name}: model takes {len(self.input_names)} input(s) {self.input_names}, "
-                f"got {len(inputs)}"
-            )
+        self.check_inputs(inputs)
         feed = {
             name: np.ascontiguousarray(array)
             for name, array in zip(self.input_names, inputs, strict=True)

@@ -57,13 +57,7 @@ class PaddleInferenceRunner(BaseRunner):
         )
 
     def infer(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        if self._closed:
-            raise RuntimeError(f"{self!r} is closed")
-        if len(inputs) != len(self._inputs):
-            raise ValueError(
-                f"{self.name}: model takes {len(self._inputs)} input(s) {self.input_names}, "
-                f"got {len(inputs)}"
-            )
+        self.check_inputs(inputs)
         for handle, array in zip(self._inputs, inputs, strict=True):
             array = np.ascontiguousarray(array)
             handle.reshape(list(array.shape))

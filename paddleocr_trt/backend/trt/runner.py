@@ -93,8 +93,7 @@ class TensorRTRunner(BaseRunner):
         return executor.run(inputs)  # multi-input models: no per-input halving
 
     def infer(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        if self._closed:
-            raise RuntimeError(f"{self.name}: infer() after close()")
+        self.check_inputs(inputs)
         arrays = [
             np.ascontiguousarray(x, dtype=t.dtype)
             for x, t in zip(inputs, self.engine.inputs, strict=True)

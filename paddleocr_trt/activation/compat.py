@@ -7,9 +7,9 @@ program, so an unknown version gets one warning and no patching at all.
 
 from __future__ import annotations
 
-from importlib import metadata
-
 from packaging.version import InvalidVersion, Version
+
+from ..versions import version_of
 
 #: distribution -> (minimum inclusive, maximum exclusive)
 SUPPORTED: dict[str, tuple[str, str]] = {
@@ -19,13 +19,7 @@ SUPPORTED: dict[str, tuple[str, str]] = {
 
 
 def installed_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for dist in SUPPORTED:
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
-    return versions
+    return {dist: version_of(dist) for dist in SUPPORTED}
 
 
 def unsupported_reason(versions: dict[str, str | None]) -> str | None:

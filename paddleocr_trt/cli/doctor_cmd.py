@@ -16,9 +16,10 @@ import os
 import platform
 import site
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from ..versions import installed
 
 EXIT_OK, EXIT_FALLBACK, EXIT_USAGE = 0, 1, 2
 
@@ -84,12 +85,8 @@ def collect(*, cache_dir: Path | None = None, precision: str = "fp16") -> dict[s
 
 
 def _version(dists: tuple[str, ...]) -> dict[str, str] | None:
-    for dist in dists:
-        try:
-            return {"distribution": dist, "version": metadata.version(dist)}
-        except metadata.PackageNotFoundError:
-            continue
-    return None
+    found = installed(*dists)
+    return {"distribution": found[0], "version": found[1]} if found else None
 
 
 def _availability(status: Any) -> dict[str, Any]:

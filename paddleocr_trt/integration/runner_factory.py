@@ -9,7 +9,6 @@ Whatever happens in here, the user gets a working runner: TensorRT if possible, 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from packaging.version import Version
 from ..activation import request as trt_request
 from ..log import get_logger, warn_once
 from ..model_types import ModelFormat, locate_model_files, model_type_from_name
+from ..versions import version_of
 from .decision import Availability, decide
 from .report import BackendDecision, TimedRunner, record
 
@@ -30,12 +30,11 @@ def is_our_runner(runner: object) -> bool:
 
 
 def _paddle_version() -> Version | None:
-    for dist in ("paddlepaddle-gpu", "paddlepaddle"):
-        try:
-            return Version(metadata.version(dist))
-        except (metadata.PackageNotFoundError, ValueError):
-            continue
-    return None
+    found = version_of("paddlepaddle-gpu", "paddlepaddle")
+    try:
+        return Version(found) if found else None
+    except ValueError:  # InvalidVersion: an odd local build; no version-based settings
+        return None
 
 
 def native_engine_config(engine_config: Mapping[str, Any], model_dir: Path | None) -> dict:

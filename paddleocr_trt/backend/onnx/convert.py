@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from ...errors import ConversionError
 from ...log import get_logger
 from ...model_types import ModelFiles, ModelType, locate_model_files
 from ...settings import ENV_DISABLE
+from ...versions import version_of
 from .export_worker import STEP_EXPORT, STEP_REFERENCE, STEP_TRANSLATE
 
 log = get_logger("onnx.convert")
@@ -85,21 +85,15 @@ class ConversionResult:
 
 def converter_versions() -> dict[str, str]:
     """Versions that determine the converted graph (cache keys include them)."""
-    versions: dict[str, str] = {}
-    for key, dists in (
-        ("paddle", ("paddlepaddle", "paddlepaddle-gpu")),
-        ("paddle2onnx", ("paddle2onnx",)),
-        ("onnx", ("onnx",)),
-        ("onnxruntime", ("onnxruntime", "onnxruntime-gpu")),
-    ):
-        versions[key] = "not installed"
-        for dist in dists:
-            try:
-                versions[key] = metadata.version(dist)
-                break
-            except metadata.PackageNotFoundError:
-                continue
-    return versions
+    return {
+        key: version_of(*dists) or "not installed"
+        for key, dists in (
+            ("paddle", ("paddlepaddle", "paddlepaddle-gpu")),
+            ("paddle2onnx", ("paddle2onnx",)),
+            ("onnx", ("onnx",)),
+            ("onnxruntime", ("onnxruntime", "onnxruntime-gpu")),
+        )
+    }
 
 
 class _Failure(Exception):

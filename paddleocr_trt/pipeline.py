@@ -74,12 +74,17 @@ class ArtifactPipeline:
 
     # -- inputs and references ----------------------------------------------------------------
 
-    def validation_images(self) -> list[Path]:
+    @functools.cached_property
+    def _validation_images(self) -> tuple[Path, ...]:
         if self.options.validation_images:
-            return [Path(p) for p in self.options.validation_images]
+            return tuple(Path(p) for p in self.options.validation_images)
         from .testing.images import render_sample_images
 
-        return [s.path for s in render_sample_images(self.cache.root / "validation-images")]
+        return tuple(s.path for s in render_sample_images(self.cache.root / "validation-images"))
+
+    def validation_images(self) -> list[Path]:
+        """Rendered once per pipeline: every validation and benchmark input is cut from them."""
+        return list(self._validation_images)
 
     def validation_inputs(self, model_dir: Path, model_type: ModelType) -> list[np.ndarray]:
         from .comparator.inputs import build_validation_inputs

@@ -21,9 +21,6 @@ import numpy as np
 from .backend.base import BaseRunner
 from .cache.store import EngineCache
 from .errors import (
-    CacheError,
-    ConversionError,
-    OutOfMemoryError,
     PaddleOCRTRTError,
     ValidationFailedError,
 )
@@ -164,10 +161,7 @@ class TensorRTOptimizer:
             return None
         try:
             artifact = self.pipeline.engine(model_dir, mtype)
-        except (ConversionError, ValidationFailedError, OutOfMemoryError, CacheError) as exc:
-            self._fail(f"optimizing {mtype.value} model {model_dir} failed: {exc}")
-            return None
-        except PaddleOCRTRTError as exc:
+        except PaddleOCRTRTError as exc:  # conversion, validation, OOM, cache, build
             self._fail(f"optimizing {mtype.value} model {model_dir} failed: {exc}")
             return None
         engine_path = artifact.path
@@ -231,7 +225,7 @@ class TensorRTOptimizer:
             return ConvertReport(
                 mtype.value, model_dir, False, validation=validation, error=str(exc)
             )
-        except (ConversionError, CacheError, PaddleOCRTRTError) as exc:
+        except PaddleOCRTRTError as exc:
             self._fail(str(exc))
             return ConvertReport(mtype.value, model_dir, False, error=str(exc))
         onnx_path = artifact.path
@@ -301,7 +295,7 @@ class TensorRTOptimizer:
                 )
             if min_free is not None:
                 result.peak_gpu_memory_bytes = max(0, free_before - min_free)
-        except (OutOfMemoryError, PaddleOCRTRTError) as exc:
+        except PaddleOCRTRTError as exc:  # OutOfMemoryError included
             self._fail(f"benchmark of {engine_path} failed: {exc}")
             return None
         result.engine_path = Path(engine_path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,59 @@ class ArtifactPipeline:
             key, create, artifact_name=ONNX_ARTIFACT, validate_fn=validate
         )
         return Artifact(entry, from_cache="conversion" not in created)
+
+    # -- ONNX Runtime engine -------------------------------------------------------------------
+
+    def onnxruntime_key(self, model_dir: Path, model_type: ModelType, provider: str) -> CacheKey:
+        from .backend.onnx.convert import converter_versions
+
+        return CacheKey(
+            model_fingerprint=self.cache.fingerprint(model_dir).digest,
+            model_type=model_type.value,
+            kind="onnxruntime",
+            precision="fp32",
+            builder_settings={"provider": provider, "min_agreement": self.options.min_agreement},
+            converter_versions=converter_versions(),
+        )
+
+    def onnxruntime_engine(
+        self, model_dir: str | Path, model_type: ModelType | str, provider: str, device_id: int = 0
+    ) -> Artifact:
+        """The graph an ONNX Runtime engine runs, validated under ``provider`` and cached.
+
+        On the CPU provider the graph is byte-identical to the validated ONNX and the ONNX step
+        validated it with this same ONNX Runtime and provider, so that report is reused rather
+        than repeating a 10-30 s comparison; any other provider is validated for itself.
+        """
+        from .backend.onnxrt.runner import OnnxRuntimeRunner
+
+        model_dir = locate_model_files(model_dir).model_dir.resolve()
+        mtype = ModelType.parse(model_type)
+        onnx = self.onnx(model_dir, mtype)
+        key = self.onnxruntime_key(model_dir, mtype, provider)
+        created: dict[str, Any] = {}
+
+        def create(tmp: Path) -> tuple[Path, dict[str, Any]]:
+            target = tmp / ONNX_ARTIFACT
+            shutil.copyfile(onnx.path, target)
+            created["from"] = onnx.entry.digest
+            return target, {**onnx.entry.metadata, "onnx_entry": onnx.entry.digest}
+
+        def validate(path: Path) -> Any:
+            if provider == "CPUExecutionProvider" and onnx.validation:
+                return {**onnx.validation, "reused_from": onnx.entry.digest}
+            inputs = self.validation_inputs(model_dir, mtype)
+            with OnnxRuntimeRunner(
+                path, providers=[provider], device_id=device_id, name=f"{provider}:{model_dir.name}"
+            ) as candidate:
+                report = self._compare(mtype, model_dir, candidate, inputs)
+            _log_report(f"ONNX Runtime ({provider})", model_dir, report)
+            return report
+
+        entry = self.cache.get_or_create(
+            key, create, artifact_name=ONNX_ARTIFACT, validate_fn=validate
+        )
+        return Artifact(entry, from_cache="from" not in created, extra={"onnx": onnx})
 
     # -- TensorRT -----------------------------------------------------------------------------
 

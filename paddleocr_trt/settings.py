@@ -9,6 +9,11 @@ ENV_DISABLE = "PADDLEOCR_TRT_DISABLE"
 ENV_CACHE_DIR = "PADDLEOCR_TRT_CACHE_DIR"
 ENV_WORKSPACE_GB = "PADDLEOCR_TRT_WORKSPACE_GB"
 ENV_LOG_LEVEL = "PADDLEOCR_TRT_LOG_LEVEL"
+ENV_ENGINE = "PADDLEOCR_TRT_ENGINE"
+
+#: Engine backends that can run a converted model, in the order a list may name them.
+ENGINE_NAMES = ("tensorrt", "onnxruntime")
+DEFAULT_ENGINES = ("tensorrt",)
 
 DEFAULT_WORKSPACE_GB = 4.0
 #: "Accuracy retained" (task-level agreement with native Paddle) must reach this.
@@ -45,3 +50,37 @@ def workspace_gb(environ: dict[str, str] | None = None) -> float:
     if value <= 0:
         raise ValueError(f"{ENV_WORKSPACE_GB}={raw!r} must be positive")
     return value
+
+
+def parse_engines(
+    value: str | list[str] | tuple[str, ...], *, source: str = "engine"
+) -> tuple[str, ...]:
+    """``"tensorrt,onnxruntime"`` or a list -> ordered, de-duplicated engine names.
+
+    Each engine is tried in order, then native Paddle; an unknown name is a settings error,
+    raised up front with the accepted names rather than discovered at the first model.
+    """
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names: list[str] = []
+    for item in items:
+        name = str(item).strip().lower().replace("-", "").replace("_", "")
+        name = {"trt": "tensorrt", "ort": "onnxruntime"}.get(name, name)
+        if not name:
+            continue
+        if name not in ENGINE_NAMES:
+            raise ValueError(
+                f"{source}={value!r}: unknown engine {str(item).strip()!r}; "
+                f"use one or more of {', '.join(ENGINE_NAMES)} (comma-separated, tried in order)"
+            )
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise ValueError(f"{source}={value!r} names no engine; use {', '.join(ENGINE_NAMES)}")
+    return tuple(names)
+
+
+def engines(environ: dict[str, str] | None = None) -> tuple[str, ...]:
+    """The engines ``$PADDLEOCR_TRT_ENGINE`` asks for, else the default (TensorRT only)."""
+    env = os.environ if environ is None else environ
+    raw = env.get(ENV_ENGINE, "").strip()
+    return parse_engines(raw, source=ENV_ENGINE) if raw else DEFAULT_ENGINES

@@ -69,7 +69,17 @@ def _wrap_parse_common_args(original: Any) -> Any:
 
     @functools.wraps(original)
     def parse_common_args(kwargs: dict[str, Any], *args: Any, **kw: Any) -> Any:
-        return original(normalize_common_kwargs(kwargs), *args, **kw)
+        kwargs = normalize_common_kwargs(kwargs)
+        engines = kwargs.pop(trt_request.ENGINE_KWARG, None)
+        if engines is not None:
+            from ..settings import parse_engines
+
+            # A ValueError here is PaddleOCR's own convention for a bad argument.
+            engines = parse_engines(engines, source=trt_request.ENGINE_KWARG)
+        parsed = original(kwargs, *args, **kw)
+        if engines is not None:
+            parsed[trt_request.ENGINES_COMMON_ARG] = engines
+        return parsed
 
     setattr(parse_common_args, _PATCHED_ATTR, True)
     return parse_common_args

@@ -17,7 +17,9 @@ from typing import Any
 from ..model_types import ModelType
 
 KEY_VERSION = 1
-KINDS = ("onnx", "engine")
+#: "onnx": the validated fp32 ONNX; "engine": a TensorRT plan; "onnxruntime": the graph an ONNX
+#: Runtime engine runs, validated under its execution provider.
+KINDS = ("onnx", "engine", "onnxruntime")
 DIGEST_HEX_CHARS = 24
 
 #: one optimization profile: ``{input name: (min shape, opt shape, max shape)}``
@@ -85,6 +87,8 @@ class CacheKey:
                 "an engine key needs tensorrt_version, gpu_name and compute_capability: an engine "
                 "is only valid for the TensorRT version and GPU that built it"
             )
+        if self.kind == "onnxruntime" and self.tensorrt_version is not None:
+            raise ValueError(f"a {self.kind} key must not carry tensorrt_version")
         if self.kind == "onnx" and any(f is not None for f in trt_fields):
             raise ValueError(
                 "an onnx key must not carry tensorrt_version/gpu_name/compute_capability: ONNX "
@@ -128,6 +132,10 @@ class CacheKey:
     def describe(self) -> str:
         """One line for logs: what this artifact is, without the hashes."""
         parts = [self.kind, self.model_type, self.precision, f"model {self.model_fingerprint[:12]}"]
+        if self.kind == "onnxruntime":
+            provider = (self.builder_settings or {}).get("provider", "?")
+            version = self.converter_versions.get("onnxruntime", "?")
+            parts.append(f"ONNX Runtime {version} {provider}")
         if self.kind == "engine":
             parts.append(
                 f"TensorRT {self.tensorrt_version} on {self.gpu_name} "

@@ -1,4 +1,4 @@
-"""Can this model run as a TensorRT engine here? If not, the one reason and the remedy.
+"""Can this model run on one of our engines here? If not, the one reason and the remedy.
 
 Checked cheapest first; each answer is cached for the process because it cannot change while
 the process lives (a library does not appear mid-run) and because every model asks.
@@ -67,16 +67,36 @@ def cuda_status() -> Availability:
     )
 
 
-def device_type_of(request: TensorRTRequest, engine_config: Mapping[str, Any]) -> str:
-    device_type = engine_config.get("device_type")
-    if device_type:
-        return str(device_type).lower()
+@dataclass(frozen=True)
+class Target:
+    """The device the user asked for: ``device="gpu"`` stays a GPU request even where the CPU
+    build of Paddle made PaddleX fall back to the CPU (our engines do not need Paddle's GPU)."""
+
+    device_type: str
+    device_id: int
+
+
+def target_of(request: TensorRTRequest, engine_config: Mapping[str, Any]) -> Target:
+    config_type = str(engine_config.get("device_type") or "").lower()
+    config_id = engine_config.get("device_id")
     if request.device:
-        return request.device.split(":", 1)[0].lower()
-    return "gpu"
+        kind, _, ids = request.device.partition(":")
+        kind = kind.strip().lower()
+        if config_type == kind and config_id is not None:  # PaddleX's per-device pipeline
+            return Target(kind, int(config_id))
+        first = ids.split(",")[0].strip()
+        return Target(kind, int(first) if first.isdigit() else 0)
+    if config_type:
+        return Target(config_type, int(config_id or 0))
+    return Target("gpu", 0)
+
+
+def device_type_of(request: TensorRTRequest, engine_config: Mapping[str, Any]) -> str:
+    return target_of(request, engine_config).device_type
 
 
 def decide(request: TensorRTRequest, engine_config: Mapping[str, Any]) -> Availability:
+    """The TensorRT engine's answer (the default engine)."""
     device_type = device_type_of(request, engine_config)
     if device_type != "gpu":
         return Availability(
@@ -96,3 +116,53 @@ def decide(request: TensorRTRequest, engine_config: Mapping[str, Any]) -> Availa
     if not status.ok:
         return status
     return cuda_status()
+
+
+@functools.lru_cache(maxsize=1)
+def onnxruntime_status() -> Availability:
+    if importlib.util.find_spec("onnxruntime") is None:
+        return Availability(
+            False,
+            "onnxruntime-missing",
+            "ONNX Runtime is not installed",
+            "pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA)",
+        )
+    try:
+        import onnxruntime as ort
+    except Exception as exc:  # a broken install: say so, run native
+        return Availability(False, "onnxruntime-unloadable", f"ONNX Runtime cannot load: {exc}")
+    return Availability(True, "ready", f"ONNX Runtime {ort.__version__}")
+
+
+CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+
+
+def onnxruntime_provider(target: Target) -> str:
+    """CUDA when the device is a GPU and onnxruntime-gpu is installed, else the CPU provider."""
+    if target.device_type == "gpu":
+        import onnxruntime as ort
+
+        if CUDA_PROVIDER in ort.get_available_providers():
+            return CUDA_PROVIDER
+    return CPU_PROVIDER
+
+
+def decide_onnxruntime(request: TensorRTRequest, engine_config: Mapping[str, Any]) -> Availability:
+    """ONNX Runtime runs on any device; precision is the validated fp32 graph's either way."""
+    if request.precision not in SUPPORTED_PRECISIONS:
+        return Availability(
+            False,
+            "unsupported-precision",
+            f"precision {request.precision!r} is not supported by paddleocr_trt",
+            f"use one of {', '.join(SUPPORTED_PRECISIONS)}",
+        )
+    return onnxruntime_status()
+
+
+def decide_engine(
+    engine: str, request: TensorRTRequest, engine_config: Mapping[str, Any]
+) -> Availability:
+    if engine == "onnxruntime":
+        return decide_onnxruntime(request, engine_config)
+    return decide(request, engine_config)

@@ -18,7 +18,7 @@ from ..activation import request as trt_request
 from ..log import get_logger, warn_once
 from ..model_types import ModelFormat, locate_model_files, model_type_from_name
 from ..versions import version_of
-from .decision import Availability, decide
+from .decision import Availability, decide_engine
 from .report import BackendDecision, TimedRunner, record
 
 log = get_logger("integration")
@@ -65,7 +65,22 @@ def native_engine_config(engine_config: Mapping[str, Any], model_dir: Path | Non
     return config
 
 
+ENGINE_LABELS = {"tensorrt": "TensorRT", "onnxruntime": "ONNX Runtime"}
+
+
+def _engine_runner(engine: str) -> Callable[..., tuple[Any, str]]:
+    """Each engine's path, imported only when that engine is tried (they pull in numpy & co)."""
+    if engine == "onnxruntime":
+        from .onnxruntime_path import onnxruntime_runner
+
+        return onnxruntime_runner
+    from .tensorrt_path import tensorrt_runner
+
+    return tensorrt_runner
+
+
 def build_runner(native_builder: Callable[..., Any], **kwargs: Any) -> Any:
+    """Try each requested engine in order, then native Paddle; one warning per step moved on."""
     model_name: str = kwargs["model_name"]
     model_dir: Path | None = kwargs.get("model_dir")
     engine_config: Mapping[str, Any] = kwargs.get("engine_config") or {}
@@ -77,47 +92,60 @@ def build_runner(native_builder: Callable[..., Any], **kwargs: Any) -> Any:
     if model_dir is not None:
         # Say precisely what is wrong with a broken model dir, before Paddle fails obscurely.
         locate_model_files(model_dir)
-    status = decide(request, engine_config)
-    if status.ok and model_dir is not None:
-        try:
-            from .tensorrt_path import tensorrt_runner
 
-            runner, description = tensorrt_runner(
-                model_name=model_name,
-                model_dir=Path(model_dir),
-                model_type=model_type,
-                request=request,
-                engine_config=engine_config,
-                native_factory=lambda: native_builder(
-                    **{**kwargs, "engine_config": native_engine_config(engine_config, model_dir)}
-                ),
-            )
-        except Exception as exc:  # the user's program never breaks because of us
-            status = Availability(
-                False,
-                f"tensorrt-failed:{type(exc).__name__}",
-                f"the TensorRT engine could not be prepared: {exc}",
-            )
-        else:
-            record(
-                BackendDecision(
-                    model_name, str(model_dir), "tensorrt", description, request.precision
+    def native_factory() -> Any:
+        return native_builder(
+            **{**kwargs, "engine_config": native_engine_config(engine_config, model_dir)}
+        )
+
+    reasons: list[str] = []
+    for position, engine in enumerate(request.engines):
+        label = ENGINE_LABELS.get(engine, engine)
+        status = decide_engine(engine, request, engine_config)
+        if status.ok and model_dir is None:
+            status = Availability(False, "no-model-dir", "PaddleX passed no model directory")
+        if status.ok:
+            try:
+                runner, description = _engine_runner(engine)(
+                    model_name=model_name,
+                    model_dir=Path(model_dir),  # type: ignore[arg-type]
+                    model_type=model_type,
+                    request=request,
+                    engine_config=engine_config,
+                    native_factory=native_factory,
                 )
-            )
-            return TimedRunner(runner, model_name, "tensorrt")
-
-    warn_once(
-        (status.code, model_name),
-        "%s: %s; running native Paddle inference instead.",
-        model_name,
-        status.message(),
-    )
+            except Exception as exc:  # the user's program never breaks because of us
+                status = Availability(
+                    False,
+                    f"{engine}-failed:{type(exc).__name__}",
+                    f"the {label} engine could not be prepared: {exc}",
+                )
+            else:
+                record(
+                    BackendDecision(
+                        model_name, str(model_dir), engine, description, request.precision
+                    )
+                )
+                return TimedRunner(runner, model_name, engine)
+        reasons.append(
+            status.message() if len(request.engines) == 1 else f"{label}: {status.message()}"
+        )
+        later = request.engines[position + 1 :]
+        next_step = (
+            f"trying the {ENGINE_LABELS.get(later[0], later[0])} engine"
+            if later
+            else "running native Paddle inference"
+        )
+        warn_once(
+            (engine, status.code, model_name),
+            "%s: %s; %s instead.",
+            model_name,
+            status.message(),
+            next_step,
+        )
     record(
         BackendDecision(
-            model_name, str(model_dir) if model_dir else None, "paddle", status.message(), None
+            model_name, str(model_dir) if model_dir else None, "paddle", "; ".join(reasons), None
         )
     )
-    native = native_builder(
-        **{**kwargs, "engine_config": native_engine_config(engine_config, model_dir)}
-    )
-    return TimedRunner(native, model_name, "paddle")
+    return TimedRunner(native_factory(), model_name, "paddle")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from ..activation.request import TensorRTRequest
 from ..backend.base import BaseRunner
@@ -14,27 +12,7 @@ from ..errors import CacheError
 from ..model_types import ModelType
 from ..pipeline import PipelineOptions, shared_pipeline
 from ..settings import default_cache_dir
-
-
-class LazyNativeRunner(BaseRunner):
-    """PaddleX's own Paddle runner, created only if TensorRT ever hands a call back."""
-
-    backend = "paddle"
-
-    def __init__(self, name: str, factory: Callable[[], Any]) -> None:
-        super().__init__(name)
-        self._factory = factory
-        self._runner: Any = None
-
-    def infer(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        if self._runner is None:
-            self._runner = self._factory()
-        return list(self._runner(x=list(inputs)))
-
-    def close(self) -> None:
-        if self._runner is not None:
-            self._runner.close()
-        super().close()
+from .fallback import LazyNativeRunner
 
 
 def tensorrt_runner(

@@ -1,5 +1,5 @@
-"""ONNX Runtime runner: checks converted graphs on machines without a GPU, and serves as a
-CPU stand-in for the TensorRT engine in tests."""
+"""ONNX Runtime runner: the second engine backend (CPU, or CUDA with onnxruntime-gpu), and the
+runtime that checks converted graphs on machines without a GPU."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ class OnnxRuntimeRunner(BaseRunner):
         *,
         providers: Sequence[str] | None = None,
         name: str | None = None,
+        threads: int | None = None,
+        device_id: int = 0,
     ) -> None:
         import onnxruntime as ort
 
@@ -32,11 +34,15 @@ class OnnxRuntimeRunner(BaseRunner):
         super().__init__(name or self.onnx_path.stem)
         options = ort.SessionOptions()
         options.log_severity_level = 3  # initializer clean-up chatter is not the user's concern
-        self._session = ort.InferenceSession(
-            str(self.onnx_path),
-            options,
-            providers=list(providers) if providers else ["CPUExecutionProvider"],
-        )
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        chosen: list = []
+        for provider in providers or ["CPUExecutionProvider"]:
+            if provider == "CUDAExecutionProvider":
+                chosen.append((provider, {"device_id": int(device_id)}))
+            else:
+                chosen.append(provider)
+        self._session = ort.InferenceSession(str(self.onnx_path), options, providers=chosen)
         self.input_names: list[str] = [i.name for i in self._session.get_inputs()]
         self.output_names: list[str] = [o.name for o in self._session.get_outputs()]
         self.providers: list[str] = list(self._session.get_providers())

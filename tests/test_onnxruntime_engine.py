@@ -6,90 +6,19 @@ results, in fresh interpreters as a user runs it, compared field by field with p
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.engines import ENGINE, PLAIN
 
 from paddleocr_trt.integration.report import clear as clear_backend_report
 from paddleocr_trt.log import reset_warn_once
 from paddleocr_trt.testing.results import result_differences, result_fields
 
-WORKER = Path(__file__).parent / "workers" / "ocr_run.py"
 MODELS = ("PP-OCRv4_mobile_det", "PP-OCRv4_mobile_rec", "PP-LCNet_x0_25_textline_ori")
-
-
-def run_worker(job: dict, env: dict[str, str], timeout: int = 600) -> dict:
-    proc = subprocess.run(
-        [sys.executable, str(WORKER), json.dumps(job)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-@pytest.fixture(scope="session")
-def ort_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    cache = tmp_path_factory.mktemp("ort_engine_cache")
-    return {
-        **os.environ,
-        "PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK": "True",
-        "PADDLEOCR_TRT_ENGINE": "onnxruntime",
-        "PADDLEOCR_TRT_CACHE_DIR": str(cache),
-    }
-
-
-@pytest.fixture(scope="session")
-def image_dir(sample_images, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("ort_image_dir")
-    for sample in sample_images:
-        shutil.copy(sample.path, folder / sample.path.name)
-    return folder
-
-
-def _job(ocr_models, sample_images, image_dir, pipelines, cases) -> dict:
-    return {
-        "models": ocr_models.paddleocr_kwargs(textline_orientation=True),
-        "images": [str(s.path) for s in sample_images],
-        "image_dir": str(image_dir),
-        "pipelines": pipelines,
-        "cases": cases,
-    }
-
-
-PLAIN = {"device": "cpu"}
-ENGINE = {"device": "cpu", "use_tensorrt": True, "precision": "fp16"}
-
-
-@pytest.fixture(scope="session")
-def cold_run(ocr_models, sample_images, image_dir, ort_env) -> dict:
-    """First process: empty cache, so every model is converted, validated and cached."""
-    job = _job(
-        ocr_models,
-        sample_images,
-        image_dir,
-        {"plain": PLAIN, "engine": ENGINE},
-        ["single", "list", "dir", "word_box"],
-    )
-    return run_worker(job, ort_env)
-
-
-@pytest.fixture(scope="session")
-def warm_run(cold_run, ocr_models, sample_images, image_dir, ort_env) -> dict:
-    """Second process on the same cache: engines load, nothing is converted or validated."""
-    # Paddle's first predictor pays its import and init: warm it up before timing either side.
-    pipelines = {"warm-up": PLAIN, "engine": ENGINE, "plain": PLAIN}
-    job = _job(ocr_models, sample_images[:1], image_dir, pipelines, [])
-    return run_worker(job, ort_env)
 
 
 @pytest.mark.slow

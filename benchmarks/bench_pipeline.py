@@ -1,4 +1,5 @@
-"""Whole-pipeline images/s: ``PaddleOCR()`` vs ``PaddleOCR(use_tensorrt=True)``, in one run.
+"""Whole-pipeline images/s: ``PaddleOCR()`` vs ``PaddleOCR(use_tensorrt=True)`` vs the ONNX
+Runtime engine (``trt_engine="onnxruntime"``), in one run.
 
 Both pipelines read the same rendered images (det + rec + text-line orientation). The
 ``use_tensorrt`` entry measures what a user gets from that flag on this machine, so its
@@ -32,8 +33,10 @@ def images(sample_images: list[Any]) -> list[str]:
     return [str(s.path) for s in sample_images[:IMAGES]]
 
 
-@pytest.mark.parametrize("variant", ["native", "use_tensorrt"])
-def test_pipeline_throughput(benchmark: Any, ocr_models: Any, images: list[str], variant: str):
+@pytest.mark.parametrize("variant", ["native", "use_tensorrt", "onnxruntime"])
+def test_pipeline_throughput(
+    benchmark: Any, ocr_models: Any, images: list[str], variant: str, engine_cache_dir: str
+):
     from paddleocr import PaddleOCR
 
     import paddleocr_trt
@@ -43,6 +46,9 @@ def test_pipeline_throughput(benchmark: Any, ocr_models: Any, images: list[str],
     report.clear()
     if variant == "native":
         ocr = PaddleOCR(**kwargs, device=_device())
+    elif variant == "onnxruntime":
+        paddleocr_trt.activate()
+        ocr = PaddleOCR(**kwargs, device=_device(), trt_engine="onnxruntime")
     else:
         paddleocr_trt.activate()
         ocr = PaddleOCR(**kwargs, device="gpu", use_tensorrt=True, precision="fp16")
@@ -53,6 +59,7 @@ def test_pipeline_throughput(benchmark: Any, ocr_models: Any, images: list[str],
 
     lines = run()  # warm-up (also builds or loads engines) outside the timed rounds
     assert lines > 0
+    report.take_stage_times()
     benchmark.group = "pipeline"
     benchmark.extra_info.update(
         model="pipeline",
@@ -65,3 +72,7 @@ def test_pipeline_throughput(benchmark: Any, ocr_models: Any, images: list[str],
         backends=backends,
     )
     benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=0)
+    # Model time per round, per model (the rest of a round is PaddleX's host work).
+    benchmark.extra_info["model_seconds_per_round"] = {
+        model: seconds / ROUNDS for model, (_, seconds) in report.take_stage_times().items()
+    }

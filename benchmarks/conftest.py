@@ -23,3 +23,11 @@ def ocr_models() -> OCRModelSet:
 @pytest.fixture(scope="session")
 def sample_images(tmp_path_factory: pytest.TempPathFactory) -> list[SampleImage]:
     return render_sample_images(tmp_path_factory.mktemp("bench_images"))
+
+
+@pytest.fixture(scope="session")
+def engine_cache_dir() -> str:
+    """Engines built by benchmarks live beside the test cache, not in the user's cache."""
+    path = WORK / "engine-cache"
+    os.environ.setdefault("PADDLEOCR_TRT_CACHE_DIR", str(path))
+    return os.environ["PADDLEOCR_TRT_CACHE_DIR"]

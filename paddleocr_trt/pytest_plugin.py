@@ -4,9 +4,10 @@ pytest loads this module in every session of everyone who has the package instal
 imports nothing heavy at module level: Paddle, PaddleOCR and the comparator load inside fixtures.
 
 Fixtures:
-    ocr_backend            "native" and "tensorrt" (each test runs on both; the tensorrt case is
-                           skipped with the reason when engines cannot be used here). Narrow it:
-                           ``@pytest.mark.parametrize("ocr_backend", ["native"], indirect=True)``
+    ocr_backend            "native", "tensorrt" and "onnxruntime" (each test runs on each; an
+                           engine case is skipped with the reason when it cannot be used here).
+                           Narrow it: ``@pytest.mark.parametrize("ocr_backend", ["native"],
+                           indirect=True)``
     paddleocr_pipeline     factory ``(backend="native", **kwargs) -> PaddleOCR`` (cached per
                            session); without model arguments it uses ``paddleocr_trt_models``.
     paddleocr_trt_models   the embedded PP-OCRv4 det/rec/cls model dirs (offline).
@@ -24,7 +25,7 @@ from typing import Any
 
 import pytest
 
-BACKENDS = ("native", "tensorrt")
+BACKENDS = ("native", "tensorrt", "onnxruntime")
 
 
 # -- agreement between two result lists ---------------------------------------------------------
@@ -135,20 +136,36 @@ def tensorrt_unavailable_reason(precision: str = "fp16") -> str | None:
     return None if status.ok else status.message()
 
 
-def _skip_unless_tensorrt(precision: str) -> None:
-    reason = tensorrt_unavailable_reason(precision)
-    if reason is not None:
-        pytest.skip(f"TensorRT backend unavailable: {reason}")
+def onnxruntime_unavailable_reason() -> str | None:
+    """Why ``PaddleOCR(trt_engine="onnxruntime")`` would not get ONNX Runtime engines, or None."""
+    from paddleocr_trt.integration.decision import onnxruntime_status
+    from paddleocr_trt.settings import ENV_DISABLE, is_disabled
+
+    if is_disabled():
+        return f"paddleocr_trt is disabled by {ENV_DISABLE}"
+    status = onnxruntime_status()
+    return None if status.ok else status.message()
+
+
+def _skip_unless_engine(backend: str, precision: str) -> None:
+    if backend == "tensorrt":
+        reason = tensorrt_unavailable_reason(precision)
+        if reason is not None:
+            pytest.skip(f"TensorRT backend unavailable: {reason}")
+    elif backend == "onnxruntime":
+        reason = onnxruntime_unavailable_reason()
+        if reason is not None:
+            pytest.skip(f"ONNX Runtime backend unavailable: {reason}")
 
 
 @pytest.fixture(params=BACKENDS)
 def ocr_backend(request: pytest.FixtureRequest) -> str:
-    """``"native"`` or ``"tensorrt"``; the latter skipped (with why) where engines cannot run."""
+    """``"native"``, ``"tensorrt"`` or ``"onnxruntime"``; an engine case is skipped (with why)
+    where that engine cannot run."""
     backend = str(request.param)
     if backend not in BACKENDS:
         raise pytest.UsageError(f"ocr_backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "tensorrt":
-        _skip_unless_tensorrt("fp16")
+    _skip_unless_engine(backend, "fp16")
     return backend
 
 
@@ -176,6 +193,8 @@ def paddleocr_pipeline(request: pytest.FixtureRequest) -> Iterator[Callable[...,
     """Factory ``(backend="native", **kwargs) -> PaddleOCR``, one pipeline per distinct call.
 
     ``"tensorrt"`` means ``use_tensorrt=True`` on ``device="gpu"`` (skipped where unavailable);
+    ``"onnxruntime"`` means ``trt_engine="onnxruntime"`` (CUDA provider with onnxruntime-gpu on
+    a GPU, else the CPU provider; engines are cached under ``$PADDLEOCR_TRT_CACHE_DIR``);
     ``"native"`` runs plain Paddle on the GPU when there is one, else on the CPU.
     """
     os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
@@ -184,8 +203,7 @@ def paddleocr_pipeline(request: pytest.FixtureRequest) -> Iterator[Callable[...,
     def make(backend: str = "native", **kwargs: Any) -> Any:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if backend == "tensorrt":
-            _skip_unless_tensorrt(str(kwargs.get("precision", "fp16")).lower())
+        _skip_unless_engine(backend, str(kwargs.get("precision", "fp16")).lower())
         key = (backend, repr(sorted(kwargs.items())))
         if key in pipelines:
             return pipelines[key]
@@ -200,6 +218,13 @@ def paddleocr_pipeline(request: pytest.FixtureRequest) -> Iterator[Callable[...,
             options.setdefault("device", "gpu")
             options["use_tensorrt"] = True
             options.setdefault("precision", "fp16")
+        elif backend == "onnxruntime":
+            import paddleocr_trt
+            from paddleocr_trt.integration.decision import cuda_status
+
+            paddleocr_trt.activate()
+            options.setdefault("device", "gpu" if cuda_status().ok else "cpu")
+            options["trt_engine"] = "onnxruntime"
         else:
             from paddleocr_trt.integration.decision import cuda_status
 

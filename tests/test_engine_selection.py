@@ -138,3 +138,36 @@ def test_engine_list_moves_on_with_one_warning_per_step(
     assert len(moved) == 3, moved
     assert all("TensorRT is not installed" in m and "trying the ONNX Runtime" in m for m in moved)
     assert os.environ.get(ENV_ENGINE) is None
+
+
+def _doctor(env_engine: str | None) -> tuple[int, dict]:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k != ENV_ENGINE}
+    if env_engine is not None:
+        env[ENV_ENGINE] = env_engine
+    script = Path(sys.executable).with_name("paddleocr-trt")
+    proc = subprocess.run(
+        [str(script), "doctor", "--json"], capture_output=True, text=True, env=env, timeout=120
+    )
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_doctor_reports_each_engine_and_follows_the_configured_order() -> None:
+    from paddleocr_trt.integration.decision import tensorrt_status
+
+    if tensorrt_status().ok:
+        pytest.skip("TensorRT is usable here: the fallback answers below cannot be observed")
+    code, report = _doctor(None)
+    assert report["engines"]["requested"] == ["tensorrt"]
+    assert report["engines"]["tensorrt"]["ok"] is False
+    assert report["engines"]["onnxruntime"]["ok"] is True
+    assert report["engines"]["onnxruntime"]["provider"] == "CPUExecutionProvider"
+    assert code == 1 and report["decision"]["backend"] == "paddle"
+    code, report = _doctor("tensorrt,onnxruntime")
+    assert report["engines"]["requested"] == ["tensorrt", "onnxruntime"]
+    assert code == 0 and report["decision"]["backend"] == "onnxruntime"
+    assert report["decision"]["use_tensorrt"] is False

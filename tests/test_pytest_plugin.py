@@ -42,9 +42,14 @@ USER_TESTS = textwrap.dedent(
 
 
 @pytest.fixture
-def user_project(pytester: pytest.Pytester, ocr_models, monkeypatch) -> pytest.Pytester:
-    # Reuse the models the suite already materialised instead of extracting them again.
+def user_project(
+    pytester: pytest.Pytester, ocr_models, warm_run, ort_env, monkeypatch
+) -> pytest.Pytester:
+    # Reuse the models the suite already materialised instead of extracting them again, and the
+    # ONNX Runtime engines the engine tests cached (the user's first run would convert them).
     monkeypatch.setenv("PADDLEOCR_TRT_MODELS_DIR", str(ocr_models.det.parent.parent))
+    monkeypatch.setenv("PADDLEOCR_TRT_CACHE_DIR", ort_env["PADDLEOCR_TRT_CACHE_DIR"])
+    monkeypatch.delenv("PADDLEOCR_TRT_ENGINE", raising=False)
     monkeypatch.setenv("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
     monkeypatch.delenv("PADDLEOCR_TRT_DISABLE", raising=False)
     pytester.makepyfile(test_user=USER_TESTS)
@@ -57,15 +62,16 @@ def test_fixtures_in_a_user_project(user_project: pytest.Pytester) -> None:
     from paddleocr_trt.pytest_plugin import tensorrt_unavailable_reason
 
     reason = tensorrt_unavailable_reason()
-    if reason is None:  # a machine with TensorRT: both backends read the image
-        result.assert_outcomes(passed=3, failed=1)
+    if reason is None:  # a machine with TensorRT: every backend reads the image
+        result.assert_outcomes(passed=4, failed=1)
     else:
-        result.assert_outcomes(passed=2, skipped=1, failed=1)
+        result.assert_outcomes(passed=3, skipped=1, failed=1)
         result.stdout.fnmatch_lines(["*test_pipeline_reads?tensorrt? SKIPPED*"])
         # the reason holds brackets (fnmatch syntax), so look for it as plain text
         assert f": TensorRT backend unavailable: {reason}" in (result.stdout.str())
         assert "TensorRT is not installed" in reason
     result.stdout.fnmatch_lines(["*test_pipeline_reads?native? PASSED*"])
+    result.stdout.fnmatch_lines(["*test_pipeline_reads?onnxruntime? PASSED*"])
     result.stdout.fnmatch_lines(
         ["*test_disagreeing_pair*", "*OCR results disagree over 1 image(s): box F1*"]
     )
@@ -80,9 +86,12 @@ def test_disabled_env_skips_tensorrt(pytester: pytest.Pytester, monkeypatch) -> 
         """
     )
     result = pytester.runpytest_subprocess("-rs", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1, skipped=1)
+    result.assert_outcomes(passed=1, skipped=2)
     result.stdout.fnmatch_lines(
         ["*TensorRT backend unavailable: *disabled by PADDLEOCR_TRT_DISABLE*"]
+    )
+    result.stdout.fnmatch_lines(
+        ["*ONNX Runtime backend unavailable: *disabled by PADDLEOCR_TRT_DISABLE*"]
     )
 
 

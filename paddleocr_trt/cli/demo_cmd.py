@@ -25,6 +25,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="gpu", help="PaddleOCR device (default: gpu)")
     parser.add_argument("--precision", default="fp16", choices=["fp16", "fp32"])
     parser.add_argument(
+        "--engine",
+        default=None,
+        help="engine(s) to try in order before native Paddle: tensorrt, onnxruntime or "
+        "'tensorrt,onnxruntime' (default: $PADDLEOCR_TRT_ENGINE, else tensorrt)",
+    )
+    parser.add_argument(
         "--format",
         default="legacy",
         choices=["legacy", "pir"],
@@ -47,6 +53,15 @@ def run(args: argparse.Namespace) -> int:
     from ..testing.models import prepare_models
 
     work = args.work_dir or default_cache_dir() / "demo"
+    engine_kwargs: dict[str, Any] = {}
+    if args.engine is not None:
+        from ..settings import parse_engines
+
+        try:
+            engine_kwargs["trt_engine"] = parse_engines(args.engine, source="--engine")
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     try:
         models = prepare_models(work / "models", args.format)
     except PaddleOCRTRTError as exc:
@@ -70,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         use_tensorrt=True,
         precision=args.precision,
+        **engine_kwargs,
     )
     init_seconds = time.perf_counter() - started
     backends = {d.model_name: d for d in backend_report()}
@@ -101,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     report = {
         "device": args.device,
         "precision": args.precision,
+        "engines": list(engine_kwargs.get("trt_engine") or ()) or None,
         "pipeline_init_seconds": init_seconds,
         "backends": {name: d.to_dict() for name, d in backends.items()},
         "images": results,
@@ -125,7 +142,7 @@ def _print_human(report: dict[str, Any]) -> None:
     print(f"pipeline created in {report['pipeline_init_seconds']:.2f} s")
     print("backends:")
     for name, decision in report["backends"].items():
-        print(f"  {name:32s} {decision['backend']:9s} {decision['reason']}")
+        print(f"  {name:32s} {decision['backend']:11s} {decision['reason']}")
     for item in report["images"]:
         print(f"\n[{item['image']}]")
         if "error" in item:

@@ -4,8 +4,8 @@ Prints the versions that matter, the GPUs, the answer and its reason, whether th
 is installed and enabled, and the engine cache. Nothing is built and Paddle is not imported, so
 it is quick enough to paste into a bug report.
 
-Exit codes: 0 TensorRT engines would be used; 1 PaddleOCR would fall back to native Paddle (the
-reason is printed); 2 usage error.
+Exit codes: 0 an engine (TensorRT, or ONNX Runtime where $PADDLEOCR_TRT_ENGINE names it) would
+be used; 1 PaddleOCR would fall back to native Paddle (the reason is printed); 2 usage error.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         _print_human(report)
-    return EXIT_OK if report["decision"]["use_tensorrt"] else EXIT_FALLBACK
+    return EXIT_OK if report["decision"]["ok"] else EXIT_FALLBACK
 
 
 def collect(*, cache_dir: Path | None = None, precision: str = "fp16") -> dict[str, Any]:
@@ -79,6 +79,7 @@ def collect(*, cache_dir: Path | None = None, precision: str = "fp16") -> dict[s
         "tensorrt": tensorrt,
         "cuda": cuda,
         "activation": activation,
+        "engines": _engines(precision),
         "decision": _decision(precision, activation),
         "cache": _cache(cache_dir),
     }
@@ -90,7 +91,13 @@ def _version(dists: tuple[str, ...]) -> dict[str, str] | None:
 
 
 def _availability(status: Any) -> dict[str, Any]:
-    return {"ok": status.ok, "code": status.code, "reason": status.reason, "remedy": status.remedy}
+    return {
+        "ok": status.ok,
+        "code": status.code,
+        "reason": status.reason,
+        "remedy": status.remedy,
+        "message": status.message(),
+    }
 
 
 def _tensorrt() -> dict[str, Any]:
@@ -155,10 +162,26 @@ def _activation() -> dict[str, Any]:
     }
 
 
+def _engines(precision: str) -> dict[str, Any]:
+    """Each engine backend's answer for a GPU request, and the order the user configured."""
+    from ..activation.request import TensorRTRequest, env_engines
+    from ..integration.decision import decide_engine, onnxruntime_provider, target_of
+    from ..settings import ENGINE_NAMES
+
+    request = TensorRTRequest(precision=precision, device="gpu", engines=env_engines())
+    out: dict[str, Any] = {"requested": list(request.engines)}
+    for engine in ENGINE_NAMES:
+        status = decide_engine(engine, request, {"device_type": "gpu"})
+        out[engine] = _availability(status)
+        if engine == "onnxruntime" and status.ok:
+            out[engine]["provider"] = onnxruntime_provider(target_of(request, {}))
+    return out
+
+
 def _decision(precision: str, activation: dict[str, Any]) -> dict[str, Any]:
     """What ``PaddleOCR(use_tensorrt=True, device="gpu")`` would do, in the hook's own terms."""
-    from ..activation.request import TensorRTRequest
-    from ..integration.decision import decide
+    from ..activation.request import TensorRTRequest, env_engines
+    from ..integration.decision import decide_engine
     from ..settings import ENV_DISABLE
 
     if activation["disabled"]:
@@ -168,10 +191,17 @@ def _decision(precision: str, activation: dict[str, Any]) -> dict[str, Any]:
         reason = f"the start-up hook {HOOK_FILE} is not in site-packages"
         code, remedy = "hook-missing", "reinstall paddleocr-trt, or call paddleocr_trt.activate()"
     else:
-        status = decide(TensorRTRequest(precision=precision, device="gpu"), {"device_type": "gpu"})
+        request = TensorRTRequest(precision=precision, device="gpu", engines=env_engines())
+        status, backend = None, "paddle"
+        for engine in request.engines:  # the hook's order: first usable engine wins
+            status = decide_engine(engine, request, {"device_type": "gpu"})
+            if status.ok:
+                backend = engine
+                break
+        assert status is not None
         return {
-            "use_tensorrt": status.ok,
-            "backend": "tensorrt" if status.ok else "paddle",
+            "use_tensorrt": backend == "tensorrt",
+            "backend": backend,
             "device": "gpu",
             "precision": precision,
             **_availability(status),
@@ -238,11 +268,20 @@ def _print_human(report: dict[str, Any]) -> None:
     print(f"cache         {where}: {cache['entries']} entries, {_size(cache['size_bytes'])}")
     if cache["error"]:
         print(f"  error: {cache['error']}")
+    engines = report["engines"]
+    print(f"engines       tried in order: {', '.join(engines['requested'])} (PADDLEOCR_TRT_ENGINE)")
+    for name in ("tensorrt", "onnxruntime"):
+        answer = engines[name]
+        text = f"usable: {answer['reason']}" if answer["ok"] else answer["message"]
+        if answer.get("provider"):
+            text += f" on {answer['provider']}"
+        print(f"  {name:11s} {text}")
     decision = report["decision"]
     print()
-    if decision["use_tensorrt"]:
+    if decision["ok"]:
+        label = {"tensorrt": "TensorRT engines", "onnxruntime": "ONNX Runtime engines"}
         print(
-            f"PaddleOCR(use_tensorrt=True, device='gpu') will use TensorRT engines "
+            f"PaddleOCR(use_tensorrt=True, device='gpu') will use {label[decision['backend']]} "
             f"({decision['precision']})."
         )
     else:

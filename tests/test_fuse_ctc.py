@@ -145,6 +145,25 @@ def test_output_bytes_shrink(rec_runners, rec_batches) -> None:
     assert full_bytes == fused_bytes * 6625 // 2  # (4 B x 6625 classes) vs (4 B + 4 B)
 
 
+def test_fuse_after_fp16_conversion_reads_the_fp32_output(onnx_models, rec_batches) -> None:
+    """Fusing after the fp16 pass puts ArgMax/ReduceMax on its fp32 output (keep_io_types)."""
+    from paddleocr_trt.backend.onnx.fp16 import convert_model_to_fp16
+
+    half = convert_model_to_fp16(onnx.load(str(onnx_models[ModelType.RECOGNITION].onnx_path)))
+    fused = append_ctc_argmax(half)
+    assert fused.graph.node[-1].op_type == "ReduceMax"
+    import onnxruntime as ort
+
+    plain = ort.InferenceSession(half.SerializeToString(), providers=["CPUExecutionProvider"])
+    tail = ort.InferenceSession(fused.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = rec_batches[0]
+    softmax = plain.run(None, {"x": x})[0]
+    indices, probs = tail.run(None, {"x": x})
+    assert softmax.dtype == probs.dtype == np.float32
+    np.testing.assert_array_equal(indices, softmax.argmax(axis=-1))
+    np.testing.assert_array_equal(probs, softmax.max(axis=-1))
+
+
 # -- the decoder against PaddleX's decode on constructed index sequences ----------------------
 
 

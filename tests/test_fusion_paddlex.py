@@ -16,6 +16,7 @@ from paddleocr_trt.fusion import (
     adapt_text_rec_predictor,
     adapt_textline_orientation_predictor,
     fuse_model,
+    restore_predictor,
 )
 from paddleocr_trt.model_types import ModelType
 from paddleocr_trt.testing.models import CLS_MODEL_NAME, DET_MODEL_NAME, REC_MODEL_NAME
@@ -82,6 +83,15 @@ def test_det_predictor_same_polys(ocr_models, onnx_models, fused_paths, sample_i
     assert total >= 10
     with pytest.raises(ValueError, match="already adapted"):
         adapt_text_det_predictor(adapted)
+    # falling back to an unfused engine: PaddleX's own steps come back
+    restore_predictor(adapted, OnnxRuntimeRunner(onnx_models[ModelType.DETECTION].onnx_path))
+    again = adapted.predict(paths[:1])
+    np.testing.assert_array_equal(
+        np.asarray(next(iter(again))["dt_polys"]),
+        np.asarray(next(iter(stock.predict(paths[:1])))["dt_polys"]),
+    )
+    with pytest.raises(ValueError, match="not adapted"):
+        restore_predictor(adapted)
 
 
 def test_rec_predictor_same_texts_and_word_boxes(
@@ -97,6 +107,12 @@ def test_rec_predictor_same_texts_and_word_boxes(
         assert [g["rec_score"] for g in got] == [w["rec_score"] for w in want]
     assert isinstance(got[0]["rec_text"], tuple)  # word-box form: (text, [cols, words, ...])
     assert any("Invoice" in w["rec_text"][0] for w in want)
+    # an adapted rec predictor on an unfused engine (fallback) still decodes the same
+    adapted.runner = stock.runner
+    fallback = list(adapted.predict(crops[:6]))
+    assert [f["rec_text"] for f in fallback] == [w["rec_text"] for w in stock.predict(crops[:6])]
+    restore_predictor(adapted)
+    assert type(adapted.post_op) is type(stock.post_op)
 
 
 def test_orientation_predictor_same_labels(ocr_models, onnx_models, fused_paths, crops) -> None:

@@ -9,6 +9,7 @@ from .predictors import (
     adapt_text_det_predictor,
     adapt_text_rec_predictor,
     adapt_textline_orientation_predictor,
+    restore_predictor,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "adapt_text_rec_predictor",
     "adapt_textline_orientation_predictor",
     "fuse_model",
+    "restore_predictor",
 ]

@@ -18,6 +18,7 @@ The caller owns the predictor's previous runner when it passes a new one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
@@ -29,7 +30,7 @@ from ..postprocess.ctc import ArgmaxCTCDecoder
 
 log = get_logger("fusion")
 
-#: Attribute set on an adapted predictor (value: what it was adapted to); refuses a second pass.
+#: Attribute set on an adapted predictor (what was replaced); refuses a second pass.
 ADAPTED_ATTR = "_paddleocr_trt_fused"
 
 
@@ -72,10 +73,21 @@ class StackUint8:
         return [np.ascontiguousarray(np.stack(imgs, axis=0))]
 
 
+@dataclass
+class _Adapted:
+    """What an adaptation replaced, so :func:`restore_predictor` can put it back."""
+
+    what: str
+    ops: dict[str, Any] | None = None  # the pre-processing dict that was edited
+    old_ops: dict[str, Any] = field(default_factory=dict)
+    old_post_op: Any = None
+    old_runner: Any = None
+
+
 def _check_unadapted(predictor: Any) -> None:
     done = getattr(predictor, ADAPTED_ATTR, None)
     if done is not None:
-        raise ValueError(f"{type(predictor).__name__} is already adapted ({done})")
+        raise ValueError(f"{type(predictor).__name__} is already adapted ({done.what})")
 
 
 def _check_runner(runner: Any, *, inputs: list[str] | None, outputs: list[str] | None) -> None:
@@ -88,52 +100,58 @@ def _check_runner(runner: Any, *, inputs: list[str] | None, outputs: list[str] |
         raise ValueError(f"{runner!r} returns {list(names_out)}; the fused graph returns {outputs}")
 
 
-def _set_runner(predictor: Any, runner: Any | None) -> None:
+def _set_runner(predictor: Any, runner: Any | None, record: _Adapted) -> None:
     if runner is not None:
+        record.old_runner = predictor.runner
         predictor.runner = runner
 
 
-def _swap_preprocessing(ops: dict[str, Any], owner: str) -> None:
-    missing = [k for k in ("Normalize", "ToCHW", "ToBatch") if k not in ops]
+_UINT8_STEPS = {"Normalize": KeepUint8, "ToCHW": KeepHWC, "ToBatch": StackUint8}
+
+
+def _adapt_preprocessing(predictor: Any, ops: Any, runner: Any | None, kind: str) -> Any:
+    if not isinstance(ops, dict) or "Resize" not in ops:
+        raise TypeError(f"{type(predictor).__name__} is not a PaddleX {kind} predictor")
+    _check_unadapted(predictor)
+    _check_runner(runner, inputs=[UINT8_INPUT], outputs=None)
+    missing = [k for k in _UINT8_STEPS if k not in ops]
     if missing:
-        raise ValueError(f"{owner} has no {missing} preprocessing step to move into the engine")
-    ops["Normalize"] = KeepUint8()
-    ops["ToCHW"] = KeepHWC()
-    ops["ToBatch"] = StackUint8()
+        raise ValueError(
+            f"{type(predictor).__name__} has no {missing} preprocessing step to move into the "
+            "engine"
+        )
+    record = _Adapted("uint8 NHWC input", ops=ops, old_ops={k: ops[k] for k in _UINT8_STEPS})
+    for key, step in _UINT8_STEPS.items():
+        ops[key] = step()
+    _set_runner(predictor, runner, record)
+    setattr(predictor, ADAPTED_ATTR, record)
+    log.debug("%s predictor %s feeds uint8 NHWC", kind, getattr(predictor, "model_name", "?"))
+    return predictor
 
 
 def adapt_text_det_predictor(predictor: Any, runner: Any | None = None) -> Any:
     """Make a ``TextDetRunnerPredictor`` feed uint8 NHWC to a det engine fused by
     :func:`~paddleocr_trt.backend.onnx.fuse.prepend_uint8_normalize`."""
-    ops = getattr(predictor, "pre_tfs", None)
-    if not isinstance(ops, dict) or "Resize" not in ops:
-        raise TypeError(f"{type(predictor).__name__} is not a PaddleX text detection predictor")
-    _check_unadapted(predictor)
-    _check_runner(runner, inputs=[UINT8_INPUT], outputs=None)
-    _swap_preprocessing(ops, type(predictor).__name__)
-    setattr(predictor, ADAPTED_ATTR, "uint8 NHWC input")
-    _set_runner(predictor, runner)
-    log.debug("det predictor %s feeds uint8 NHWC", getattr(predictor, "model_name", "?"))
-    return predictor
+    return _adapt_preprocessing(
+        predictor, getattr(predictor, "pre_tfs", None), runner, "text detection"
+    )
 
 
 def adapt_textline_orientation_predictor(predictor: Any, runner: Any | None = None) -> Any:
     """Make a ``ClasRunnerPredictor`` (text-line orientation) feed uint8 NHWC (RGB, as its
     reader converts) to an engine fused by ``prepend_uint8_normalize``."""
-    ops = getattr(predictor, "preprocessors", None)
-    if not isinstance(ops, dict) or "Resize" not in ops:
-        raise TypeError(f"{type(predictor).__name__} is not a PaddleX classification predictor")
-    _check_unadapted(predictor)
-    _check_runner(runner, inputs=[UINT8_INPUT], outputs=None)
-    _swap_preprocessing(ops, type(predictor).__name__)
-    setattr(predictor, ADAPTED_ATTR, "uint8 NHWC input")
-    _set_runner(predictor, runner)
-    return predictor
+    return _adapt_preprocessing(
+        predictor, getattr(predictor, "preprocessors", None), runner, "classification"
+    )
 
 
 def adapt_text_rec_predictor(predictor: Any, runner: Any | None = None) -> Any:
     """Make a ``TextRecRunnerPredictor`` decode (index, max prob) from an engine fused by
-    :func:`~paddleocr_trt.backend.onnx.fuse.append_ctc_argmax`."""
+    :func:`~paddleocr_trt.backend.onnx.fuse.append_ctc_argmax`.
+
+    The decoder also accepts one full softmax output, so a fallback to an unfused engine keeps
+    working without :func:`restore_predictor`.
+    """
     post_op = getattr(predictor, "post_op", None)
     character = getattr(post_op, "character", None)
     if character is None or not hasattr(predictor, "pre_tfs"):
@@ -142,8 +160,29 @@ def adapt_text_rec_predictor(predictor: Any, runner: Any | None = None) -> Any:
         )
     _check_unadapted(predictor)
     _check_runner(runner, inputs=None, outputs=[CTC_INDEX_OUTPUT, CTC_PROB_OUTPUT])
-    decoder = ArgmaxCTCDecoder(character, reverse=bool(getattr(post_op, "reverse", False)))
-    predictor.post_op = decoder
-    setattr(predictor, ADAPTED_ATTR, "CTC argmax output")
-    _set_runner(predictor, runner)
+    record = _Adapted("CTC argmax output", old_post_op=post_op)
+    predictor.post_op = ArgmaxCTCDecoder(
+        character, reverse=bool(getattr(post_op, "reverse", False))
+    )
+    _set_runner(predictor, runner, record)
+    setattr(predictor, ADAPTED_ATTR, record)
+    return predictor
+
+
+def restore_predictor(predictor: Any, runner: Any | None = None) -> Any:
+    """Undo an ``adapt_*`` call: PaddleX's own steps come back (e.g. to fall back to an unfused
+    engine). ``runner`` replaces the current runner; without it, the runner the adaptation
+    replaced comes back if there was one. The caller owns the runner taken out."""
+    record = getattr(predictor, ADAPTED_ATTR, None)
+    if record is None:
+        raise ValueError(f"{type(predictor).__name__} is not adapted")
+    if record.ops is not None:
+        record.ops.update(record.old_ops)
+    if record.old_post_op is not None:
+        predictor.post_op = record.old_post_op
+    if runner is not None:
+        predictor.runner = runner
+    elif record.old_runner is not None:
+        predictor.runner = record.old_runner
+    delattr(predictor, ADAPTED_ATTR)
     return predictor

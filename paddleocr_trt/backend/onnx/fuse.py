@@ -13,7 +13,11 @@ move into the graph, for any engine that runs ONNX (TensorRT, ONNX Runtime):
   float32 constants PaddleX multiplies and adds (``alpha = scale / std``,
   ``beta = -mean / std``), so the result matches PaddleX's own preprocessing bit for bit.
 
-Both return a new ``ModelProto``; the input model is left untouched.
+Both return a new ``ModelProto``; the input model is left untouched. Apply them last, after any
+fp16 conversion (``keep_io_types``): the argmax then reads the fp32 output and the prologue feeds
+the fp32 input, as tested; fused first, an fp16 pass could put the max probability in fp16.
+ONNX Runtime's ArgMax picks the first index on ties (tested); TensorRT's (a TopK) is not
+documented to, so an engine's validation must compare indices, not trust them.
 """
 
 from __future__ import annotations

@@ -184,3 +184,23 @@ def test_normalize_arguments_and_errors(ocr_models) -> None:
     fused = prepend_uint8_normalize(_identity_nchw(), **args)
     with pytest.raises(ValueError, match="float32 NCHW"):
         prepend_uint8_normalize(fused, **args)
+
+
+def test_rgba_arrays_get_paddlex_conversion(ocr_models, det_resized, tmp_path: Path) -> None:
+    """Det's NormalizeImage turns 4-channel arrays into 3 before normalising; so does the glue."""
+    import cv2
+
+    from paddleocr_trt.fusion.predictors import KeepUint8, StackUint8
+
+    args = load_normalize_args(ocr_models.det)
+    runner = OnnxRuntimeRunner(
+        _save(prepend_uint8_normalize(_identity_nchw(), **args), tmp_path / "id.onnx")
+    )
+    rgba = cv2.cvtColor(det_resized[0], cv2.COLOR_BGR2BGRA)
+    rgba[..., 3] = 128
+    got = runner(StackUint8()(KeepUint8()([rgba])))[0]
+    np.testing.assert_array_equal(got, _paddlex_det_input(ocr_models, [rgba]))
+    with pytest.raises(ValueError, match="HxWx3"):
+        KeepUint8()([rgba[..., 0]])
+    with pytest.raises(TypeError, match="uint8"):
+        StackUint8()([rgba.astype(np.float32)])

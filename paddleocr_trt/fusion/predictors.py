@@ -1,0 +1,188 @@
+"""Adapt one live PaddleX predictor to an engine over a fused graph (per instance).
+
+Why per instance: PaddleX's predictors keep their pre/post-processing in plain instance
+attributes that ``process`` looks up on every call (det: ``pre_tfs["Normalize"/"ToCHW"/
+"ToBatch"]``, text-line orientation: ``preprocessors[...]``, rec: ``post_op``), and call the
+model as ``self.runner(x=x)``. Swapping exactly those entries changes what crosses the engine
+boundary and nothing else: reading, resizing, sorting, cropping, DB post-processing and result
+objects stay PaddleX's own code, and other instances are untouched.
+
+* det / orientation: the host stops after resizing; the batch is the uint8 NHWC stack the fused
+  graph normalises itself (4x fewer bytes than float32 NCHW).
+* rec: ``post_op`` becomes :class:`~paddleocr_trt.postprocess.ctc.ArgmaxCTCDecoder` over the
+  same character list, fed (index, max prob) instead of the softmax.
+
+The caller owns the predictor's previous runner when it passes a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..backend.onnx.fuse import CTC_INDEX_OUTPUT, CTC_PROB_OUTPUT, UINT8_INPUT
+from ..log import get_logger
+from ..postprocess.ctc import ArgmaxCTCDecoder
+
+log = get_logger("fusion")
+
+#: Attribute set on an adapted predictor (what was replaced); refuses a second pass.
+ADAPTED_ATTR = "_paddleocr_trt_fused"
+
+
+class KeepUint8:
+    """Stands in for PaddleX's normalise step: the fused graph normalises.
+
+    Keeps the one host-side conversion det's ``NormalizeImage`` does before normalising
+    (RGBA -> RGB) so 4-channel inputs behave as in stock PaddleX.
+    """
+
+    def __call__(self, imgs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        out = []
+        for img in imgs:
+            if img.ndim == 3 and img.shape[2] == 4:
+                img = cv2.cvtColor(img, cv2.COLOR_RGBA2RGB)
+            if img.ndim != 3 or img.shape[2] != 3:
+                raise ValueError(f"fused preprocessing needs HxWx3 images, got {img.shape}")
+            out.append(img)
+        return out
+
+
+class KeepHWC:
+    """Stands in for ``ToCHWImage``: the fused graph transposes."""
+
+    def __call__(self, imgs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return list(imgs)
+
+
+class StackUint8:
+    """Stands in for PaddleX's ``ToBatch``: ``np.stack`` without the float32 cast."""
+
+    def __call__(self, imgs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if not imgs:
+            return []
+        for img in imgs:
+            if img.dtype != np.uint8:
+                raise TypeError(
+                    f"the fused engine takes uint8 images, the resized image is {img.dtype}"
+                )
+        return [np.ascontiguousarray(np.stack(imgs, axis=0))]
+
+
+@dataclass
+class _Adapted:
+    """What an adaptation replaced, so :func:`restore_predictor` can put it back."""
+
+    what: str
+    ops: dict[str, Any] | None = None  # the pre-processing dict that was edited
+    old_ops: dict[str, Any] = field(default_factory=dict)
+    old_post_op: Any = None
+    old_runner: Any = None
+
+
+def _check_unadapted(predictor: Any) -> None:
+    done = getattr(predictor, ADAPTED_ATTR, None)
+    if done is not None:
+        raise ValueError(f"{type(predictor).__name__} is already adapted ({done.what})")
+
+
+def _check_runner(runner: Any, *, inputs: list[str] | None, outputs: list[str] | None) -> None:
+    """Refuse a runner over the unfused graph early, when it says what its tensors are."""
+    names_in = getattr(runner, "input_names", None)
+    names_out = getattr(runner, "output_names", None)
+    if inputs is not None and names_in is not None and list(names_in) != inputs:
+        raise ValueError(f"{runner!r} takes {list(names_in)}; the fused graph takes {inputs}")
+    if outputs is not None and names_out is not None and list(names_out) != outputs:
+        raise ValueError(f"{runner!r} returns {list(names_out)}; the fused graph returns {outputs}")
+
+
+def _set_runner(predictor: Any, runner: Any | None, record: _Adapted) -> None:
+    if runner is not None:
+        record.old_runner = predictor.runner
+        predictor.runner = runner
+
+
+_UINT8_STEPS = {"Normalize": KeepUint8, "ToCHW": KeepHWC, "ToBatch": StackUint8}
+
+
+def _adapt_preprocessing(predictor: Any, ops: Any, runner: Any | None, kind: str) -> Any:
+    if not isinstance(ops, dict) or "Resize" not in ops:
+        raise TypeError(f"{type(predictor).__name__} is not a PaddleX {kind} predictor")
+    _check_unadapted(predictor)
+    _check_runner(runner, inputs=[UINT8_INPUT], outputs=None)
+    missing = [k for k in _UINT8_STEPS if k not in ops]
+    if missing:
+        raise ValueError(
+            f"{type(predictor).__name__} has no {missing} preprocessing step to move into the "
+            "engine"
+        )
+    record = _Adapted("uint8 NHWC input", ops=ops, old_ops={k: ops[k] for k in _UINT8_STEPS})
+    for key, step in _UINT8_STEPS.items():
+        ops[key] = step()
+    _set_runner(predictor, runner, record)
+    setattr(predictor, ADAPTED_ATTR, record)
+    log.debug("%s predictor %s feeds uint8 NHWC", kind, getattr(predictor, "model_name", "?"))
+    return predictor
+
+
+def adapt_text_det_predictor(predictor: Any, runner: Any | None = None) -> Any:
+    """Make a ``TextDetRunnerPredictor`` feed uint8 NHWC to a det engine fused by
+    :func:`~paddleocr_trt.backend.onnx.fuse.prepend_uint8_normalize`."""
+    return _adapt_preprocessing(
+        predictor, getattr(predictor, "pre_tfs", None), runner, "text detection"
+    )
+
+
+def adapt_textline_orientation_predictor(predictor: Any, runner: Any | None = None) -> Any:
+    """Make a ``ClasRunnerPredictor`` (text-line orientation) feed uint8 NHWC (RGB, as its
+    reader converts) to an engine fused by ``prepend_uint8_normalize``."""
+    return _adapt_preprocessing(
+        predictor, getattr(predictor, "preprocessors", None), runner, "classification"
+    )
+
+
+def adapt_text_rec_predictor(predictor: Any, runner: Any | None = None) -> Any:
+    """Make a ``TextRecRunnerPredictor`` decode (index, max prob) from an engine fused by
+    :func:`~paddleocr_trt.backend.onnx.fuse.append_ctc_argmax`.
+
+    The decoder also accepts one full softmax output, so a fallback to an unfused engine keeps
+    working without :func:`restore_predictor`.
+    """
+    post_op = getattr(predictor, "post_op", None)
+    character = getattr(post_op, "character", None)
+    if character is None or not hasattr(predictor, "pre_tfs"):
+        raise TypeError(
+            f"{type(predictor).__name__} is not a PaddleX CTC text recognition predictor"
+        )
+    _check_unadapted(predictor)
+    _check_runner(runner, inputs=None, outputs=[CTC_INDEX_OUTPUT, CTC_PROB_OUTPUT])
+    record = _Adapted("CTC argmax output", old_post_op=post_op)
+    predictor.post_op = ArgmaxCTCDecoder(
+        character, reverse=bool(getattr(post_op, "reverse", False))
+    )
+    _set_runner(predictor, runner, record)
+    setattr(predictor, ADAPTED_ATTR, record)
+    return predictor
+
+
+def restore_predictor(predictor: Any, runner: Any | None = None) -> Any:
+    """Undo an ``adapt_*`` call: PaddleX's own steps come back (e.g. to fall back to an unfused
+    engine). ``runner`` replaces the current runner; without it, the runner the adaptation
+    replaced comes back if there was one. The caller owns the runner taken out."""
+    record = getattr(predictor, ADAPTED_ATTR, None)
+    if record is None:
+        raise ValueError(f"{type(predictor).__name__} is not adapted")
+    if record.ops is not None:
+        record.ops.update(record.old_ops)
+    if record.old_post_op is not None:
+        predictor.post_op = record.old_post_op
+    if runner is not None:
+        predictor.runner = runner
+    elif record.old_runner is not None:
+        predictor.runner = record.old_runner
+    delattr(predictor, ADAPTED_ATTR)
+    return predictor

@@ -9,6 +9,7 @@ ENV_DISABLE = "PADDLEOCR_TRT_DISABLE"
 ENV_CACHE_DIR = "PADDLEOCR_TRT_CACHE_DIR"
 ENV_WORKSPACE_GB = "PADDLEOCR_TRT_WORKSPACE_GB"
 ENV_LOG_LEVEL = "PADDLEOCR_TRT_LOG_LEVEL"
+ENV_CUDA_GRAPHS = "PADDLEOCR_TRT_CUDA_GRAPHS"
 
 DEFAULT_WORKSPACE_GB = 4.0
 #: "Accuracy retained" (task-level agreement with native Paddle) must reach this.
@@ -45,3 +46,9 @@ def workspace_gb(environ: dict[str, str] | None = None) -> float:
     if value <= 0:
         raise ValueError(f"{ENV_WORKSPACE_GB}={raw!r} must be positive")
     return value
+
+
+def cuda_graphs_enabled(environ: dict[str, str] | None = None) -> bool:
+    """``$PADDLEOCR_TRT_CUDA_GRAPHS``: replay CUDA graphs in the drop-in hook (default off)."""
+    env = os.environ if environ is None else environ
+    return env.get(ENV_CUDA_GRAPHS, "").strip().lower() in _TRUE

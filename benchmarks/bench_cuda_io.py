@@ -27,11 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "gpu"))
+_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(_ROOT), str(_ROOT / "tests" / "gpu")]  # runs from a checkout, uninstalled
 
-from paddleocr_trt.backend.cuda import CudaExecutor
-from paddleocr_trt.backend.cuda.memory import DeviceBuffer
-from paddleocr_trt.backend.cuda.runtime import check, cudart
+from paddleocr_trt.backend.cuda import CudaExecutor  # noqa: E402
+from paddleocr_trt.backend.cuda.memory import DeviceBuffer  # noqa: E402
+from paddleocr_trt.backend.cuda.runtime import check, cudart  # noqa: E402
 
 Shape = tuple[int, ...]
 NUM_CLASSES = 6625  # PP-OCR rec dictionary + blank

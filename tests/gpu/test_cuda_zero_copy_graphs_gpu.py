@@ -150,6 +150,15 @@ def test_graph_replay_after_a_shape_change_resets_the_enqueuer_shapes() -> None:
             np.testing.assert_array_equal(y, expected, err_msg=f"call {i}, shape {shape}")
             assert enq.shape_sets[-1] == (shape,)  # the enqueuer's state is this call's shapes
         s = ex.stats
+        # Negative control: change the enqueuer's host state behind the executor's back, so it
+        # skips the re-set; the replay then computes only the small shape's element count.
+        enq.set_input_shapes([small])
+        x = rng.standard_normal(mid).astype(np.float32)
+        (y,) = ex.run([x])
+        assert ex.stats.graph_launches == s.graph_launches + 1
+        n_small = int(np.prod(small))
+        np.testing.assert_array_equal(y.ravel()[:n_small], (2.0 * x + 1.0).ravel()[:n_small])
+        assert not np.array_equal(y, 2.0 * x + 1.0)
     # replays: big (5th), small (6th), big (7th), small (10th), mid (11th)
     assert s.graph_launches == 5 and s.graph_captures == 3
     assert s.shape_resets == 5  # every replay above followed a call of other shapes

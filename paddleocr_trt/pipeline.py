@@ -43,12 +43,19 @@ class PipelineOptions:
     validation_images: tuple[Path, ...] | None = None
     device_id: int = 0
     conversion_timeout_s: float = 900.0
+    #: runners made from these options (the hook's) replay CUDA graphs per input-shape set,
+    #: keeping at most ``cuda_graph_cache_size`` per execution context
     use_cuda_graphs: bool = False
+    cuda_graph_cache_size: int = 16
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", self.precision.lower())
         if self.precision not in ("fp16", "fp32"):
             raise ValueError(f"precision must be fp16 or fp32, got {self.precision!r}")
+        if self.cuda_graph_cache_size < 1:
+            raise ValueError(
+                f"cuda_graph_cache_size must be >= 1, got {self.cuda_graph_cache_size}"
+            )
 
 
 @dataclass

@@ -10,6 +10,7 @@ ENV_CACHE_DIR = "PADDLEOCR_TRT_CACHE_DIR"
 ENV_WORKSPACE_GB = "PADDLEOCR_TRT_WORKSPACE_GB"
 ENV_LOG_LEVEL = "PADDLEOCR_TRT_LOG_LEVEL"
 ENV_ENGINE = "PADDLEOCR_TRT_ENGINE"
+ENV_CUDA_GRAPHS = "PADDLEOCR_TRT_CUDA_GRAPHS"
 
 #: Engine backends that can run a converted model, in the order a list may name them.
 ENGINE_NAMES = ("tensorrt", "onnxruntime")
@@ -84,3 +85,7 @@ def engines(environ: dict[str, str] | None = None) -> tuple[str, ...]:
     env = os.environ if environ is None else environ
     raw = env.get(ENV_ENGINE, "").strip()
     return parse_engines(raw, source=ENV_ENGINE) if raw else DEFAULT_ENGINES
+def cuda_graphs_enabled(environ: dict[str, str] | None = None) -> bool:
+    """``$PADDLEOCR_TRT_CUDA_GRAPHS``: replay CUDA graphs in the drop-in hook (default off)."""
+    env = os.environ if environ is None else environ
+    return env.get(ENV_CUDA_GRAPHS, "").strip().lower() in _TRUE

@@ -2,7 +2,8 @@
 # Runs the CUDA layer's GPU tests and benchmark on a CUDA machine (repo root as cwd).
 # The package is not installed there and paddle/paddleocr are absent, so: PYTHONPATH=. and
 # --noconftest (the shared conftest's fixture plugins need packages this layer does not).
-# Writes $OUT/gpu_tests.log, $OUT/junit.xml, $OUT/bench_cuda.json, $OUT/bench.log when OUT is set.
+# Writes $OUT/gpu_tests.log, $OUT/junit.xml, $OUT/bench_cuda.json, $OUT/bench.log,
+# $OUT/bench_io.json and $OUT/bench_io.log when OUT is set.
 set -u
 OUT="${OUT:-/tmp/gpu_out}"
 mkdir -p "$OUT"
@@ -26,6 +27,11 @@ echo "== benchmark"
     2>&1 | tee "$OUT/bench.log" | tail -60
 bench_rc=${PIPESTATUS[0]}
 
-echo "== summary (tests rc=$tests_rc, benchmark rc=$bench_rc)"
+echo "== zero-copy I/O benchmark (stand-in engine, not TensorRT)"
+"$PY" benchmarks/bench_cuda_io.py "$OUT/bench_io.json" 2>&1 | tee "$OUT/bench_io.log"
+io_rc=${PIPESTATUS[0]}
+
+echo "== summary (tests rc=$tests_rc, benchmark rc=$bench_rc, io benchmark rc=$io_rc)"
 [ -f "$OUT/bench_cuda.json" ] && "$PY" benchmarks/bench_cuda_runtime.py "$OUT/bench_cuda.json"
-exit $(( tests_rc || bench_rc ))
+[ -f "$OUT/bench_io.log" ] && cat "$OUT/bench_io.log"
+exit $(( tests_rc || bench_rc || io_rc ))

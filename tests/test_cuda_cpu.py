@@ -167,3 +167,46 @@ def test_run_with_backoff_passes_other_errors_through() -> None:
         run_with_backoff(np.ones((4, 2)), broken, what="det")
     with pytest.raises(ValueError):
         run_with_backoff(np.ones((4, 2)), broken, what="det", min_batch=0)
+
+
+class _GraphDouble:
+    """Test double for an instantiated CUDA graph (needs a GPU): records destroy()."""
+
+    def __init__(self, name: str, destroyed: list[str]) -> None:
+        self.name = name
+        self._destroyed = destroyed
+
+    def destroy(self) -> None:
+        self._destroyed.append(self.name)
+
+
+def test_graph_cache_evicts_least_recently_used_at_its_bound() -> None:
+    from paddleocr_trt.backend.cuda.graph import GraphCache
+
+    destroyed: list[str] = []
+    cache = GraphCache(max_size=2)
+    cache.put("a", _GraphDouble("a", destroyed))
+    cache.put("b", _GraphDouble("b", destroyed))
+    assert cache.get("a").name == "a"  # a is now the most recently used
+    cache.put("c", _GraphDouble("c", destroyed))
+    assert destroyed == ["b"] and cache.evictions == 1
+    assert cache.keys() == ["a", "c"] and "b" not in cache and cache.get("b") is None
+    cache.put("c", _GraphDouble("c2", destroyed))  # replacing a key destroys the old graph
+    assert destroyed == ["b", "c"] and len(cache) == 2 and cache.evictions == 1
+    assert cache.clear() == 2 and sorted(destroyed[2:]) == ["a", "c2"] and len(cache) == 0
+    with pytest.raises(ValueError, match="max_size must be >= 1"):
+        GraphCache(max_size=0)
+
+
+def test_cuda_graphs_are_opt_in_through_settings_and_pipeline_options() -> None:
+    from paddleocr_trt.pipeline import PipelineOptions
+    from paddleocr_trt.settings import ENV_CUDA_GRAPHS, cuda_graphs_enabled
+
+    assert cuda_graphs_enabled({}) is False
+    assert cuda_graphs_enabled({ENV_CUDA_GRAPHS: "1"}) is True
+    assert cuda_graphs_enabled({ENV_CUDA_GRAPHS: " On "}) is True
+    assert cuda_graphs_enabled({ENV_CUDA_GRAPHS: "0"}) is False
+    options = PipelineOptions()
+    assert options.use_cuda_graphs is False and options.cuda_graph_cache_size == 16
+    with pytest.raises(ValueError, match="cuda_graph_cache_size must be >= 1"):
+        PipelineOptions(use_cuda_graphs=True, cuda_graph_cache_size=0)

@@ -184,3 +184,21 @@ def test_engine_io_and_default_profiles_build(onnx_models, tmp_path: Path) -> No
     assert engine.inputs[0].dtype == np.float32
     assert engine.num_profiles == len(default_profiles(ModelType.RECOGNITION))
     assert (engine.device_memory_size() or 0) > 0
+
+
+def test_cuda_graphs_replay_across_shape_changes_within_their_bound(engines) -> None:
+    """Graph replays (shapes re-set on the context first) equal eager runs; the cache evicts."""
+    plan = engines[ModelType.RECOGNITION, "fp32"].plan_path
+    widths = [640, 640, 960, 960, 640, 1280, 1280, 960, 640, 960]
+    rng = np.random.default_rng(8)
+    inputs = [rng.standard_normal((6, 3, 48, w)).astype(np.float32) for w in widths]
+    with (
+        TensorRTRunner(plan, "rec-graphs", use_cuda_graphs=True, cuda_graph_cache_size=2) as g,
+        TensorRTRunner(plan, "rec-eager") as eager,
+    ):
+        for x in inputs:
+            np.testing.assert_allclose(g.infer([x])[0], eager.infer([x])[0], rtol=0, atol=1e-5)
+        (executor,) = g._executors.values()  # every width is in the second profile
+        stats = executor.stats
+    assert stats.graph_launches >= 2 and stats.shape_resets >= 1
+    assert stats.graph_evictions >= 1 and executor.cached_graphs <= 2

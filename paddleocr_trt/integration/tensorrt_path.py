@@ -11,7 +11,7 @@ from ..backend.base import BaseRunner
 from ..errors import CacheError
 from ..model_types import ModelType
 from ..pipeline import PipelineOptions, shared_pipeline
-from ..settings import default_cache_dir
+from ..settings import cuda_graphs_enabled, default_cache_dir
 from .fallback import LazyNativeRunner
 
 
@@ -28,19 +28,25 @@ def tensorrt_runner(
     from ..backend.trt.runner import TensorRTRunner
 
     device_id = int(engine_config.get("device_id") or 0)
-    options = PipelineOptions(precision=request.precision, device_id=device_id)
+    options = PipelineOptions(
+        precision=request.precision, device_id=device_id, use_cuda_graphs=cuda_graphs_enabled()
+    )
     pipeline = shared_pipeline(str(default_cache_dir()), options)
     fallback = LazyNativeRunner(f"paddle:{model_name}", native_factory)
     artifact = pipeline.engine(model_dir, model_type)
+    graphs = {
+        "use_cuda_graphs": options.use_cuda_graphs,
+        "cuda_graph_cache_size": options.cuda_graph_cache_size,
+    }
     try:
         runner = TensorRTRunner(
-            artifact.path, name=model_name, fallback=fallback, device_id=device_id
+            artifact.path, name=model_name, fallback=fallback, device_id=device_id, **graphs
         )
     except CacheError as exc:  # a plan this TensorRT/GPU cannot load: a miss, rebuild once
         pipeline.cache.invalidate(artifact.entry, str(exc))
         artifact = pipeline.engine(model_dir, model_type)
         runner = TensorRTRunner(
-            artifact.path, name=model_name, fallback=fallback, device_id=device_id
+            artifact.path, name=model_name, fallback=fallback, device_id=device_id, **graphs
         )
     precision = artifact.entry.metadata.get("precision", request.precision)
     agreement = (artifact.validation or {}).get("agreement")

@@ -2,13 +2,20 @@
 
 TensorRT's execution context is one such *enqueuer*; a device-to-device copy is another (see
 ``enqueuers.py``), which lets the memory/stream/graph machinery be tested and measured without
-TensorRT. Per call: stage inputs in pinned memory, async H2D, enqueue, async D2H, one sync.
+TensorRT. Per call: inputs in pinned memory, async H2D, enqueue, async D2H, one sync.
+
+Two ways to pass data. Staged: ``run(arrays)`` copies each array into pinned memory and returns
+fresh output arrays (a host memcpy each way, ~10 GB/s on one core). Zero-copy: the producer
+writes into ``input_view(i, shape)`` (a numpy array over the pinned input buffer), passes that
+view to ``run(..., copy_outputs=False)`` and reads the returned views over the pinned output
+buffers; no host copy is made, so the transfers run at the copy engines' speed.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
@@ -17,7 +24,7 @@ import numpy as np
 
 from ...errors import OutOfMemoryError
 from ...log import get_logger, warn_once
-from .graph import GraphCache, capture
+from .graph import CudaGraph, GraphCache, capture
 from .memory import DeviceBuffer, PinnedBuffer
 from .runtime import CudaError, device_scope
 from .stream import Stream
@@ -25,6 +32,8 @@ from .stream import Stream
 logger = get_logger("cuda.executor")
 
 Shape = tuple[int, ...]
+#: How many graphs an executor keeps by default (one per input-shape set).
+DEFAULT_GRAPH_CACHE_SIZE = 16
 
 
 @runtime_checkable
@@ -32,7 +41,11 @@ class Enqueuer(Protocol):
     """What a compute backend must provide (TensorRT's execution context, a D2D copy, ...)."""
 
     def set_input_shapes(self, shapes: Sequence[Shape]) -> list[Shape]:
-        """Declare input shapes for the next call; return the output shapes."""
+        """Declare input shapes for the next call; return the output shapes.
+
+        Also the re-set hook: the executor calls it before replaying a CUDA graph whose shapes
+        differ from the last ones set, so host-side shape state matches the graph.
+        """
 
     def bind(self, input_ptrs: Sequence[int], output_ptrs: Sequence[int]) -> None:
         """Device addresses for the next enqueue."""
@@ -50,7 +63,13 @@ class ExecutorStats:
     graph_captures: int = 0
     graph_launches: int = 0
     graph_invalidations: int = 0
+    graph_evictions: int = 0
+    #: input shapes re-set on the enqueuer before a replay (the last ones set were others)
+    shape_resets: int = 0
     buffer_reallocations: int = 0
+    #: inputs copied into pinned memory (staged) vs. used in place (zero-copy views)
+    staged_inputs: int = 0
+    zero_copy_inputs: int = 0
     last_host_s: float = 0.0
     total_host_s: float = 0.0
     last_sync_wait_s: float = 0.0
@@ -61,6 +80,15 @@ class ExecutorStats:
         return self.total_host_s / self.calls if self.calls else 0.0
 
 
+@dataclass
+class _GraphEntry:
+    graph: CudaGraph
+    out_shapes: list[Shape]
+
+    def destroy(self) -> None:
+        self.graph.destroy()
+
+
 def _nbytes(shape: Shape, dtype: np.dtype) -> int:
     return int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
 
@@ -68,9 +96,12 @@ def _nbytes(shape: Shape, dtype: np.dtype) -> int:
 class CudaExecutor:
     """Runs an :class:`Enqueuer` on its own device and stream with reusable buffers.
 
-    With ``use_cuda_graphs`` the first call of an input-shape set runs eagerly (warm-up), the
-    next one captures copies + enqueue into a CUDA graph, later ones replay it. Graph replay
-    assumes output shapes depend only on input shapes (true for TensorRT engines without
+    With ``use_cuda_graphs`` the first call of an input-shape set runs eagerly, the second runs
+    eagerly and then captures copies + enqueue into a CUDA graph (right after an eager enqueue of
+    the same shapes, as TensorRT requires), later ones replay it. Graphs are kept per (input
+    shapes, buffer addresses) in an LRU cache of ``graph_cache_size``; before a replay whose
+    shapes differ from the enqueuer's current ones, ``set_input_shapes`` is called again. Graph
+    replay assumes output shapes depend only on input shapes (true for TensorRT engines without
     data-dependent shapes). Not re-entrant: calls are serialised by a lock.
     """
 
@@ -82,12 +113,18 @@ class CudaExecutor:
         output_dtypes: Sequence[np.dtype | type],
         device_id: int = 0,
         use_cuda_graphs: bool = False,
+        graph_cache_size: int = DEFAULT_GRAPH_CACHE_SIZE,
+        input_names: Sequence[str] | None = None,
     ) -> None:
         self._enqueuer = enqueuer
         self._in_dtypes = [np.dtype(d) for d in input_dtypes]
         self._out_dtypes = [np.dtype(d) for d in output_dtypes]
+        if input_names is not None and len(input_names) != len(self._in_dtypes):
+            raise ValueError(f"{len(input_names)} input names for {len(self._in_dtypes)} inputs")
+        self._in_names = list(input_names) if input_names is not None else None
         self.device_id = device_id
         self.use_cuda_graphs = use_cuda_graphs
+        self._graphs = GraphCache(graph_cache_size)  # validates the size before any allocation
         self._lock = threading.Lock()
         self._closed = False
         self._stats = ExecutorStats()
@@ -97,9 +134,11 @@ class CudaExecutor:
         self._dev_out = [DeviceBuffer(device_id) for _ in self._out_dtypes]
         self._host_in = [PinnedBuffer() for _ in self._in_dtypes]
         self._host_out = [PinnedBuffer() for _ in self._out_dtypes]
-        self._graphs = GraphCache()
-        #: Output shapes of input-shape sets already run once (warmed up); graph mode only.
-        self._warm: dict[tuple[Shape, ...], list[Shape]] = {}
+        #: Input-shape sets run eagerly once (capture on the second sighting); bounded like graphs.
+        self._seen: OrderedDict[tuple[Shape, ...], None] = OrderedDict()
+        #: The shapes last passed to the enqueuer's set_input_shapes, and what it returned.
+        self._declared: tuple[Shape, ...] | None = None
+        self._declared_out: list[Shape] = []
 
     # -- public ----------------------------------------------------------------------------
 
@@ -109,10 +148,47 @@ class CudaExecutor:
 
     @property
     def stats(self) -> ExecutorStats:
-        return replace(self._stats)
+        return replace(self._stats, graph_evictions=self._graphs.evictions)
 
-    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Inputs in model order -> fresh output arrays (copies, safe to keep)."""
+    @property
+    def cached_graphs(self) -> int:
+        return len(self._graphs)
+
+    def input_view(
+        self, input: int | str, shape: Sequence[int], dtype: np.dtype | type | None = None
+    ) -> np.ndarray:
+        """A writable numpy array over this input's pinned buffer, for the producer to fill.
+
+        Pass it (unchanged) to :meth:`run` and it is transferred without a host copy. It is
+        the buffer for the next call only: fill it after the previous call returned, and ask
+        again after asking for a larger shape (the buffer may then move; an old view stays
+        valid memory but is simply copied like any other array). ``dtype`` must be the
+        engine's (e.g. uint8 for engine-side preprocessing); default: that dtype.
+        """
+        index = self._input_index(input)
+        dt = self._in_dtypes[index]
+        if dtype is not None and np.dtype(dtype) != dt:
+            raise TypeError(f"input {input!r} is {dt}, not {np.dtype(dtype)}")
+        shape_t = tuple(int(d) for d in shape)
+        if any(d < 0 for d in shape_t):
+            raise ValueError(f"negative dimension in shape {shape_t} for input {input!r}")
+        with self._lock:
+            if self._closed:
+                raise CudaError("CudaExecutor.input_view() after close()")
+            if self._host_in[index].ensure(_nbytes(shape_t, dt)):
+                self._stats.buffer_reallocations += 1
+                self._invalidate_graphs()
+            return self._host_in[index].view(shape_t, dt)
+
+    def run(self, inputs: Sequence[np.ndarray], *, copy_outputs: bool = True) -> list[np.ndarray]:
+        """Inputs in model order -> one array per output.
+
+        Inputs obtained from :meth:`input_view` are used in place; any other array is copied
+        into pinned memory (converted to the input dtype). With ``copy_outputs`` (default) the
+        outputs are fresh arrays, safe to keep. With ``copy_outputs=False`` they are read-only
+        views over the pinned output buffers: no copy, but their contents are only valid until
+        the next call on this executor (copy what must outlive it).
+        """
         t0 = time.perf_counter()
         with self._lock:
             if self._closed:
@@ -121,7 +197,7 @@ class CudaExecutor:
                 raise ValueError(f"expected {len(self._in_dtypes)} inputs, got {len(inputs)}")
             shapes = tuple(tuple(int(d) for d in a.shape) for a in inputs)
             with device_scope(self.device_id):
-                outputs, wait = self._run_locked(inputs, shapes)
+                outputs, wait = self._run_locked(inputs, shapes, copy_outputs)
             stats = self._stats
             stats.calls += 1
             stats.last_sync_wait_s = wait
@@ -153,7 +229,20 @@ class CudaExecutor:
 
     # -- internals -------------------------------------------------------------------------
 
+    def _input_index(self, input: int | str) -> int:
+        if isinstance(input, str):
+            if self._in_names is None or input not in self._in_names:
+                raise KeyError(f"no input named {input!r} (inputs: {self._in_names})")
+            return self._in_names.index(input)
+        if not 0 <= input < len(self._in_dtypes):
+            raise IndexError(f"input index {input} out of range ({len(self._in_dtypes)} inputs)")
+        return input
+
     def _declare(self, shapes: tuple[Shape, ...]) -> list[Shape]:
+        """Set the enqueuer's input shapes (skipped when they are already these)."""
+        if self._declared == shapes:
+            return self._declared_out
+        self._declared = None  # unknown until set_input_shapes succeeds
         out_shapes = [tuple(int(d) for d in s) for s in self._enqueuer.set_input_shapes(shapes)]
         if len(out_shapes) != len(self._out_dtypes):
             raise CudaError(
@@ -163,12 +252,12 @@ class CudaExecutor:
         for s in out_shapes:
             if any(d < 0 for d in s):
                 raise CudaError(f"unresolved output shape {s} for input shapes {shapes}")
+        self._declared, self._declared_out = shapes, out_shapes
         return out_shapes
 
     def _invalidate_graphs(self) -> None:
         if self._graphs.clear():
             self._stats.graph_invalidations += 1
-        self._warm.clear()
 
     def _reserve(self, shapes: tuple[Shape, ...], out_shapes: Sequence[Shape]) -> None:
         """Grow buffers to fit; any reallocation invalidates graphs (they hold old addresses)."""
@@ -195,6 +284,15 @@ class CudaExecutor:
         if grew:
             self._invalidate_graphs()
 
+    def _stage(self, inputs: Sequence[np.ndarray], shapes: tuple[Shape, ...]) -> None:
+        """Copy into pinned memory every input that is not already this executor's view."""
+        for a, shape, dt, host in zip(inputs, shapes, self._in_dtypes, self._host_in, strict=True):
+            if host.holds(a, shape, dt):
+                self._stats.zero_copy_inputs += 1
+                continue
+            np.copyto(host.view(shape, dt), a, casting="same_kind")
+            self._stats.staged_inputs += 1
+
     def _bind(self) -> None:
         self._enqueuer.bind([b.ptr for b in self._dev_in], [b.ptr for b in self._dev_out])
 
@@ -206,64 +304,70 @@ class CudaExecutor:
         for dev, host, n in zip(self._dev_out, self._host_out, out_bytes, strict=True):
             stream.copy_d2h(host.ptr, dev.ptr, n)
 
-    def _ptr_key(self) -> tuple[int, ...]:
-        return tuple(
+    def _key(self, shapes: tuple[Shape, ...]) -> tuple:
+        ptrs = tuple(
             b.ptr for b in (*self._dev_in, *self._dev_out, *self._host_in, *self._host_out)
         )
+        return (shapes, ptrs)
+
+    def _capture(self, shapes: tuple[Shape, ...], out_shapes: list[Shape], in_b, out_b) -> None:
+        """Record (nothing runs) the call just run eagerly with the same shapes and bindings."""
+        try:
+            graph = capture(self._stream, lambda: self._issue(in_b, out_b))
+        except Exception as exc:
+            self.use_cuda_graphs = False
+            self._invalidate_graphs()
+            warn_once(
+                ("cuda-graph-capture", type(self._enqueuer).__name__, str(exc)),
+                "CUDA graph capture failed for %s (%s); running without CUDA graphs",
+                type(self._enqueuer).__name__,
+                exc,
+            )
+            return
+        self._graphs.put(self._key(shapes), _GraphEntry(graph, list(out_shapes)))
+        self._stats.graph_captures += 1
 
     def _run_locked(
-        self, inputs: Sequence[np.ndarray], shapes: tuple[Shape, ...]
+        self, inputs: Sequence[np.ndarray], shapes: tuple[Shape, ...], copy_outputs: bool
     ) -> tuple[list[np.ndarray], float]:
-        graphs = self.use_cuda_graphs
-        out_shapes = self._warm.get(shapes) if graphs else None
-        warmed = out_shapes is not None
-        if out_shapes is None:
+        entry = self._graphs.get(self._key(shapes)) if self.use_cuda_graphs else None
+        if entry is not None:
+            out_shapes = entry.out_shapes
+        else:
             out_shapes = self._declare(shapes)
-        self._reserve(shapes, out_shapes)
-
-        for a, shape, dt, host in zip(inputs, shapes, self._in_dtypes, self._host_in, strict=True):
-            np.copyto(host.view(shape, dt), a, casting="same_kind")
+            self._reserve(shapes, out_shapes)
+        self._stage(inputs, shapes)
         in_bytes = [_nbytes(s, dt) for s, dt in zip(shapes, self._in_dtypes, strict=True)]
         out_bytes = [_nbytes(s, dt) for s, dt in zip(out_shapes, self._out_dtypes, strict=True)]
 
-        launched = False
-        if warmed:
-            key = (shapes, self._ptr_key())
-            graph = self._graphs.get(key)
-            if graph is None:
-                # Bring the enqueuer's state to this shape set, then record instead of running.
+        if entry is not None:
+            if self._declared != shapes:  # the hook: host-side shape state must match the graph
                 self._declare(shapes)
-                self._bind()
-                try:
-                    graph = capture(self._stream, lambda: self._issue(in_bytes, out_bytes))
-                except Exception as exc:
-                    self.use_cuda_graphs = False
-                    self._invalidate_graphs()
-                    warn_once(
-                        ("cuda-graph-capture", type(self._enqueuer).__name__, str(exc)),
-                        "CUDA graph capture failed for %s (%s); running without CUDA graphs",
-                        type(self._enqueuer).__name__,
-                        exc,
-                    )
-                else:
-                    self._graphs.put(key, graph)
-                    self._stats.graph_captures += 1
-            if graph is not None:
-                graph.launch(self._stream)
-                self._stats.graph_launches += 1
-                launched = True
-        if not launched:
+                self._stats.shape_resets += 1
+            entry.graph.launch(self._stream)
+            self._stats.graph_launches += 1
+        else:
             self._bind()
             self._issue(in_bytes, out_bytes)
             self._stats.eager_calls += 1
-            if self.use_cuda_graphs:
-                self._warm[shapes] = out_shapes
 
         t_sync = time.perf_counter()
         self._stream.synchronize()
         wait = time.perf_counter() - t_sync
-        outputs = [
-            np.array(host.view(s, dt))
+
+        if entry is None and self.use_cuda_graphs:
+            if shapes in self._seen:
+                self._capture(shapes, out_shapes, in_bytes, out_bytes)
+            else:
+                self._seen[shapes] = None
+                while len(self._seen) > 4 * self._graphs.max_size:
+                    self._seen.popitem(last=False)
+        views = [
+            host.view(s, dt)
             for s, dt, host in zip(out_shapes, self._out_dtypes, self._host_out, strict=True)
         ]
-        return outputs, wait
+        if copy_outputs:
+            return [np.array(v) for v in views], wait
+        for v in views:
+            v.flags.writeable = False
+        return views, wait

@@ -7,7 +7,6 @@ and grows geometrically when they do not; a caller that caches anything holding 
 
 from __future__ import annotations
 
-import ctypes
 import weakref
 
 import numpy as np
@@ -50,7 +49,7 @@ class _GrowableBuffer:
     def _allocate(self, nbytes: int) -> int:
         raise NotImplementedError
 
-    def _finalize(self, ptr: int) -> weakref.finalize:
+    def _finalize(self, ptr: int) -> weakref.finalize | None:
         raise NotImplementedError
 
     def _adopt(self, ptr: int, nbytes: int) -> None:
@@ -113,11 +112,32 @@ class DeviceBuffer(_GrowableBuffer):
         return weakref.finalize(self, _free_device, self.device_id, ptr)
 
 
+class _PinnedAllocation:
+    """One ``cudaHostAlloc`` block, freed when the last reference (buffer or numpy view) dies.
+
+    Numpy views handed to callers keep this object alive through their ``base`` chain, so a view
+    that outlives a reallocation (or ``free()``) still points at live memory instead of freed
+    pages; only its contents stop being updated.
+    """
+
+    def __init__(self, ptr: int, nbytes: int) -> None:
+        self.ptr = ptr
+        self.nbytes = nbytes
+        self.__array_interface__ = {
+            "shape": (nbytes,),
+            "typestr": "|u1",
+            "data": (ptr, False),
+            "version": 3,
+        }
+        self._finalizer = weakref.finalize(self, _free_host, ptr)
+
+
 class PinnedBuffer(_GrowableBuffer):
-    """Page-locked host memory (portable across devices) with numpy views for staging copies.
+    """Page-locked host memory (portable across devices) with numpy views over it.
 
     Async copies from pageable memory are staged by the driver and serialise with the host;
-    from pinned memory they run on the copy engines at full link speed.
+    from pinned memory they run on the copy engines at full link speed. Views keep their
+    allocation alive (see :class:`_PinnedAllocation`), so they never dangle.
     """
 
     kind = "pinned buffer"
@@ -133,19 +153,34 @@ class PinnedBuffer(_GrowableBuffer):
 
     def _adopt(self, ptr: int, nbytes: int) -> None:
         super()._adopt(ptr, nbytes)
-        self._bytes = np.ctypeslib.as_array((ctypes.c_ubyte * nbytes).from_address(ptr))
+        self._bytes = np.asarray(_PinnedAllocation(ptr, nbytes))
 
-    def _finalize(self, ptr: int) -> weakref.finalize:
-        return weakref.finalize(self, _free_host, ptr)
+    def _finalize(self, ptr: int) -> None:
+        return None  # the _PinnedAllocation behind self._bytes owns the memory
 
     def free(self) -> None:
+        """Drop this buffer's reference; the memory goes once no view of it is left."""
         self._bytes = np.empty(0, dtype=np.uint8)
         super().free()
 
     def view(self, shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
-        """A numpy array over the first bytes of the buffer; invalid after ensure() or free()."""
+        """A C-contiguous array over the first bytes of the buffer.
+
+        After a later ensure() that reallocates, or free(), the view stays valid memory but is
+        no longer this buffer's: writes to it no longer reach the device.
+        """
         dt = np.dtype(dtype)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
         if nbytes > self.capacity:
             raise ValueError(f"view of {nbytes} bytes exceeds capacity {self.capacity}")
         return self._bytes[:nbytes].view(dt).reshape(shape)
+
+    def holds(self, array: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> bool:
+        """True when ``array`` is exactly view(shape, dtype) of the current allocation."""
+        return (
+            self.ptr != 0
+            and array.dtype == dtype
+            and tuple(array.shape) == tuple(shape)
+            and array.flags.c_contiguous
+            and array.__array_interface__["data"][0] == self.ptr
+        )

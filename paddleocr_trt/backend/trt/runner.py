@@ -29,7 +29,8 @@ class TensorRTRunner(BaseRunner):
     Calls whose shapes no profile covers go to ``fallback`` (counted in
     ``fallback_calls``, logged once per runner) or raise ShapeNotCoveredError without one.
     Batches above a covering profile's max batch are split; a GPU OOM halves the batch
-    (``run_with_backoff``).
+    (``run_with_backoff``). ``use_cuda_graphs`` replays a captured graph per input-shape set
+    (at most ``cuda_graph_cache_size`` per profile; shapes re-set on the context before replay).
     """
 
     backend = "tensorrt"
@@ -42,6 +43,7 @@ class TensorRTRunner(BaseRunner):
         fallback: BaseRunner | None = None,
         device_id: int = 0,
         use_cuda_graphs: bool = False,
+        cuda_graph_cache_size: int = 16,
     ) -> None:
         super().__init__(name)
         from ..cuda.runtime import device_scope
@@ -59,6 +61,8 @@ class TensorRTRunner(BaseRunner):
         self.fallback_calls = 0
         self.device_id = device_id
         self.use_cuda_graphs = use_cuda_graphs
+        #: CUDA graphs kept per execution context (LRU); one per input-shape set
+        self.cuda_graph_cache_size = cuda_graph_cache_size
         self.input_names = list(engine.input_names)
         self.profiles: list[dict[str, ShapeProfile]] = [
             {n: ShapeProfile(*shapes) for n, shapes in engine.profile_shapes(i).items()}
@@ -81,6 +85,8 @@ class TensorRTRunner(BaseRunner):
                     output_dtypes=[t.dtype for t in self.engine.outputs],
                     device_id=self.device_id,
                     use_cuda_graphs=self.use_cuda_graphs,
+                    graph_cache_size=self.cuda_graph_cache_size,
+                    input_names=self.input_names,
                 )
             return self._executors[index]
 

@@ -1,0 +1,158 @@
+"""Copy time per det/rec call: staged (before) vs zero-copy pinned views (after), real GPU.
+
+Run on a CUDA machine:  python benchmarks/bench_cuda_io.py [out.json]
+
+The engine is a STAND-IN, not TensorRT (none on the measuring machine): it declares the real
+det/rec output shapes and does one cudaMemsetAsync per output, so a call's time is the
+executor's copies (H2D input, D2H outputs), its host staging and its per-call overhead.
+
+Methods, per shape:
+  pageable   plain synchronous cudaMemcpy from/to numpy arrays (no executor, no pinned memory)
+  staged     CudaExecutor.run(numpy array): host copy into pinned memory, async H2D, enqueue,
+             async D2H, sync, host copy out (what the executor did before zero-copy)
+  zero_copy  the producer filled executor.input_view(...) once; run(view, copy_outputs=False):
+             no host copy either way
+The producer's own write (preprocessing) is excluded from all three: it happens once per image
+whichever way the data then travels.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(_ROOT), str(_ROOT / "tests" / "gpu")]  # runs from a checkout, uninstalled
+
+from paddleocr_trt.backend.cuda import CudaExecutor  # noqa: E402
+from paddleocr_trt.backend.cuda.memory import DeviceBuffer  # noqa: E402
+from paddleocr_trt.backend.cuda.runtime import check, cudart  # noqa: E402
+
+Shape = tuple[int, ...]
+NUM_CLASSES = 6625  # PP-OCR rec dictionary + blank
+DET_OUT = (1, 1, 1408, 1024)
+
+
+def _cases() -> list[dict]:
+    cases = [
+        {"name": "det f32 NCHW 1x3x1408x1024", "model": "det", "in": ((1, 3, 1408, 1024),
+         np.float32), "outs": [(DET_OUT, np.float32)]},
+        {"name": "det u8 NHWC 1x1024x1408x3", "model": "det", "in": ((1, 1024, 1408, 3),
+         np.uint8), "outs": [(DET_OUT, np.float32)]},
+        {"name": "det u8 NHWC page 1x3008x4000x3", "model": "det", "in": ((1, 3008, 4000, 3),
+         np.uint8), "outs": [((1, 1, 1408, 1056), np.float32)]},
+    ]  # fmt: skip
+    for w in (320, 640, 960, 1280, 1600):
+        t = w // 8
+        rec_in = ((6, 3, 48, w), np.float32)
+        cases.append({"name": f"rec stock 6x3x48x{w} -> 6x{t}x{NUM_CLASSES} f32", "model": "rec",
+                      "in": rec_in, "outs": [((6, t, NUM_CLASSES), np.float32)]})  # fmt: skip
+        argmax_outs = [((6, t), np.int32), ((6, t), np.float32)]
+        cases.append({"name": f"rec argmax 6x3x48x{w} -> 6x{t} i32+f32", "model": "rec",
+                      "in": rec_in, "outs": argmax_outs})  # fmt: skip
+    return cases
+
+
+def _time(fn: Callable[[], object], reps: int, warmup: int = 3) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def _pageable(shape: Shape, dtype, outs, data: np.ndarray) -> Callable[[], None]:
+    rt = cudart()
+    h2d, d2h = rt.cudaMemcpyKind.cudaMemcpyHostToDevice, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
+    dev_in = DeviceBuffer(0)
+    dev_in.ensure(data.nbytes)
+    host_outs = [np.empty(s, d) for s, d in outs]
+    dev_outs = []
+    for h in host_outs:
+        b = DeviceBuffer(0)
+        b.ensure(h.nbytes)
+        dev_outs.append(b)
+
+    def run() -> None:
+        check(rt.cudaMemcpy(dev_in.ptr, data.ctypes.data, data.nbytes, h2d), "cudaMemcpy H2D")
+        for b, h in zip(dev_outs, host_outs, strict=True):
+            check(rt.cudaMemset(b.ptr, 1, h.nbytes), "cudaMemset")
+            check(rt.cudaMemcpy(h.ctypes.data, b.ptr, h.nbytes, d2h), "cudaMemcpy D2H")
+
+    run.keep = (dev_in, dev_outs)  # type: ignore[attr-defined]
+    return run
+
+
+def measure(reps: int = 50) -> list[dict]:
+    from cuda_test_kernels import StandInEnqueuer
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for case in _cases():
+        shape, dtype = case["in"]
+        outs = case["outs"]
+        if np.dtype(dtype) == np.uint8:
+            data = rng.integers(0, 256, size=shape, dtype=np.uint8)
+        else:
+            data = rng.standard_normal(shape).astype(dtype)
+        out_bytes = sum(int(np.prod(s)) * np.dtype(d).itemsize for s, d in outs)
+        enq = StandInEnqueuer(lambda _shapes, o=outs: [s for s, _ in o], [d for _, d in outs])
+        with CudaExecutor(enq, input_dtypes=[dtype], output_dtypes=[d for _, d in outs]) as ex:
+            view = ex.input_view(0, shape)
+            view[...] = data
+            methods = {
+                "pageable": _pageable(shape, dtype, outs, data),
+                "staged": lambda ex=ex, data=data: ex.run([data]),
+                "zero_copy": lambda ex=ex, view=view: ex.run([view], copy_outputs=False),
+            }
+            for method, fn in methods.items():
+                times = _time(fn, reps)
+                med = statistics.median(times)
+                rows.append({
+                    "case": case["name"], "model": case["model"], "method": method,
+                    "in_bytes": int(data.nbytes), "out_bytes": out_bytes,
+                    "median_ms": med * 1e3, "min_ms": min(times) * 1e3,
+                    "p90_ms": sorted(times)[int(0.9 * (len(times) - 1))] * 1e3,
+                    "GBps": (data.nbytes + out_bytes) / med / 1e9, "reps": reps,
+                })  # fmt: skip
+            assert ex.stats.zero_copy_inputs == reps + 3 and ex.stats.staged_inputs == reps + 3
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    by_case: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        by_case.setdefault(r["case"], {})[r["method"]] = r
+    lines = [
+        "case (stand-in engine: memset outputs; not TensorRT)      in MB  out MB"
+        "  pageable ms  staged ms  zero-copy ms  staged/zero"
+    ]
+    for case, m in by_case.items():
+        p, s, z = m["pageable"], m["staged"], m["zero_copy"]
+        lines.append(
+            f"{case:<56} {p['in_bytes'] / 1e6:6.1f} {p['out_bytes'] / 1e6:7.2f}"
+            f"  {p['median_ms']:11.3f} {s['median_ms']:10.3f} {z['median_ms']:13.3f}"
+            f"  {s['median_ms'] / z['median_ms']:11.2f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    rows = measure()
+    if len(argv) > 1:
+        Path(argv[1]).write_text(json.dumps(rows, indent=1))
+    sys.stdout.write(table(rows) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))

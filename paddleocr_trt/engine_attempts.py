@@ -124,14 +124,14 @@ def _field(report: Any, name: str) -> Any:
     return report.get(name) if isinstance(report, dict) else getattr(report, name, None)
 
 
-def _classify(exc: BaseException) -> tuple[str, str, str]:
-    """(outcome, error type, message) of an attempt that raised."""
+def _classify(exc: BaseException) -> tuple[str, str, str, str]:
+    """(outcome, error type, message, child's stderr tail) of an attempt that raised."""
     from .isolation import KIND_CRASHED, KIND_TIMEOUT, ChildProcessFailure
 
     if isinstance(exc, ChildProcessFailure):
         outcome = {KIND_CRASHED: CRASHED, KIND_TIMEOUT: TIMEOUT}.get(exc.kind, ERROR)
-        return outcome, exc.error_type, str(exc)
-    return ERROR, type(exc).__name__, str(exc)
+        return outcome, exc.error_type, exc.reason, exc.stderr_tail
+    return ERROR, type(exc).__name__, str(exc), ""
 
 
 def run_attempts(
@@ -167,8 +167,10 @@ def run_attempts(
             with stage(f"{what}: {label} engine, attempt {number}/{total}"):
                 result = builder.build_and_validate(job)
         except Exception as exc:
-            outcome, error_type, message = _classify(exc)
+            outcome, error_type, message, stderr_tail = _classify(exc)
             record.update(outcome=outcome, error_type=error_type, error=message[:2000])
+            if stderr_tail:
+                record["stderr_tail"] = stderr_tail
             record["seconds"] = round(time.perf_counter() - started, 3)
             history.append(record)
             log.warning(
@@ -181,6 +183,8 @@ def run_attempts(
                 error_type,
                 message,
             )
+            if stderr_tail and outcome != ERROR:
+                log.warning("last lines the child wrote:\n%s", stderr_tail[-1000:])
             job.plan_path.unlink(missing_ok=True)
             continue
         report = result.report

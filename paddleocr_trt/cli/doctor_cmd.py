@@ -56,10 +56,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--precision", default="fp16", choices=["fp16", "fp32"], help="precision to ask for"
     )
+    parser.add_argument(
+        "--selftest",
+        action="store_true",
+        help="build and run a one-op engine and the det model here (child processes), with "
+        "timings and reproduction commands; exit 1 if TensorRT is absent or a build fails",
+    )
+    parser.add_argument("--det-model", type=Path, default=None, help="det model dir for --selftest")
+    parser.add_argument(
+        "--build-timeout", type=float, default=900.0, help="seconds per --selftest build"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.selftest:
+        from .selftest import run_selftest
+
+        if not args.build_timeout > 0:
+            print("error: --build-timeout must be positive", file=sys.stderr)
+            return EXIT_USAGE
+        return run_selftest(
+            cache_dir=args.cache_dir, det_model=args.det_model, timeout_s=args.build_timeout
+        )
     report = collect(cache_dir=args.cache_dir, precision=args.precision)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -78,6 +97,7 @@ def collect(*, cache_dir: Path | None = None, precision: str = "fp16") -> dict[s
         "packages": {label: _version(dists) for label, dists in PACKAGES.items()},
         "tensorrt": tensorrt,
         "cuda": cuda,
+        "cuda_builds": _cuda_builds(),
         "activation": activation,
         "decision": _decision(precision, activation),
         "cache": _cache(cache_dir),
@@ -128,6 +148,16 @@ def _cuda() -> dict[str, Any]:
         "devices": devices,
         "error": error,
     }
+
+
+def _cuda_builds() -> dict[str, Any]:
+    """Driver CUDA version vs the CUDA major of the installed TensorRT and cuda-python."""
+    from .cuda_check import check_installation
+
+    try:
+        return check_installation().to_dict()
+    except Exception as exc:  # never let the check itself break doctor
+        return {"ok": False, "problems": [f"{type(exc).__name__}: {exc}"], "install": None}
 
 
 def _hook_paths() -> list[Path]:
@@ -228,6 +258,21 @@ def _print_human(report: dict[str, Any]) -> None:
         )
     if cuda["error"]:
         print(f"  error: {cuda['error']}")
+    builds = report["cuda_builds"]
+    driver = builds.get("driver_cuda")
+    where = f" (via {builds.get('driver_source')})" if driver else ""
+    print(f"driver CUDA   {driver or 'unknown'}{where}")
+    for label in ("tensorrt", "cuda_python"):
+        build = builds.get(label)
+        if build:
+            print(
+                f"  {label:11s} {build['distribution']} {build['version']} "
+                f"(built for CUDA {build['cuda_major'] or '?'})"
+            )
+    for problem in builds.get("problems") or []:
+        print(f"  problem:    {problem}")
+    if builds.get("install"):
+        print(f"  install:    {builds['install']}")
     act = report["activation"]
     hook = ", ".join(act["hook_paths"]) if act["hook_installed"] else "NOT installed"
     print(f"hook          {hook}")

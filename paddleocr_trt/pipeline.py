@@ -202,7 +202,10 @@ class ArtifactPipeline:
         key = self.onnx_key(model_dir, mtype)
         created: dict[str, Any] = {}
 
+        timeout_s = self.options.conversion_timeout_s
+
         def create(tmp: Path) -> tuple[Path, dict[str, Any]]:
+            self._check_remembered(key, timeout_s)  # another process may have just failed
             result = convert_to_onnx(
                 model_dir, tmp / ONNX_ARTIFACT, mtype, timeout_s=self.options.conversion_timeout_s
             )
@@ -222,7 +225,6 @@ class ArtifactPipeline:
             _log_report("ONNX", model_dir, report)
             return report
 
-        timeout_s = self.options.conversion_timeout_s
         entry = self.cache.get(key)
         if entry is None:
             self._check_remembered(key, timeout_s)
@@ -300,6 +302,7 @@ class ArtifactPipeline:
         outcome: dict[str, Any] = {}
 
         def create(tmp: Path) -> tuple[Path, dict[str, Any]]:
+            self._check_remembered(key, timeout_s)  # another process may have just failed
             inputs = self.validation_inputs(model_dir, mtype)
             plan, report, meta = self._build_validated(
                 model_dir, mtype, onnx.path, tmp, profiles, settings, inputs

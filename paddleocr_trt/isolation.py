@@ -34,6 +34,8 @@ from .settings import ENV_DISABLE
 log = get_logger("isolation")
 
 STDERR_TAIL_CHARS = 2000
+#: the child finds the parent's stderr (for progress lines) under this fd number
+ENV_PROGRESS_FD = "PADDLEOCR_TRT_PROGRESS_FD"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 #: how the child ended, in ``ChildProcessFailure.kind``
@@ -110,6 +112,9 @@ def call_in_child(
     )
     child_env = {**os.environ, ENV_DISABLE: "1", **(env or {})}
     command = [sys.executable, "-m", "paddleocr_trt.isolation", str(request)]
+    progress_fd = _progress_fd()
+    if progress_fd is not None:
+        child_env[ENV_PROGRESS_FD] = str(progress_fd)
     try:
         with open(stderr_path, "wb") as stderr:
             # The parent-death signal fires when the *thread* that forked the child exits;
@@ -122,6 +127,7 @@ def call_in_child(
                 env=child_env,
                 cwd=work,
                 start_new_session=True,
+                pass_fds=() if progress_fd is None else (progress_fd,),
             )
             try:
                 proc.wait(timeout=timeout_s)
@@ -141,6 +147,8 @@ def call_in_child(
                 raise
         return _outcome(what, proc.returncode, result_path, stderr_path)
     finally:
+        if progress_fd is not None:
+            os.close(progress_fd)
         if owned:
             import shutil
 
@@ -174,6 +182,35 @@ def _outcome(what: str, returncode: int, result_path: Path, stderr_path: Path) -
     )
 
 
+def _progress_fd() -> int | None:
+    """A duplicate of our stderr for the child's progress lines (None: stderr has no fd, e.g.
+    in a notebook; the lines then stay in the child's captured stderr)."""
+    try:
+        return os.dup(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _progress_to_parent() -> None:
+    """Child side: send ``paddleocr_trt.progress`` lines to the parent's stderr."""
+    raw = os.environ.pop(ENV_PROGRESS_FD, "")
+    if not raw.isdigit():
+        return
+    import logging
+
+    from .log import progress_logger
+
+    try:
+        stream = os.fdopen(int(raw), "w", buffering=1, encoding="utf-8", errors="replace")
+    except OSError:
+        return
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("paddleocr_trt:   %(message)s"))
+    plog = progress_logger()
+    plog.addHandler(handler)
+    plog.propagate = False
+
+
 def _tail(path: Path) -> str:
     try:
         with open(path, "rb") as handle:
@@ -205,6 +242,7 @@ def child_main(argv: list[str]) -> int:
     from .childproc import die_with_parent
 
     die_with_parent(int(request["parent_pid"]))
+    _progress_to_parent()
     result_path = Path(request["result"])
     try:
         module_name, _, func_name = str(request["target"]).partition(":")

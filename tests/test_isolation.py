@@ -161,3 +161,22 @@ def test_real_isolated_builder_turns_a_missing_tensorrt_into_one_failed_attempt(
     history = info.value.attempts
     assert [h["outcome"] for h in history] == ["error", "error"]
     assert all(h["error_type"] and h["error_type"] not in ("Crash", "Timeout") for h in history)
+
+
+def test_child_progress_lines_reach_the_parents_stderr() -> None:
+    """A user watching a first build sees the child's stages (build, validate) as they end."""
+    program = textwrap.dedent(
+        f"""
+        from paddleocr_trt.isolation import call_in_child
+        print(call_in_child("{TARGETS}:progress", {{"desc": "building the fp16 engine"}},
+                            timeout_s=60, what="progress test"))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PADDLEOCR_TRT_LOG_LEVEL"}
+    proc = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "ok\n"
+    assert "paddleocr_trt:   building the fp16 engine ..." in proc.stderr
+    assert "paddleocr_trt:   building the fp16 engine: done in 0." in proc.stderr

@@ -38,3 +38,12 @@ def hang(payload: dict[str, Any]) -> None:
     if payload.get("pid_file"):
         Path(payload["pid_file"]).write_text(str(os.getpid()), encoding="utf-8")
     time.sleep(float(payload.get("seconds", 3600)))
+
+
+def progress(payload: dict[str, Any]) -> str:
+    """Report one stage, as the engine attempt worker does."""
+    from ..progress import stage
+
+    with stage(payload.get("desc", "child step")):
+        time.sleep(0.05)
+    return "ok"

@@ -19,6 +19,7 @@ def build_and_validate(payload: dict[str, Any]) -> dict[str, Any]:
     from ...comparator.compare import compare
     from ...model_types import ModelType
     from ...profiles import ShapeProfile
+    from ...progress import stage
     from ..paddle.runner import PaddleInferenceRunner
     from .builder import build_engine
     from .config import BuildSettings
@@ -30,20 +31,23 @@ def build_and_validate(payload: dict[str, Any]) -> dict[str, Any]:
     plan = Path(payload["plan"])
     model_dir = Path(payload["model_dir"])
     mtype = ModelType.parse(payload["model_type"])
-    result = build_engine(
-        Path(payload["onnx"]),
-        plan,
-        settings,
-        [
-            {n: ShapeProfile(d["min"], d["opt"], d["max"]) for n, d in p.items()}
-            for p in payload["profiles"]
-        ],
-        timing_cache_dir=payload.get("timing_cache_dir"),
-    )
+    profiles = [
+        {n: ShapeProfile(d["min"], d["opt"], d["max"]) for n, d in p.items()}
+        for p in payload["profiles"]
+    ]
+    with stage(f"building the {settings.precision} engine"):
+        result = build_engine(
+            Path(payload["onnx"]),
+            plan,
+            settings,
+            profiles,
+            timing_cache_dir=payload.get("timing_cache_dir"),
+        )
     with np.load(payload["inputs"]) as data:
         inputs = [data[f"arr_{i}"] for i in range(len(data.files))]
     device_id = int(payload.get("device_id", 0))
     with (
+        stage(f"validating against Paddle on {len(inputs)} inputs"),
         PaddleInferenceRunner(
             model_dir,
             device="cpu",

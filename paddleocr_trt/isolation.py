@@ -19,6 +19,7 @@ import importlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -117,8 +118,8 @@ def call_in_child(
         child_env[ENV_PROGRESS_FD] = str(progress_fd)
     try:
         with open(stderr_path, "wb") as stderr:
-            # The parent-death signal fires when the *thread* that forked the child exits;
-            # callers run this from their own (long-lived) thread, which is what we want.
+            # The parent-death signal fires when the *thread* that forked the child exits; that
+            # thread waits here for the child, so in practice it fires when this process dies.
             proc = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
@@ -150,8 +151,6 @@ def call_in_child(
         if progress_fd is not None:
             os.close(progress_fd)
         if owned:
-            import shutil
-
             shutil.rmtree(work, ignore_errors=True)
 
 

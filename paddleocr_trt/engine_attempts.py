@@ -67,6 +67,9 @@ class EngineBuilder(Protocol):
 class IsolatedEngineBuilder:
     """The real builder: ``backend/trt/attempt_worker.py`` in a child process, with a timeout."""
 
+    #: the function the child runs (``module:function``)
+    target = "paddleocr_trt.backend.trt.attempt_worker:build_and_validate"
+
     def __init__(self, timeout_s: float = DEFAULT_BUILD_TIMEOUT_S) -> None:
         if timeout_s <= 0:
             raise ValueError(f"build timeout must be positive, got {timeout_s}")
@@ -89,7 +92,7 @@ class IsolatedEngineBuilder:
             "timing_cache_dir": str(job.timing_cache_dir) if job.timing_cache_dir else None,
         }
         out = call_in_child(
-            "paddleocr_trt.backend.trt.attempt_worker:build_and_validate",
+            self.target,
             payload,
             timeout_s=self.timeout_s,
             what=f"{job.settings.precision} engine build + validation of {job.model_dir.name}",

@@ -22,6 +22,7 @@ from paddleocr_trt.cache.store import CacheEntry, EngineCache
 from paddleocr_trt.engine_attempts import (
     AttemptJob,
     AttemptResult,
+    IsolatedEngineBuilder,
     attempt_plan,
     run_attempts,
 )
@@ -207,3 +208,25 @@ def test_a_timeout_is_retried_when_the_timeout_grows(ocr_models, tmp_path: Path)
     )
     assert longer.engine(ocr_models.det, "det").path.is_file()
     assert len(builder.jobs) == 2
+
+
+class SegfaultingEngineBuilder(IsolatedEngineBuilder):
+    """Test double: the real isolated builder, but its child segfaults instead of building."""
+
+    target = "paddleocr_trt.testing.child_targets:segfault"
+
+
+def test_a_segfaulting_child_is_a_failed_attempt_remembered(ocr_models, tmp_path: Path) -> None:
+    """Real child processes that die of SIGSEGV: the pipeline survives, records each attempt's
+    signal, remembers the failure and does not start children again."""
+    cache = EngineCache(tmp_path / "cache")
+    builder = SegfaultingEngineBuilder(timeout_s=60)
+    pipeline = _StubbedPipeline(cache, PipelineOptions(precision="fp32"), engine_builder=builder)
+    with pytest.raises(EngineBuildError, match="SIGSEGV"):
+        pipeline.engine(ocr_models.det, "det")
+    (record,) = FailureMemo(cache.root).list()
+    (attempt,) = record.attempts
+    assert attempt["outcome"] == "crashed" and attempt["error_type"] == "Crash"
+    assert "killed by SIGSEGV" in attempt["error"]
+    with pytest.raises(RememberedFailureError):
+        pipeline.engine(ocr_models.det, "det")

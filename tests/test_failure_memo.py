@@ -83,3 +83,16 @@ def test_cache_clear_all_forgets_failures_too(cache_root: Path) -> None:
     code, out, _ = cli("clear", "--all", "--json", "--cache-dir", str(cache_root))
     assert code == 0 and json.loads(out) == {"removed": 1, "failures_removed": 1}
     assert FailureMemo(cache_root).list() == [] and EngineCache(cache_root).entries() == []
+
+
+def test_doctor_lists_remembered_failures(cache_root: Path) -> None:
+    _, bad = _fill(cache_root)
+    command = [sys.executable, "-m", "paddleocr_trt.cli.main", "doctor", "--json"]
+    proc = subprocess.run(
+        [*command, "--cache-dir", str(cache_root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    (line,) = json.loads(proc.stdout)["cache"]["failures"]
+    assert line.startswith(bad[:12]) and "fp16: crashed (SIGSEGV)" in line

@@ -219,6 +219,7 @@ def _decision(precision: str, activation: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cache(cache_dir: Path | None) -> dict[str, Any]:
+    from ..cache.failures import FailureMemo
     from ..cache.store import EngineCache
 
     cache = EngineCache(cache_dir)
@@ -226,6 +227,10 @@ def _cache(cache_dir: Path | None) -> dict[str, Any]:
     try:
         info["entries"] = len(cache.entries()) if info["exists"] else 0
         info["size_bytes"] = cache.size_bytes() if info["exists"] else 0
+        info["failures"] = [
+            f"{f.digest[:12]} {f.kind} {f.key.get('model_type', '?')}: {f.describe()}"
+            for f in FailureMemo(cache.root).list()
+        ]
         info["error"] = None
     except Exception as exc:  # unreadable cache: report it, the rest is still useful
         info.update(entries=None, size_bytes=None, error=f"{type(exc).__name__}: {exc}")
@@ -281,6 +286,8 @@ def _print_human(report: dict[str, Any]) -> None:
     cache = report["cache"]
     where = cache["path"] + ("" if cache["exists"] else " (not created yet)")
     print(f"cache         {where}: {cache['entries']} entries, {_size(cache['size_bytes'])}")
+    for failure in cache.get("failures") or []:
+        print(f"  remembered failure (not retried; `paddleocr-trt cache clear`): {failure}")
     if cache["error"]:
         print(f"  error: {cache['error']}")
     decision = report["decision"]

@@ -230,3 +230,47 @@ def test_a_segfaulting_child_is_a_failed_attempt_remembered(ocr_models, tmp_path
     assert "killed by SIGSEGV" in attempt["error"]
     with pytest.raises(RememberedFailureError):
         pipeline.engine(ocr_models.det, "det")
+
+
+class OnnxRuntimeStandInBuilder(IsolatedEngineBuilder):
+    """Test double: the real isolated builder and worker, with ONNX Runtime in TensorRT's place
+    (``child_targets.build_and_validate_on_onnxruntime``); not TensorRT working."""
+
+    target = "paddleocr_trt.testing.child_targets:build_and_validate_on_onnxruntime"
+
+
+class _OnnxReadyPipeline(_StubbedPipeline):
+    """The stubbed key, but the real converted ONNX and the real validation inputs."""
+
+    onnx_path: Path
+
+    def onnx(self, model_dir, model_type) -> Artifact:
+        manifest = {"artifact": self.onnx_path.name, "metadata": {"input_names": ["x"]}}
+        entry = CacheEntry("0" * 24, "onnx", self.onnx_path.parent, manifest)
+        return Artifact(entry, from_cache=True)
+
+    validation_inputs = ArtifactPipeline.validation_inputs
+
+
+def test_worker_round_trip_with_onnxruntime_in_tensorrts_place(
+    ocr_models, onnx_models, sample_images, tmp_path: Path
+) -> None:
+    """Everything of an engine attempt but TensorRT itself, across a real child process:
+    settings/profiles/inputs out, real Paddle comparison, the report back into the manifest."""
+    from paddleocr_trt.model_types import ModelType
+
+    cache = EngineCache(tmp_path / "cache")
+    options = PipelineOptions(
+        precision="fp32", validation_images=tuple(s.path for s in sample_images[:2])
+    )
+    pipeline = _OnnxReadyPipeline(
+        cache, options, engine_builder=OnnxRuntimeStandInBuilder(timeout_s=300)
+    )
+    pipeline.onnx_path = onnx_models[ModelType.CLASSIFICATION].onnx_path
+    artifact = pipeline.engine(ocr_models.cls, "cls")
+    assert artifact.validation["passed"] and artifact.validation["num_inputs"] >= 2
+    assert artifact.validation["candidate"].startswith("onnxruntime stand-in")
+    (attempt,) = artifact.entry.metadata["attempts"]
+    assert attempt["outcome"] == "passed" and attempt["agreement"] >= 0.99
+    assert artifact.entry.metadata["tensorrt_version"] == "onnxruntime stand-in (not TensorRT)"
+    assert artifact.path.read_bytes() == pipeline.onnx_path.read_bytes()

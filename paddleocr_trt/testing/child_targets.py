@@ -47,3 +47,39 @@ def progress(payload: dict[str, Any]) -> str:
     with stage(payload.get("desc", "child step")):
         time.sleep(0.05)
     return "ok"
+
+
+def build_and_validate_on_onnxruntime(payload: dict[str, Any]) -> dict[str, Any]:
+    """The engine attempt worker with ONNX Runtime standing in for TensorRT.
+
+    Test double for the two TensorRT pieces only (the "build" copies the ONNX file, the
+    "engine" is an ONNX Runtime session); the payload handling, the native Paddle reference,
+    the comparison and the report the parent reads back are the real worker's.
+    """
+    import shutil
+
+    from ..backend.onnxrt.runner import OnnxRuntimeRunner
+    from ..backend.trt import attempt_worker, builder, runner
+
+    def build_engine_stand_in(onnx_path, out_path, settings, profiles, **_kwargs):
+        shutil.copyfile(onnx_path, out_path)
+        return builder.BuildResult(
+            plan_path=Path(out_path),
+            seconds=0.0,
+            plan_bytes=Path(out_path).stat().st_size,
+            precision=settings.precision,
+            pinned_layers=(),
+            workspace_bytes=settings.workspace_bytes,
+            attempts=1,
+            tensorrt_version="onnxruntime stand-in (not TensorRT)",
+            timing_cache_path=None,
+            onnx_path=Path(onnx_path),
+        )
+
+    class OnnxRuntimeAsEngine(OnnxRuntimeRunner):
+        def __init__(self, plan: Any, name: str = "", device_id: int = 0, **_kw: Any) -> None:
+            super().__init__(plan, name=f"onnxruntime stand-in:{name}")
+
+    builder.build_engine = build_engine_stand_in  # type: ignore[assignment]
+    runner.TensorRTRunner = OnnxRuntimeAsEngine  # type: ignore[misc]
+    return attempt_worker.build_and_validate(payload)

@@ -274,3 +274,27 @@ def test_worker_round_trip_with_onnxruntime_in_tensorrts_place(
     assert attempt["outcome"] == "passed" and attempt["agreement"] >= 0.99
     assert artifact.entry.metadata["tensorrt_version"] == "onnxruntime stand-in (not TensorRT)"
     assert artifact.path.read_bytes() == pipeline.onnx_path.read_bytes()
+
+
+def test_build_timeout_setting(ocr_models, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    from paddleocr_trt.settings import ENV_BUILD_TIMEOUT_S, build_timeout_s
+
+    assert build_timeout_s({}) == 1800.0
+    assert build_timeout_s({ENV_BUILD_TIMEOUT_S: "90"}) == 90.0
+    for bad in ("soon", "0", "-5"):
+        with pytest.raises(ValueError, match=ENV_BUILD_TIMEOUT_S):
+            build_timeout_s({ENV_BUILD_TIMEOUT_S: bad})
+    monkeypatch.setenv(ENV_BUILD_TIMEOUT_S, "42")
+    assert PipelineOptions().effective_build_timeout_s() == 42.0
+    assert PipelineOptions(build_timeout_s=7).effective_build_timeout_s() == 7
+    with pytest.raises(ValueError, match="build_timeout_s"):
+        PipelineOptions(build_timeout_s=0)
+
+    cli = [sys.executable, "-m", "paddleocr_trt.cli.main", "optimize", str(ocr_models.det)]
+    proc = subprocess.run(
+        [*cli, "--type", "det", "--build-timeout", "0"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2 and "--build-timeout must be a positive" in proc.stderr

@@ -154,9 +154,11 @@ def run_attempts(
     last_report = None
     total = len(specs)
     for number, spec in enumerate(specs, 1):
-        settings = spec() if callable(spec) else spec
+        settings, why_not = _settings_of(spec, f"{what}: choosing FP16 layers to keep in FP32")
         if settings is None:
-            history.append({"attempt": number, "outcome": "skipped", "precision": "fp16-pinned"})
+            history.append(
+                {"attempt": number, "precision": "fp16-pinned", "outcome": "skipped", **why_not}
+            )
             continue
         job = job_for(settings, number)
         label = settings.precision + (" (FP32-pinned layers)" if settings.fp32_layers else "")
@@ -230,6 +232,19 @@ def run_attempts(
         error = EngineBuildError(message)
     error.attempts = history  # type: ignore[attr-defined]
     raise error
+
+
+def _settings_of(spec: AttemptSpec, desc: str) -> tuple[Any, dict[str, str]]:
+    """The settings of an attempt, or (None, why) for an attempt that cannot be made."""
+    if not callable(spec):
+        return spec, {}
+    try:
+        with stage(desc):
+            settings = spec()
+    except Exception as exc:  # the analysis is an optimisation; the next attempt still runs
+        log.warning("%s failed: %s: %s", desc, type(exc).__name__, exc)
+        return None, {"error_type": type(exc).__name__, "error": str(exc)[:2000]}
+    return settings, ({} if settings is not None else {"error": "no layers to pin (see the log)"})
 
 
 def _summary(record: dict[str, Any]) -> str:

@@ -131,6 +131,18 @@ def test_no_validated_attempt_raises_build_error_and_skips_missing_pinning(tmp_p
     assert len(builder.jobs) == 2
 
 
+def test_a_failing_sensitivity_analysis_skips_only_the_pinned_attempt(tmp_path: Path) -> None:
+    def analysis() -> BuildSettings:
+        raise MemoryError("onnxruntime could not allocate")
+
+    fp16 = BuildSettings(precision="fp16", workspace_bytes=1 << 30)
+    builder = FakeEngineBuilder([0.5, 0.995])
+    _, _, meta = run_attempts(builder, attempt_plan(fp16, analysis), _job_for(tmp_path), what="det")
+    skipped = meta["attempts"][1]
+    assert skipped["outcome"] == "skipped" and skipped["error_type"] == "MemoryError"
+    assert [h["outcome"] for h in meta["attempts"]] == ["failed-validation", "skipped", "passed"]
+
+
 def test_fp32_request_is_one_attempt(tmp_path: Path) -> None:
     specs = attempt_plan(BuildSettings("fp32", 1 << 30), lambda: pytest.fail("no pinning"))
     builder = FakeEngineBuilder([EngineBuildError("x")])

@@ -227,10 +227,12 @@ def _cache(cache_dir: Path | None) -> dict[str, Any]:
     try:
         info["entries"] = len(cache.entries()) if info["exists"] else 0
         info["size_bytes"] = cache.size_bytes() if info["exists"] else 0
-        info["failures"] = [
+        failures = [
             f"{f.digest[:12]} {f.kind} {f.key.get('model_type', '?')}: {f.describe()}"
             for f in FailureMemo(cache.root).list()
         ]
+        if failures:  # only then: the report's shape stays as it was for a clean cache
+            info["failures"] = failures
         info["error"] = None
     except Exception as exc:  # unreadable cache: report it, the rest is still useful
         info.update(entries=None, size_bytes=None, error=f"{type(exc).__name__}: {exc}")

@@ -2,22 +2,94 @@
 
 A fallback reason repeated for every image or every model instance is noise; users asked for one
 clear line per reason, so :func:`warn_once` de-duplicates on a key the caller chooses.
+
+Visibility: a first engine build takes minutes, so progress must be seen without any logging
+set-up. The package logger gets a stderr handler that speaks only while the application has
+configured no root handler (otherwise records propagate to the application's handlers and
+nothing is printed twice). ``PADDLEOCR_TRT_LOG_LEVEL`` (DEBUG, INFO, WARNING, ERROR or a number)
+sets the package's level; unset, warnings and the ``paddleocr_trt.progress`` lines are shown.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 
+from .settings import ENV_LOG_LEVEL
+
 LOGGER_NAME = "paddleocr_trt"
+PROGRESS_LOGGER_NAME = f"{LOGGER_NAME}.progress"
 logger = logging.getLogger(LOGGER_NAME)
 
 _said: set[tuple[str, ...]] = set()
 _said_lock = threading.Lock()
 
 
+class _StderrUnlessConfigured(logging.StreamHandler):
+    """stderr (looked up per record, so redirections apply) while the root has no handler."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if logging.getLogger().handlers:
+            return
+        self.setStream(sys.stderr)
+        super().emit(record)
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = "paddleocr_trt: "
+        if record.levelno >= logging.WARNING:
+            prefix += f"{record.levelname}: "
+        return prefix + super().format(record)
+
+
+def parse_level(raw: str | None) -> int | None:
+    """``"info"`` / ``"20"`` -> 20; None for empty; ValueError for anything else."""
+    if raw is None or not raw.strip():
+        return None
+    text = raw.strip().upper()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    level = logging.getLevelName(text)
+    if not isinstance(level, int):
+        raise ValueError(
+            f"{ENV_LOG_LEVEL}={raw!r} is not a log level (DEBUG, INFO, WARNING, ERROR, CRITICAL)"
+        )
+    return level
+
+
+def configure_from_env(environ: dict[str, str] | None = None) -> None:
+    """Install the stderr handler once and apply ``PADDLEOCR_TRT_LOG_LEVEL``."""
+    env = os.environ if environ is None else environ
+    if not any(isinstance(h, _StderrUnlessConfigured) for h in logger.handlers):
+        handler = _StderrUnlessConfigured()
+        handler.setFormatter(_Formatter("%(message)s"))
+        logger.addHandler(handler)
+    progress = logging.getLogger(PROGRESS_LOGGER_NAME)
+    try:
+        level = parse_level(env.get(ENV_LOG_LEVEL))
+    except ValueError as exc:
+        logger.warning("%s; using the default levels", exc)
+        level = None
+    if level is None:
+        logger.setLevel(logging.NOTSET)  # the application's root level decides, as usual
+        progress.setLevel(logging.INFO)  # but build progress is always shown
+    else:
+        logger.setLevel(level)
+        progress.setLevel(logging.NOTSET)
+
+
 def get_logger(child: str | None = None) -> logging.Logger:
     return logger.getChild(child) if child else logger
+
+
+def progress_logger() -> logging.Logger:
+    return logging.getLogger(PROGRESS_LOGGER_NAME)
 
 
 def warn_once(key: tuple[str, ...], message: str, *args: object) -> bool:
@@ -34,3 +106,6 @@ def reset_warn_once() -> None:
     """Forget what was said (tests, and long-lived processes that re-create pipelines)."""
     with _said_lock:
         _said.clear()
+
+
+configure_from_env()

@@ -114,6 +114,7 @@ class TensorRTOptimizer:
         device_id: int = 0,
         optimization_level: int | None = None,
         validation_images: Sequence[str | Path] | None = None,
+        build_timeout_s: float | None = None,
     ) -> None:
         if workspace_gb <= 0:
             raise ValueError(f"workspace_gb must be positive, got {workspace_gb}")
@@ -127,6 +128,7 @@ class TensorRTOptimizer:
             if validation_images
             else None,
             device_id=device_id,
+            build_timeout_s=build_timeout_s,
         )
         self.cache = EngineCache(cache_dir)
         self.pipeline = ArtifactPipeline(self.cache, self.options)
@@ -161,8 +163,13 @@ class TensorRTOptimizer:
             return None
         try:
             artifact = self.pipeline.engine(model_dir, mtype)
-        except PaddleOCRTRTError as exc:  # conversion, validation, OOM, cache, build
+        except PaddleOCRTRTError as exc:  # conversion, validation, OOM, cache, build, memo
             self._fail(f"optimizing {mtype.value} model {model_dir} failed: {exc}")
+            return None
+        except Exception as exc:  # e.g. a binding's RuntimeError: the caller keeps going
+            self._fail(
+                f"optimizing {mtype.value} model {model_dir} failed: {type(exc).__name__}: {exc}"
+            )
             return None
         engine_path = artifact.path
         if output_path is not None:

@@ -16,12 +16,20 @@ from typing import Any
 
 import numpy as np
 
+from .cache.failures import FailureMemo
 from .cache.key import CacheKey
 from .cache.store import CacheEntry, EngineCache
-from .errors import ValidationFailedError
+from .engine_attempts import AttemptJob, EngineBuilder, attempt_plan, run_attempts, save_inputs
+from .errors import (
+    ConversionError,
+    EngineBuildError,
+    PaddleOCRTRTError,
+    ValidationFailedError,
+)
 from .log import get_logger
 from .model_types import ModelType, locate_model_files
-from .settings import DEFAULT_MIN_AGREEMENT, default_cache_dir
+from .progress import stage
+from .settings import DEFAULT_MIN_AGREEMENT, build_timeout_s, default_cache_dir
 
 log = get_logger("pipeline")
 
@@ -47,6 +55,8 @@ class PipelineOptions:
     #: keeping at most ``cuda_graph_cache_size`` per execution context
     use_cuda_graphs: bool = False
     cuda_graph_cache_size: int = 16
+    #: per engine attempt (build + validation in a child); None: PADDLEOCR_TRT_BUILD_TIMEOUT_S
+    build_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", self.precision.lower())
@@ -56,6 +66,15 @@ class PipelineOptions:
             raise ValueError(
                 f"cuda_graph_cache_size must be >= 1, got {self.cuda_graph_cache_size}"
             )
+        if self.build_timeout_s is not None and not self.build_timeout_s > 0:
+            raise ValueError(f"build_timeout_s must be positive, got {self.build_timeout_s}")
+
+    def effective_build_timeout_s(self) -> float:
+        return self.build_timeout_s if self.build_timeout_s is not None else build_timeout_s()
+
+
+class RememberedFailureError(PaddleOCRTRTError):
+    """This artifact failed before with the same key; it is not retried until cleared."""
 
 
 @dataclass
@@ -76,9 +95,52 @@ class Artifact:
 
 
 class ArtifactPipeline:
-    def __init__(self, cache: EngineCache | None = None, options: PipelineOptions | None = None):
+    def __init__(
+        self,
+        cache: EngineCache | None = None,
+        options: PipelineOptions | None = None,
+        *,
+        engine_builder: EngineBuilder | None = None,
+    ):
         self.cache = cache or EngineCache(default_cache_dir())
         self.options = options or PipelineOptions()
+        self.failures = FailureMemo(self.cache.root)
+        #: None: engine_attempts.IsolatedEngineBuilder (a child process per attempt)
+        self.engine_builder = engine_builder
+
+    # -- remembered failures ------------------------------------------------------------------
+
+    def _check_remembered(self, key: CacheKey, timeout_s: float) -> None:
+        """Raise RememberedFailureError if ``key`` failed before (unless it only timed out and
+        the timeout has been raised since)."""
+        record = self.failures.get(key)
+        if record is None:
+            return
+        before = record.context.get("timeout_s")
+        if record.context.get("timed_out") and before is not None and timeout_s > float(before):
+            log.info(
+                "%s timed out after %s s before; retrying with the longer timeout of %s s",
+                key.describe(),
+                before,
+                timeout_s,
+            )
+            return
+        raise RememberedFailureError(
+            f"{key.describe()} failed before and is not retried ({record.describe()}); "
+            f"run `paddleocr-trt cache clear {key.digest[:12]}` to try again"
+        )
+
+    def _remember(self, key: CacheKey, exc: BaseException, timeout_s: float) -> None:
+        attempts = list(getattr(exc, "attempts", None) or [])
+        timed_out = "timed out" in str(exc) or "timeout" in str(exc)
+        if attempts:
+            timed_out = any(a.get("outcome") == "timeout" for a in attempts)
+        self.failures.record(
+            key,
+            exc,
+            attempts=attempts,
+            context={"timeout_s": timeout_s, "timed_out": timed_out},
+        )
 
     # -- inputs and references ----------------------------------------------------------------
 
@@ -148,7 +210,10 @@ class ArtifactPipeline:
         key = self.onnx_key(model_dir, mtype)
         created: dict[str, Any] = {}
 
+        timeout_s = self.options.conversion_timeout_s
+
         def create(tmp: Path) -> tuple[Path, dict[str, Any]]:
+            self._check_remembered(key, timeout_s)  # another process may have just failed
             result = convert_to_onnx(
                 model_dir, tmp / ONNX_ARTIFACT, mtype, timeout_s=self.options.conversion_timeout_s
             )
@@ -168,9 +233,17 @@ class ArtifactPipeline:
             _log_report("ONNX", model_dir, report)
             return report
 
-        entry = self.cache.get_or_create(
-            key, create, artifact_name=ONNX_ARTIFACT, validate_fn=validate
-        )
+        entry = self.cache.get(key)
+        if entry is None:
+            self._check_remembered(key, timeout_s)
+            try:
+                with stage(f"converting {mtype.value} model {model_dir.name} to ONNX"):
+                    entry = self.cache.get_or_create(
+                        key, create, artifact_name=ONNX_ARTIFACT, validate_fn=validate
+                    )
+            except (ConversionError, ValidationFailedError) as exc:
+                self._remember(key, exc, timeout_s)
+                raise
         return Artifact(entry, from_cache="conversion" not in created)
 
     # -- ONNX Runtime engine -------------------------------------------------------------------
@@ -272,7 +345,11 @@ class ArtifactPipeline:
         return BuildSettings(**kwargs)
 
     def engine(self, model_dir: str | Path, model_type: ModelType | str) -> Artifact:
-        """A validated engine: FP16 if it passes, else FP16 with FP32-pinned layers, else FP32."""
+        """A validated engine: FP16 if it passes, else FP16 with FP32-pinned layers, else FP32.
+
+        Each attempt is isolated (see ``engine_attempts``); when all fail, the failure is
+        remembered under the engine's key and later calls raise RememberedFailureError at once.
+        """
         from .profiles import profiles_to_dict
 
         model_dir = locate_model_files(model_dir).model_dir.resolve()
@@ -282,9 +359,11 @@ class ArtifactPipeline:
         profiles = self.profiles_for(mtype, input_name)
         settings = self.build_settings()
         key = self.engine_key(model_dir, mtype, profiles_to_dict(profiles), settings)
+        timeout_s = self.options.effective_build_timeout_s()
         outcome: dict[str, Any] = {}
 
         def create(tmp: Path) -> tuple[Path, dict[str, Any]]:
+            self._check_remembered(key, timeout_s)  # another process may have just failed
             inputs = self.validation_inputs(model_dir, mtype)
             plan, report, meta = self._build_validated(
                 model_dir, mtype, onnx.path, tmp, profiles, settings, inputs
@@ -292,87 +371,56 @@ class ArtifactPipeline:
             outcome["report"] = report
             return plan, meta
 
-        entry = self.cache.get_or_create(
-            key,
-            create,
-            artifact_name=ENGINE_ARTIFACT,
-            validate_fn=lambda _path: outcome["report"],
-        )
+        entry = self.cache.get(key)
+        if entry is None:
+            self._check_remembered(key, timeout_s)
+            try:
+                entry = self.cache.get_or_create(
+                    key,
+                    create,
+                    artifact_name=ENGINE_ARTIFACT,
+                    validate_fn=lambda _path: outcome["report"],
+                )
+            except (EngineBuildError, ValidationFailedError) as exc:
+                self._remember(key, exc, timeout_s)
+                raise
         return Artifact(entry, from_cache="report" not in outcome, extra={"onnx": onnx})
+
+    def _builder(self) -> EngineBuilder:
+        if self.engine_builder is not None:
+            return self.engine_builder
+        from .engine_attempts import IsolatedEngineBuilder
+
+        return IsolatedEngineBuilder(self.options.effective_build_timeout_s())
 
     def _build_validated(self, model_dir, mtype, onnx_path, tmp, profiles, settings, inputs):
         """Try precisions in order of speed; return the first plan that passes validation."""
-        from .backend.trt.builder import build_engine
+        from .profiles import profiles_to_dict
 
-        attempts = [settings]
-        if settings.precision == "fp16":
-            attempts.append(None)  # placeholder: FP16 with sensitive layers pinned to FP32
-            attempts.append(replace(settings, precision="fp32"))
-        history: list[dict[str, Any]] = []
-        last_report = None
-        for attempt in attempts:
-            if attempt is None:
-                attempt = self._pinned_settings(settings, onnx_path, inputs, history)
-                if attempt is None:
-                    continue
-            plan_path = tmp / f"{attempt.precision}-{len(history)}.plan"
-            fp16_onnx = None
-            if attempt.precision == "fp16" and attempt.fp32_layers:
-                fp16_onnx = self._fp16_onnx(onnx_path, tmp, attempt.fp32_layers)
-            result = build_engine(
-                onnx_path,
-                plan_path,
-                attempt,
-                profiles,
+        inputs_path = save_inputs(inputs, tmp / "validation-inputs.npz")
+
+        def job_for(attempt: Any, number: int) -> AttemptJob:
+            return AttemptJob(
+                onnx_path=Path(onnx_path),
+                plan_path=tmp / f"{attempt.precision}-{number}.plan",
+                settings=attempt,
+                profiles=profiles_to_dict(profiles),
+                model_dir=model_dir,
+                model_type=mtype.value,
+                inputs_path=inputs_path,
+                min_agreement=self.options.min_agreement,
+                device_id=self.options.device_id,
                 timing_cache_dir=self.cache.root / "timing",
-                fp16_onnx_path=fp16_onnx,
             )
-            report = self._validate_plan(mtype, model_dir, plan_path, inputs)
-            history.append(
-                {
-                    "precision": attempt.precision,
-                    "fp32_layers": list(attempt.fp32_layers),
-                    "build_seconds": result.seconds,
-                    "agreement": report.agreement,
-                    "passed": report.passed,
-                }
-            )
-            last_report = report
-            if report.passed:
-                log.info(
-                    "%s engine for %s passed validation (agreement %.4f)",
-                    attempt.precision,
-                    model_dir,
-                    report.agreement,
-                )
-                return (
-                    plan_path,
-                    report,
-                    {
-                        "precision": attempt.precision,
-                        "fp32_layers": list(attempt.fp32_layers),
-                        "build_seconds": result.seconds,
-                        "tensorrt_version": result.tensorrt_version,
-                        "attempts": history,
-                        "model_dir": str(model_dir),
-                    },
-                )
-            log.warning(
-                "%s engine for %s failed validation (agreement %.4f < %.2f): %s",
-                attempt.precision,
-                model_dir,
-                report.agreement,
-                self.options.min_agreement,
-                getattr(report, "reason", ""),
-            )
-            plan_path.unlink(missing_ok=True)
-        raise ValidationFailedError(
-            f"no engine for {model_dir} passed validation against native Paddle "
-            f"(attempts: {history})",
-            last_report,
-        )
 
-    def _pinned_settings(self, settings, onnx_path: Path, inputs, history) -> Any:
+        specs = attempt_plan(settings, lambda: self._pinned_settings(settings, onnx_path, inputs))
+        plan, report, meta = run_attempts(
+            self._builder(), specs, job_for, what=f"{mtype.value} model {model_dir.name}"
+        )
+        inputs_path.unlink(missing_ok=True)
+        return plan, report, {**meta, "model_dir": str(model_dir)}
+
+    def _pinned_settings(self, settings, onnx_path: Path, inputs) -> Any:
         from .backend.onnx.precision import find_fp16_sensitive_nodes
 
         try:
@@ -385,26 +433,6 @@ class ArtifactPipeline:
             return None
         log.info("retrying FP16 with %d layers pinned to FP32: %s", len(names), ", ".join(names))
         return replace(settings, fp32_layers=names)
-
-    @staticmethod
-    def _fp16_onnx(onnx_path: Path, tmp: Path, keep_fp32: tuple[str, ...]) -> Path | None:
-        from .backend.trt import adapter
-
-        if not adapter.fp16_needs_fp16_onnx():
-            return None
-        from .backend.onnx.fp16 import convert_to_fp16
-
-        return convert_to_fp16(onnx_path, tmp / "model.fp16.onnx", keep_fp32_nodes=keep_fp32)
-
-    def _validate_plan(self, mtype: ModelType, model_dir: Path, plan: Path, inputs) -> Any:
-        from .backend.trt.runner import TensorRTRunner
-
-        with TensorRTRunner(
-            plan, name=f"tensorrt:{model_dir.name}", device_id=self.options.device_id
-        ) as candidate:
-            report = self._compare(mtype, model_dir, candidate, inputs)
-        _log_report("TensorRT", model_dir, report)
-        return report
 
 
 def _log_report(what: str, model_dir: Path, report: Any) -> None:

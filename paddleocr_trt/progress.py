@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, TypeVar
 
@@ -76,3 +77,27 @@ def step(desc: str, *, quiet: bool = False) -> Iterator[None]:
         done.set()
         ticker.join()
         bar.close()
+
+
+@contextlib.contextmanager
+def stage(desc: str, *, quiet: bool = False) -> Iterator[None]:
+    """A long pipeline stage: a line on stderr when it starts and ends, with the elapsed time.
+
+    The lines go through the ``paddleocr_trt.progress`` logger (shown on stderr by default, see
+    ``log.py``; ``PADDLEOCR_TRT_LOG_LEVEL=WARNING`` hides them); on a terminal a ticking bar
+    replaces the start line.
+    """
+    from .log import progress_logger
+
+    plog = progress_logger()
+    started = time.perf_counter()
+    bar = bars_enabled(quiet)
+    if not bar:
+        plog.info("%s ...", desc)
+    try:
+        with step(desc, quiet=quiet):
+            yield
+    except BaseException:
+        plog.info("%s: failed after %.1f s", desc, time.perf_counter() - started)
+        raise
+    plog.info("%s: done in %.1f s", desc, time.perf_counter() - started)

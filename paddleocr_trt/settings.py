@@ -8,15 +8,18 @@ from pathlib import Path
 ENV_DISABLE = "PADDLEOCR_TRT_DISABLE"
 ENV_CACHE_DIR = "PADDLEOCR_TRT_CACHE_DIR"
 ENV_WORKSPACE_GB = "PADDLEOCR_TRT_WORKSPACE_GB"
-ENV_LOG_LEVEL = "PADDLEOCR_TRT_LOG_LEVEL"
+ENV_LOG_LEVEL = "PADDLEOCR_TRT_LOG_LEVEL"  # read by log.py
 ENV_ENGINE = "PADDLEOCR_TRT_ENGINE"
 ENV_CUDA_GRAPHS = "PADDLEOCR_TRT_CUDA_GRAPHS"
+ENV_BUILD_TIMEOUT_S = "PADDLEOCR_TRT_BUILD_TIMEOUT_S"
 
 #: Engine backends that can run a converted model, in the order a list may name them.
 ENGINE_NAMES = ("tensorrt", "onnxruntime")
 DEFAULT_ENGINES = ("tensorrt",)
 
 DEFAULT_WORKSPACE_GB = 4.0
+#: one engine attempt (build + validation, in a child process) is killed after this long
+DEFAULT_BUILD_TIMEOUT_S = 1800.0
 #: "Accuracy retained" (task-level agreement with native Paddle) must reach this.
 DEFAULT_MIN_AGREEMENT = 0.99
 
@@ -89,3 +92,16 @@ def cuda_graphs_enabled(environ: dict[str, str] | None = None) -> bool:
     """``$PADDLEOCR_TRT_CUDA_GRAPHS``: replay CUDA graphs in the drop-in hook (default off)."""
     env = os.environ if environ is None else environ
     return env.get(ENV_CUDA_GRAPHS, "").strip().lower() in _TRUE
+def build_timeout_s(environ: dict[str, str] | None = None) -> float:
+    """``$PADDLEOCR_TRT_BUILD_TIMEOUT_S`` (seconds per engine attempt), else the default."""
+    env = os.environ if environ is None else environ
+    raw = env.get(ENV_BUILD_TIMEOUT_S)
+    if not raw:
+        return DEFAULT_BUILD_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{ENV_BUILD_TIMEOUT_S}={raw!r} is not a number of seconds") from exc
+    if value <= 0:
+        raise ValueError(f"{ENV_BUILD_TIMEOUT_S}={raw!r} must be positive")
+    return value

@@ -202,3 +202,34 @@ def test_cuda_graphs_replay_across_shape_changes_within_their_bound(engines) -> 
         stats = executor.stats
     assert stats.graph_launches >= 2 and stats.shape_resets >= 1
     assert stats.graph_evictions >= 1 and executor.cached_graphs <= 2
+def test_isolated_pipeline_and_selftest_build_real_engines(ocr_models, tmp_path: Path) -> None:
+    """The whole engine path as users get it: each attempt in a child process, the history in
+    the manifest, a cache hit on the second call; then ``doctor --selftest`` end to end."""
+    import os
+    import subprocess
+    import sys
+
+    from paddleocr_trt.cache.store import EngineCache
+    from paddleocr_trt.pipeline import ArtifactPipeline, PipelineOptions
+
+    pipeline = ArtifactPipeline(
+        EngineCache(tmp_path / "cache"), PipelineOptions(precision="fp16", build_timeout_s=900)
+    )
+    built = pipeline.engine(ocr_models.det, ModelType.DETECTION)
+    attempts = built.entry.metadata["attempts"]
+    assert attempts[-1]["outcome"] == "passed" and not built.from_cache
+    assert built.validation and built.validation["passed"]
+    again = ArtifactPipeline(EngineCache(tmp_path / "cache"), pipeline.options)
+    assert again.engine(ocr_models.det, ModelType.DETECTION).from_cache
+
+    doctor = [sys.executable, "-m", "paddleocr_trt.cli.main", "doctor", "--selftest"]
+    proc = subprocess.run(
+        [*doctor, "--det-model", str(ocr_models.det), "--cache-dir", str(tmp_path / "selftest")],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env=dict(os.environ),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "tiny engine   passed" in proc.stdout and "det model     passed" in proc.stdout
+    assert "polygraphy run" in proc.stdout and "trtexec --onnx=" in proc.stdout

@@ -38,7 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("key", metavar="KEY", help="entry digest (a unique prefix is enough)")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("clear", parents=[common], help="remove one entry, or all with --all")
+    p = sub.add_parser(
+        "clear",
+        parents=[common],
+        help="remove one entry or remembered failure, or all with --all",
+    )
     p.add_argument("key", metavar="KEY", nargs="?", help="entry digest (or unique prefix)")
     p.add_argument("--all", action="store_true", help="remove every entry")
     p.set_defaults(func=cmd_clear)
@@ -57,6 +61,12 @@ def _cache(args: argparse.Namespace) -> Any:
     from ..cache.store import EngineCache
 
     return EngineCache(args.cache_dir)
+
+
+def _failures(cache: Any) -> Any:
+    from ..cache.failures import FailureMemo
+
+    return FailureMemo(cache.root)
 
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
@@ -119,13 +129,33 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "ok" if entry.problem is None else f"BROKEN: {entry.problem}",
             )
         )
+    failures = _failures(cache).list()
+    for failure in failures:  # remembered failures: not retried until cleared
+        key = failure.key
+        table.append(
+            (
+                failure.digest,
+                failure.kind,
+                str(key.get("model_type", "?")),
+                str(key.get("precision", "?")),
+                "-",
+                _when(failure.created),
+                "-",
+                f"FAILED (not retried; `cache clear {failure.digest[:12]}`): "
+                f"{failure.error_type}: {failure.reason.splitlines()[0][:160]}",
+            )
+        )
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) for row in table]
     lines = [f"{line}  {row[-1]}" for line, row in zip(lines, table, strict=True)]
     total = cache.size_bytes()
     summary = f"{len(entries)} entries, {_size(total)} in {cache.root}"
-    text = "\n".join([*lines, summary]) if entries else f"no entries in {cache.root}"
-    data = {"cache_dir": str(cache.root), "size_bytes": total, "entries": rows}
+    if failures:
+        summary += f"; {len(failures)} remembered failures"
+    text = "\n".join([*lines, summary]) if entries or failures else f"no entries in {cache.root}"
+    data: dict[str, Any] = {"cache_dir": str(cache.root), "size_bytes": total, "entries": rows}
+    if failures:
+        data["failures"] = [f.to_dict() for f in failures]
     _emit(args, data, text)
     return EXIT_OK
 
@@ -162,12 +192,27 @@ def cmd_clear(args: argparse.Namespace) -> int:
     cache = _cache(args)
     if args.all:
         count = cache.clear()
-        _emit(args, {"removed": count}, f"removed {count} entries from {cache.root}")
+        forgotten = _failures(cache).clear()
+        text = f"removed {count} entries from {cache.root}"
+        data: dict[str, Any] = {"removed": count}
+        if forgotten:
+            text += f" and forgot {forgotten} remembered failures"
+            data["failures_removed"] = forgotten
+        _emit(args, data, text)
         return EXIT_OK
+    forgotten = [f.digest for f in _failures(cache).remove(args.key)]
     entry = cache.info(args.key)
     if entry is None or not cache.remove(entry.digest):
+        if forgotten:
+            text = "\n".join(f"forgot the remembered failure {d}" for d in forgotten)
+            _emit(args, {"removed": [], "failures_removed": forgotten}, text)
+            return EXIT_OK
         return _fail(args, f"no cache entry {args.key!r} in {cache.root}")
-    _emit(args, {"removed": [entry.digest]}, f"removed {entry.digest}")
+    text = f"removed {entry.digest}" + "".join(f"\nforgot the failure {d}" for d in forgotten)
+    result: dict[str, Any] = {"removed": [entry.digest]}
+    if forgotten:
+        result["failures_removed"] = forgotten
+    _emit(args, result, text)
     return EXIT_OK
 
 

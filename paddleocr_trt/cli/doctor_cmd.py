@@ -56,10 +56,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--precision", default="fp16", choices=["fp16", "fp32"], help="precision to ask for"
     )
+    parser.add_argument(
+        "--selftest",
+        action="store_true",
+        help="build and run a one-op engine and the det model here (child processes), with "
+        "timings and reproduction commands; exit 1 if TensorRT is absent or a build fails",
+    )
+    parser.add_argument("--det-model", type=Path, default=None, help="det model dir for --selftest")
+    parser.add_argument(
+        "--build-timeout", type=float, default=900.0, help="seconds per --selftest build"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.selftest:
+        from .selftest import run_selftest
+
+        if not args.build_timeout > 0:
+            print("error: --build-timeout must be positive", file=sys.stderr)
+            return EXIT_USAGE
+        return run_selftest(
+            cache_dir=args.cache_dir, det_model=args.det_model, timeout_s=args.build_timeout
+        )
     report = collect(cache_dir=args.cache_dir, precision=args.precision)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -78,6 +97,7 @@ def collect(*, cache_dir: Path | None = None, precision: str = "fp16") -> dict[s
         "packages": {label: _version(dists) for label, dists in PACKAGES.items()},
         "tensorrt": tensorrt,
         "cuda": cuda,
+        "cuda_builds": _cuda_builds(),
         "activation": activation,
         "engines": _engines(precision),
         "decision": _decision(precision, activation),
@@ -135,6 +155,16 @@ def _cuda() -> dict[str, Any]:
         "devices": devices,
         "error": error,
     }
+
+
+def _cuda_builds() -> dict[str, Any]:
+    """Driver CUDA version vs the CUDA major of the installed TensorRT and cuda-python."""
+    from .cuda_check import check_installation
+
+    try:
+        return check_installation().to_dict()
+    except Exception as exc:  # never let the check itself break doctor
+        return {"ok": False, "problems": [f"{type(exc).__name__}: {exc}"], "install": None}
 
 
 def _hook_paths() -> list[Path]:
@@ -219,6 +249,7 @@ def _decision(precision: str, activation: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cache(cache_dir: Path | None) -> dict[str, Any]:
+    from ..cache.failures import FailureMemo
     from ..cache.store import EngineCache
 
     cache = EngineCache(cache_dir)
@@ -226,6 +257,12 @@ def _cache(cache_dir: Path | None) -> dict[str, Any]:
     try:
         info["entries"] = len(cache.entries()) if info["exists"] else 0
         info["size_bytes"] = cache.size_bytes() if info["exists"] else 0
+        failures = [
+            f"{f.digest[:12]} {f.kind} {f.key.get('model_type', '?')}: {f.describe()}"
+            for f in FailureMemo(cache.root).list()
+        ]
+        if failures:  # only then: the report's shape stays as it was for a clean cache
+            info["failures"] = failures
         info["error"] = None
     except Exception as exc:  # unreadable cache: report it, the rest is still useful
         info.update(entries=None, size_bytes=None, error=f"{type(exc).__name__}: {exc}")
@@ -258,6 +295,21 @@ def _print_human(report: dict[str, Any]) -> None:
         )
     if cuda["error"]:
         print(f"  error: {cuda['error']}")
+    builds = report["cuda_builds"]
+    driver = builds.get("driver_cuda")
+    where = f" (via {builds.get('driver_source')})" if driver else ""
+    print(f"driver CUDA   {driver or 'unknown'}{where}")
+    for label in ("tensorrt", "cuda_python"):
+        build = builds.get(label)
+        if build:
+            print(
+                f"  {label:11s} {build['distribution']} {build['version']} "
+                f"(built for CUDA {build['cuda_major'] or '?'})"
+            )
+    for problem in builds.get("problems") or []:
+        print(f"  problem:    {problem}")
+    if builds.get("install"):
+        print(f"  install:    {builds['install']}")
     act = report["activation"]
     hook = ", ".join(act["hook_paths"]) if act["hook_installed"] else "NOT installed"
     print(f"hook          {hook}")
@@ -266,6 +318,8 @@ def _print_human(report: dict[str, Any]) -> None:
     cache = report["cache"]
     where = cache["path"] + ("" if cache["exists"] else " (not created yet)")
     print(f"cache         {where}: {cache['entries']} entries, {_size(cache['size_bytes'])}")
+    for failure in cache.get("failures") or []:
+        print(f"  remembered failure (not retried; `paddleocr-trt cache clear`): {failure}")
     if cache["error"]:
         print(f"  error: {cache['error']}")
     engines = report["engines"]

@@ -45,6 +45,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default="fp16", type=str.lower, choices=["fp16", "fp32"])
     p.add_argument("--workspace-gb", type=float, default=None, help="TensorRT workspace limit")
     p.add_argument("-o", "--output", type=Path, default=None, help="also copy the engine here")
+    p.add_argument(
+        "--build-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="kill one engine attempt (build + validation) after this long "
+        "(default: $PADDLEOCR_TRT_BUILD_TIMEOUT_S, else 1800)",
+    )
     p.set_defaults(func=cmd_optimize)
 
     p = subparsers.add_parser(
@@ -142,6 +150,10 @@ def _optimize(args: argparse.Namespace) -> int:
     model_dir, mtype = _model(args.model_dir, args.model_type)
     if args.workspace_gb is not None and args.workspace_gb <= 0:
         raise UsageError(f"--workspace-gb must be positive, got {args.workspace_gb}")
+    if args.build_timeout is not None and not args.build_timeout > 0:
+        raise UsageError(
+            f"--build-timeout must be a positive number of seconds, got {args.build_timeout}"
+        )
     from ..optimizer import TensorRTOptimizer
     from ..progress import step
     from ..settings import workspace_gb
@@ -150,6 +162,7 @@ def _optimize(args: argparse.Namespace) -> int:
         precision=args.precision,
         workspace_gb=args.workspace_gb or workspace_gb(),
         cache_dir=args.cache_dir,
+        build_timeout_s=args.build_timeout,
     )
     with step(f"optimizing {mtype.value} model {model_dir.name}", quiet=args.json):
         result = optimizer.optimize_model(model_dir, args.output, model_type=mtype)

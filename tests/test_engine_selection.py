@@ -78,6 +78,20 @@ def test_target_is_the_device_the_user_asked_for(device, engine_config, expected
     assert target_of(request, engine_config) == expected
 
 
+def test_gpu_request_on_cpu_paddle_is_judged_as_a_gpu_request() -> None:
+    """PaddleX moved the model to the CPU (CPU build of Paddle); TensorRT's answer must be about
+    TensorRT and the GPU, not "the device is cpu": GPU OCR needs no paddlepaddle-gpu."""
+    from paddleocr_trt.integration.decision import cuda_status, decide, tensorrt_status
+
+    request = trt_request.TensorRTRequest(precision="fp16", device="gpu")
+    status = decide(request, {"device_type": "cpu"})
+    assert status.code != "not-a-gpu-device"
+    expected = tensorrt_status() if not tensorrt_status().ok else cuda_status()
+    assert status.code == expected.code
+    cpu = decide(trt_request.TensorRTRequest(precision="fp16", device="cpu"), {})
+    assert cpu.code == "not-a-gpu-device"
+
+
 class FailingEngineDouble(BaseRunner):
     """Test double: an engine runner that fails at inference the way a CUDA fault would.
 

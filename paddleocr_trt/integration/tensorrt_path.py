@@ -12,6 +12,7 @@ from ..errors import CacheError
 from ..model_types import ModelType
 from ..pipeline import PipelineOptions, shared_pipeline
 from ..settings import cuda_graphs_enabled, default_cache_dir
+from .decision import target_of
 from .fallback import LazyNativeRunner
 
 
@@ -27,7 +28,8 @@ def tensorrt_runner(
     """Build or load the engine for this model; return the runner and a one-line description."""
     from ..backend.trt.runner import TensorRTRunner
 
-    device_id = int(engine_config.get("device_id") or 0)
+    # The GPU the user asked for, also where the CPU build of Paddle made PaddleX use the CPU.
+    device_id = target_of(request, engine_config).device_id
     options = PipelineOptions(
         precision=request.precision, device_id=device_id, use_cuda_graphs=cuda_graphs_enabled()
     )

@@ -10,7 +10,8 @@ Layout under the root (``settings.default_cache_dir()`` unless given)::
 An entry becomes visible only by ``rename(2)`` of a fully written, fsynced directory that already
 holds its manifest, so readers see a whole entry or none. Every read re-checks the manifest
 against the requested key and the files against their recorded size and sha256; an entry that
-fails is logged, removed and rebuilt rather than trusted.
+fails is logged, removed and rebuilt rather than trusted. What may be served, cleaned and deleted
+is decided in manifest.py and housekeeping.py; the write primitives are in safety.py.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import contextlib
 import errno
 import json
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,6 @@ from .fsutil import (
     cache_error,
     fsync_dir,
     fsync_file,
-    owner_alive,
     owner_record,
     remove_tree,
     sha256_file,
@@ -44,82 +44,36 @@ from .fsutil import (
     write_json_atomic,
 )
 from .hashindex import FileHashIndex
+from .housekeeping import (
+    OWNER_NAME,
+    build_dir_name,
+    clean_temp,
+    discard_entry,
+    entry_dirs,
+    move_aside,
+    provably_ours,
+)
 from .key import KINDS, CacheKey
 from .lock import file_lock, try_lock_and_delete
+from .manifest import MANIFEST_NAME, SCHEMA_VERSION, CacheEntry, check_entry, is_plain_name
+from .safety import (
+    PRIVATE_DIR_MODE,
+    PRIVATE_FILE_MODE,
+    UntrustedPathError,
+    ensure_private_dir,
+    remove_own_tree,
+)
 
 log = get_logger("cache")
 
-SCHEMA_VERSION = 1
-MANIFEST_NAME = "manifest.json"
-OWNER_NAME = "owner.json"
 #: last-used times are rewritten at most this often (a hit should not always cost a write)
 LAST_USED_RESOLUTION_S = 3600.0
 DEFAULT_LOCK_TIMEOUT_S = 1800.0  # an engine build of a large model can take many minutes
 DEFAULT_STALE_TEMP_S = 3600.0  # temp dirs of owners we cannot check (other hosts)
-#: a temp dir without a readable owner.json younger than this may be just being created
-UNOWNED_GRACE_S = 60.0
 
 #: ``create_fn(tmp_dir)`` returns the artifact path inside ``tmp_dir``, optionally with metadata
 CreateFn = Callable[[Path], "Path | str | tuple[Path | str, Mapping[str, Any]]"]
 ValidateFn = Callable[[Path], Any]
-
-
-@dataclass(frozen=True)
-class CacheEntry:
-    """One entry as found on disk; ``problem`` is None for a usable entry."""
-
-    digest: str
-    kind: str
-    path: Path
-    manifest: dict[str, Any] = field(repr=False)
-    problem: str | None = None
-
-    @property
-    def artifact_path(self) -> Path:
-        return self.path / str(self.manifest.get("artifact", ""))
-
-    @property
-    def key(self) -> CacheKey | None:
-        try:
-            return CacheKey.from_dict(self.manifest["key"])
-        except (KeyError, TypeError, ValueError):
-            return None
-
-    @property
-    def created(self) -> float | None:
-        return self.manifest.get("created")
-
-    @property
-    def last_used(self) -> float | None:
-        return self.manifest.get("last_used", self.created)
-
-    @property
-    def build_seconds(self) -> float | None:
-        return self.manifest.get("build_seconds")
-
-    @property
-    def validation(self) -> dict[str, Any] | None:
-        return self.manifest.get("validation")
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        return self.manifest.get("metadata") or {}
-
-    @property
-    def size_bytes(self) -> int:
-        return tree_size(self.path)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "digest": self.digest,
-            "kind": self.kind,
-            "path": str(self.path),
-            "artifact_path": str(self.artifact_path),
-            "size_bytes": self.size_bytes,
-            "ok": self.problem is None,
-            "problem": self.problem,
-            "manifest": self.manifest,
-        }
 
 
 class CachePublishError(CacheError):
@@ -146,7 +100,7 @@ class CachePublishError(CacheError):
         self.validation = None if validation is None else dict(validation)
 
     def discard(self) -> None:
-        remove_tree(self.build_dir)
+        remove_own_tree(self.build_dir)
 
 
 def _is_cache_storage_error(exc: BaseException, root: Path) -> bool:
@@ -220,66 +174,7 @@ class EngineCache:
 
     def _check(self, entry_dir: Path, key: CacheKey | None, *, hashes: str) -> CacheEntry:
         """Inspect one entry dir; ``hashes``: "full" re-reads, "indexed" trusts stat, "none"."""
-        kind, digest = entry_dir.parent.name, entry_dir.name
-
-        def bad(problem: str, manifest: dict[str, Any] | None = None) -> CacheEntry:
-            return CacheEntry(digest, kind, entry_dir, manifest or {}, problem)
-
-        try:
-            manifest = json.loads((entry_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return bad(f"{MANIFEST_NAME} is missing")
-        except (OSError, ValueError) as exc:
-            return bad(f"{MANIFEST_NAME} is unreadable or not valid JSON ({exc})")
-        if not isinstance(manifest, dict):
-            return bad(f"{MANIFEST_NAME} is not a JSON object")
-        version = manifest.get("schema_version")
-        if version != SCHEMA_VERSION:
-            return bad(
-                f"manifest schema version {version!r} is not the one this paddleocr_trt "
-                f"{__version__} reads ({SCHEMA_VERSION})",
-                manifest,
-            )
-        stored = manifest.get("key")
-        if key is not None:
-            wanted = key.to_dict()
-            if stored != wanted:
-                fields = sorted(
-                    k
-                    for k in set(wanted) | set(stored or {})
-                    if not isinstance(stored, dict) or stored.get(k) != wanted.get(k)
-                )
-                return bad(f"manifest key differs from the requested key in {fields}", manifest)
-        else:
-            try:
-                if CacheKey.from_dict(stored).digest != digest:
-                    return bad("manifest key does not hash to this entry's name", manifest)
-            except (TypeError, ValueError) as exc:
-                return bad(f"manifest key is invalid ({exc})", manifest)
-        if manifest.get("digest") != digest or manifest.get("kind") != kind:
-            return bad("manifest digest/kind do not match the entry's location", manifest)
-        files = manifest.get("files")
-        artifact = manifest.get("artifact")
-        if not isinstance(files, dict) or artifact not in files:
-            return bad("manifest lists no artifact file", manifest)
-        for name, info in files.items():
-            path = entry_dir / name
-            try:
-                size = path.stat().st_size
-            except OSError:
-                return bad(f"file {name} is missing", manifest)
-            if not isinstance(info, dict) or size != info.get("size"):
-                expected = info.get("size") if isinstance(info, dict) else None
-                return bad(f"file {name} has {size} bytes, manifest says {expected}", manifest)
-            if hashes != "none":
-                try:
-                    sha = self._index.sha256(path, trust_index=hashes == "indexed").sha256
-                except OSError as exc:
-                    return bad(f"file {name} is unreadable ({exc})", manifest)
-                if sha != info.get("sha256"):
-                    self._index.forget(path)
-                    return bad(f"file {name} content does not match its sha256", manifest)
-        return CacheEntry(digest, kind, entry_dir, manifest)
+        return check_entry(entry_dir, key, self._index, hashes=hashes)
 
     def get(self, key: CacheKey, *, verify: bool = False) -> CacheEntry | None:
         """The valid entry for ``key``, or None (a bad entry is logged and removed).
@@ -291,17 +186,20 @@ class EngineCache:
 
     def _lookup(self, key: CacheKey, *, verify: bool, locked: bool) -> CacheEntry | None:
         entry_dir = self.entry_dir(key)
-        if not entry_dir.is_dir():
+        if not os.path.lexists(entry_dir):
             return None
         entry = self._check(entry_dir, key, hashes="full" if verify else "indexed")
         self._index.save()
         if entry.problem is None:
             self._touch(entry)
+            if not locked:
+                self.clean_temp()  # leftovers of killed builders go on hits too, not only builds
             return entry
         log.warning(
-            "cache entry %s (%s) is unusable: %s; removing it so it is rebuilt",
+            "cache entry %s (%s) is %s: %s; rebuilding it",
             entry_dir,
             key.describe(),
+            "not trusted" if entry.untrusted else "unusable",
             entry.problem,
         )
         if locked:
@@ -316,10 +214,7 @@ class EngineCache:
         Only that very entry is removed: if another process has meanwhile replaced it with a
         new build, the new one stays. Returns whether something was removed.
         """
-        try:
-            current = json.loads((entry.path / MANIFEST_NAME).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            current = None
+        current = self._check(entry.path, None, hashes="none").manifest or None
         if isinstance(current, dict) and (
             current.get("created") != entry.manifest.get("created")
             or current.get("files") != entry.manifest.get("files")
@@ -334,9 +229,9 @@ class EngineCache:
         """Remove a bad entry only under its lock and if still bad: a concurrent builder may
         have replaced it with a good one meanwhile. If the lock is busy, its holder will deal."""
         try:
-            self.locks_dir.mkdir(parents=True, exist_ok=True)
+            ensure_private_dir(self.locks_dir)
             with file_lock(self._lock_path(key), 0.0, key.describe()):
-                if entry_dir.is_dir():
+                if os.path.lexists(entry_dir):
                     again = self._check(entry_dir, key, hashes="indexed")
                     if again.problem is not None:
                         self._discard_entry(entry_dir)
@@ -346,33 +241,47 @@ class EngineCache:
             log.warning("could not remove bad cache entry %s: %s", entry_dir, exc)
 
     def _discard_entry(self, entry_dir: Path) -> bool:
-        """Move an entry out of sight atomically, then delete it."""
-        trash = self.tmp_dir / f"trash-{entry_dir.name}-{os.getpid()}-{os.urandom(4).hex()}"
+        """Delete one of our entries, or move a foreign/linked one aside (never deleting it)."""
         try:
-            self.tmp_dir.mkdir(parents=True, exist_ok=True)
-            os.rename(entry_dir, trash)
-        except FileNotFoundError:
-            return False
+            ensure_private_dir(self.tmp_dir)
         except OSError as exc:
             log.warning("could not remove cache entry %s: %s", entry_dir, exc)
             return False
-        remove_tree(trash)
-        return True
+        why = provably_ours(entry_dir)
+        if why is None:
+            return discard_entry(self.tmp_dir, entry_dir)
+        if why == "it does not exist":
+            return False
+        try:
+            check_kind = self.root / entry_dir.parent.name
+            if entry_dir.parent != check_kind or entry_dir.parent.parent != self.root:
+                return False
+            ensure_private_dir(check_kind)  # only rename inside a kind dir that is ours
+            return move_aside(self.tmp_dir, entry_dir) is not None
+        except OSError as exc:
+            log.warning("could not move %s aside: %s", entry_dir, exc)
+            return False
 
     def _touch(self, entry: CacheEntry) -> None:
         """Best-effort last-used update, written through the entry's directory fd so that a
         concurrently replaced entry is never given this (older) manifest."""
         now = time.time()
-        if now - float(entry.manifest.get("last_used") or 0) < LAST_USED_RESOLUTION_S:
+        if now - (entry.last_used or 0.0) < LAST_USED_RESOLUTION_S:
             return
         manifest = dict(entry.manifest, last_used=now)
-        tmp_name = f".{MANIFEST_NAME}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+        tmp_name = f".{MANIFEST_NAME}.{os.urandom(8).hex()}.tmp"
+        flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
         try:
-            dir_fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            dir_fd = os.open(entry.path, flags)
         except OSError:
             return
         try:
-            fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=dir_fd)
+            fd = os.open(
+                tmp_name,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
+                PRIVATE_FILE_MODE,
+                dir_fd=dir_fd,
+            )
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump(manifest, handle, indent=1, sort_keys=True)
             os.replace(tmp_name, MANIFEST_NAME, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
@@ -389,11 +298,17 @@ class EngineCache:
     def _lock_path(self, key: CacheKey) -> Path:
         return self.locks_dir / f"{key.kind}-{key.digest}.lock"
 
+    def _ensure_root(self) -> None:
+        """Create the root 0700 if missing; an existing root (maybe shared) is left as it is."""
+        if not os.path.lexists(self.root):
+            ensure_private_dir(self.root)
+
     @contextlib.contextmanager
     def _key_lock(self, key: CacheKey) -> Iterator[None]:
         try:
-            for path in (self.root, self.root / key.kind, self.locks_dir, self.tmp_dir):
-                path.mkdir(parents=True, exist_ok=True)
+            self._ensure_root()
+            for path in (self.root / key.kind, self.locks_dir, self.tmp_dir):
+                ensure_private_dir(path)
             lock = file_lock(self._lock_path(key), self.lock_timeout_s, key.describe())
             lock.__enter__()
         except OSError as exc:
@@ -424,7 +339,7 @@ class EngineCache:
         both succeed. Storage failures raise CacheError (CachePublishError when
         the artifact itself was made and may still be used from its temp location).
         """
-        if "/" in artifact_name or artifact_name in ("", ".", "..", MANIFEST_NAME):
+        if not is_plain_name(artifact_name) or artifact_name == MANIFEST_NAME:
             raise ValueError(f"artifact_name must be a plain file name, got {artifact_name!r}")
         entry = self._lookup(key, verify=verify, locked=False)
         if entry is not None:
@@ -445,14 +360,14 @@ class EngineCache:
         validate_fn: ValidateFn | None,
         keep_extra_files: bool,
     ) -> CacheEntry:
-        build_dir = self.tmp_dir / f"{key.kind}-{key.digest}-{os.getpid()}-{os.urandom(4).hex()}"
+        build_dir = self.tmp_dir / build_dir_name(key.kind, key.digest)
         work = build_dir / "entry"
         try:
-            build_dir.mkdir()
+            os.mkdir(build_dir, PRIVATE_DIR_MODE)
             write_json_atomic(build_dir / OWNER_NAME, owner_record(), durable=False)
-            work.mkdir()
+            os.mkdir(work, PRIVATE_DIR_MODE)
         except OSError as exc:
-            remove_tree(build_dir)
+            remove_own_tree(build_dir)
             raise cache_error(self.root, exc, "creating a temporary build directory") from exc
 
         started = time.time()
@@ -463,15 +378,19 @@ class EngineCache:
                 for extra in list(work.iterdir()):
                     if extra != artifact:
                         remove_tree(extra)
+            _seal(work)
             build_seconds = time.perf_counter() - t0
             validation = None
             if validate_fn is not None:
                 validation = _report_dict(validate_fn(artifact), key)
         except BaseException as exc:
-            remove_tree(build_dir)
+            remove_own_tree(build_dir)
             if _is_cache_storage_error(exc, self.root):
                 assert isinstance(exc, OSError)
                 raise cache_error(self.root, exc, f"creating {key.describe()}") from exc
+            full = _full_disk_error(self.root, exc)
+            if full is not None:
+                raise cache_error(self.root, full, f"creating {key.describe()}") from exc
             raise
         log.info("created %s in %.1f s", key.describe(), build_seconds)
 
@@ -500,7 +419,7 @@ class EngineCache:
                 "created_by": owner_record(),
             }
             write_json_atomic(work / MANIFEST_NAME, manifest)
-            if dest.exists():  # a bad leftover that could not be removed earlier
+            if os.path.lexists(dest):  # a bad leftover that could not be removed earlier
                 self._discard_entry(dest)
             os.rename(work, dest)
         except OSError as exc:
@@ -519,7 +438,7 @@ class EngineCache:
             fsync_dir(dest.parent)
         except OSError as exc:
             log.warning("could not fsync %s: %s", dest.parent, exc)
-        remove_tree(build_dir)
+        remove_own_tree(build_dir)
         return CacheEntry(key.digest, key.kind, dest, manifest)
 
     @staticmethod
@@ -550,44 +469,11 @@ class EngineCache:
     # -- housekeeping --------------------------------------------------------------------------
 
     def clean_temp(self) -> int:
-        """Remove temp dirs left by crashed or killed builders; return how many."""
-        removed = 0
-        try:
-            children = list(self.tmp_dir.iterdir())
-        except OSError:
-            return 0
-        now = time.time()
-        for child in children:
-            try:
-                age = now - child.lstat().st_mtime
-            except OSError:
-                continue
-            if child.name.startswith("trash-"):
-                stale = True
-            else:
-                try:
-                    owner = json.loads((child / OWNER_NAME).read_text(encoding="utf-8"))
-                    alive = owner_alive(owner) if isinstance(owner, dict) else False
-                    stale = alive is False or (alive is None and age > self.stale_temp_s)
-                except (OSError, ValueError):
-                    stale = age > UNOWNED_GRACE_S
-            if stale:
-                log.info("removing leftover temporary cache dir %s", child)
-                remove_tree(child)
-                removed += not child.exists()
-        for kind in KINDS:
-            for stray in (self.root / kind).glob(f"*/.{MANIFEST_NAME}.*.tmp"):
-                with contextlib.suppress(OSError):
-                    if now - stray.lstat().st_mtime > UNOWNED_GRACE_S:
-                        stray.unlink()
-        return removed
+        """Remove temp dirs left by crashed or killed builders (only provably ours); how many."""
+        return clean_temp(self.root, self.tmp_dir, self.stale_temp_s)
 
     def _entry_dirs(self) -> list[Path]:
-        dirs = []
-        for kind in KINDS:
-            with contextlib.suppress(OSError):
-                dirs.extend(p for p in (self.root / kind).iterdir() if p.is_dir())
-        return sorted(dirs)
+        return [d for kind in KINDS for d in entry_dirs(self.root, kind)]
 
     def entries(self) -> list[CacheEntry]:
         """Every entry, usable or not (``problem`` says why not); sizes checked, not hashes."""
@@ -620,19 +506,31 @@ class EngineCache:
         entry_dir = self._resolve(digest)
         if entry_dir is None:
             return False
-        removed = self._discard_entry(entry_dir)
-        if not removed and entry_dir.exists():
+        why = provably_ours(entry_dir)
+        if why is not None:
+            raise CacheError(
+                f"not removing {entry_dir}: {why}; the cache only deletes what it created"
+            )
+        removed = discard_entry(self.tmp_dir, entry_dir)
+        if not removed and os.path.lexists(entry_dir):
             raise CacheError(f"could not remove cache entry {entry_dir} (see the warning above)")
         try_lock_and_delete(self.locks_dir / f"{entry_dir.parent.name}-{entry_dir.name}.lock")
         return removed
 
     def clear(self) -> int:
         """Remove every entry, leftover temp dir and unheld lock; return the entries removed."""
-        count = sum(self.remove(d.name) for d in self._entry_dirs())
+        count = 0
+        for entry_dir in self._entry_dirs():
+            try:
+                count += self.remove(entry_dir.name)
+            except CacheError as exc:
+                log.warning("%s", exc)
         self.clean_temp()
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, UntrustedPathError):
+            ensure_private_dir(self.locks_dir)
             for lock in self.locks_dir.glob("*.lock"):
                 try_lock_and_delete(lock)
+        self._index.clear()
         return count
 
     def prune(self, older_than_days: float) -> list[str]:
@@ -642,14 +540,53 @@ class EngineCache:
         cutoff = time.time() - older_than_days * 86400.0
         removed = []
         for entry in self.entries():
+            if entry.untrusted:
+                continue
             last = entry.last_used
             if last is None:
                 with contextlib.suppress(OSError):
-                    last = entry.path.stat().st_mtime
-            if last is not None and float(last) < cutoff and self.remove(entry.digest):
-                removed.append(entry.digest)
+                    last = entry.path.lstat().st_mtime
+            if last is not None and last < cutoff:
+                try:
+                    if self.remove(entry.digest):
+                        removed.append(entry.digest)
+                except CacheError as exc:
+                    log.warning("%s", exc)
         self.clean_temp()
         return removed
 
     def size_bytes(self) -> int:
         return tree_size(self.root)
+
+
+def _seal(work: Path) -> None:
+    """Make a fresh build private (dirs 0700, files 0600, whatever the umask); refuse links."""
+    for dirpath, dirnames, filenames in os.walk(work):
+        for name in [*dirnames, *filenames]:
+            path = Path(dirpath) / name
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode) or not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                raise ValueError(f"create_fn left {path}, which is not a regular file or dir")
+            os.chmod(path, PRIVATE_DIR_MODE if stat.S_ISDIR(mode) else PRIVATE_FILE_MODE)
+    os.chmod(work, PRIVATE_DIR_MODE)
+
+
+#: below this many free bytes, a failed build is reported as "cache full", not as its own error
+FULL_DISK_FREE_BYTES = 1 << 20
+
+
+def _full_disk_error(root: Path, exc: BaseException) -> OSError | None:
+    """A build that failed in a child (paddle2onnx, TensorRT) cannot pass on ENOSPC itself: if the
+    failure names it, or the cache's file system is (nearly) full, say so instead."""
+    if not isinstance(exc, Exception):
+        return None
+    text = str(exc)
+    named = "No space left on device" in text or "Disk quota exceeded" in text
+    try:
+        vfs = os.statvfs(root)
+        nearly_full = vfs.f_bavail * vfs.f_frsize < FULL_DISK_FREE_BYTES
+    except OSError:
+        nearly_full = False
+    if not (named or nearly_full):
+        return None
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(root))

@@ -313,8 +313,12 @@ class TensorRTOptimizer:
             data = json.loads(manifest.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
-        meta = dict(data.get("metadata") or {})
-        meta.setdefault("model_type", (data.get("key") or {}).get("model_type"))
+        if not isinstance(data, dict):
+            return {}
+        meta = data.get("metadata")
+        meta = dict(meta) if isinstance(meta, dict) else {}
+        key = data.get("key")
+        meta.setdefault("model_type", key.get("model_type") if isinstance(key, dict) else None)
         return meta
 
     def _native_runner(self, model_dir: Path) -> BaseRunner:

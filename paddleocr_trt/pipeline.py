@@ -78,9 +78,21 @@ class ArtifactPipeline:
     def _validation_images(self) -> tuple[Path, ...]:
         if self.options.validation_images:
             return tuple(Path(p) for p in self.options.validation_images)
+        from .cache.fsutil import cache_error
+        from .cache.safety import ensure_private_dir
         from .testing.images import render_sample_images
 
-        return tuple(s.path for s in render_sample_images(self.cache.root / "validation-images"))
+        out = self.cache.root / "validation-images"
+        try:
+            if not os.path.lexists(self.cache.root):
+                ensure_private_dir(self.cache.root)
+            ensure_private_dir(out)
+            paths = tuple(s.path for s in render_sample_images(out))
+            for path in paths:
+                os.chmod(path, 0o600, follow_symlinks=False)
+            return paths
+        except OSError as exc:
+            raise cache_error(self.cache.root, exc, "rendering the validation images") from exc
 
     def validation_images(self) -> list[Path]:
         """Rendered once per pipeline: every validation and benchmark input is cut from them."""

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..log import get_logger
 from .fsutil import sha256_file, write_json_atomic
-from .safety import read_trusted_bytes, untrusted_reason
+from .safety import ensure_private_dir, read_trusted_bytes, untrusted_reason
 
 log = get_logger("cache")
 
@@ -143,7 +143,8 @@ class FileHashIndex:
                 newest = sorted(merged.items(), key=lambda kv: kv[1].get("seen", 0), reverse=True)
                 merged = dict(newest[:MAX_ENTRIES])
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if not os.path.lexists(self.path.parent):
+                    ensure_private_dir(self.path.parent)
                 write_json_atomic(
                     self.path, {"version": INDEX_VERSION, "files": merged}, durable=False
                 )

@@ -106,7 +106,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     header = ("DIGEST", "KIND", "MODEL", "PRECISION", "SIZE", "CREATED", "LAST USED", "STATUS")
     table = [header]
     for entry in entries:
-        key = entry.manifest.get("key") or {}
+        key = entry.key_fields
         table.append(
             (
                 entry.digest,
@@ -137,7 +137,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     if entry is None:
         return _fail(args, f"no cache entry {args.key!r} in {cache.root}")
     m = entry.manifest
-    key = m.get("key") or {}
+    key = entry.key_fields
     rows = [
         ("digest", entry.digest),
         ("status", "ok" if entry.problem is None else f"BROKEN: {entry.problem}"),

@@ -243,8 +243,14 @@ def test_created_private_whatever_the_umask(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "changes",
-    [{"last_used": "yesterday"}, {"metadata": "x"}, {"created": [1]}, {"key": "k"},
-     {"files": {"model.bin": "x"}}, {"validation": 3}],
+    [
+        {"last_used": "yesterday"},
+        {"metadata": "x"},
+        {"created": [1]},
+        {"key": "k"},
+        {"files": {"model.bin": "x"}},
+        {"validation": 3},
+    ],
     ids=lambda c: next(iter(c)),
 )
 def test_type_confused_manifest_is_rebuilt_not_a_crash(

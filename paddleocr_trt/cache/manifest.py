@@ -114,8 +114,11 @@ class CacheEntry:
 
 def is_plain_name(name: Any) -> bool:
     """A single file name: no separator, not empty, ``.`` or ``..``."""
-    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and (
-        "\0" not in name
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and "/" not in name
+        and ("\0" not in name)
     )
 
 

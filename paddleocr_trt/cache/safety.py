@@ -20,7 +20,7 @@ import os
 import stat
 from pathlib import Path
 
-from ..errors import CacheError
+from ..errors import CacheError, OutputPathError
 
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
@@ -206,3 +206,28 @@ def remove_own_tree(path: Path) -> bool:
         return False
     shutil.rmtree(path, ignore_errors=True)
     return not os.path.lexists(path)
+
+
+def check_output_path(dest: Path) -> Path:
+    """Refuse, before any work, an output path that cannot be written as a regular file."""
+    dest = Path(os.path.abspath(dest.expanduser()))
+    target = Path(os.path.realpath(dest))
+    if target.exists() and not target.is_file():
+        kind = "a directory" if target.is_dir() else "not a regular file (a device, FIFO...)"
+        raise OutputPathError(f"output path {dest} is {kind}; give a file name like model.onnx")
+    parent = target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputPathError(f"output path {dest}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"output path {dest}: directory {parent} is not writable")
+    return dest
+
+
+def copy_output(src: Path, dest: Path) -> Path:
+    """:func:`copy_file_atomic` for ``-o``; OutputPathError (one line) when it cannot be done."""
+    try:
+        return copy_file_atomic(src, dest)
+    except OSError as exc:
+        raise OutputPathError(f"could not write {dest}: {exc.strerror or exc}") from exc

@@ -87,9 +87,13 @@ def _guarded(func: Any) -> Any:
 
     def run(args: argparse.Namespace) -> int:
         from ..errors import CacheError
+        from ..settings import SettingsError, validate_settings
 
         try:
+            validate_settings()
             return func(args)
+        except SettingsError as exc:
+            return _fail(args, str(exc), EXIT_USAGE)
         except (CacheError, OSError) as exc:
             return _fail(args, str(exc))
 

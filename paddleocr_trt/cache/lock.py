@@ -60,12 +60,15 @@ def _open_lock(path: Path, create: bool) -> int:
 
 @contextlib.contextmanager
 def file_lock(
-    path: Path, timeout_s: float, what: str, *, report_every_s: float = REPORT_EVERY_S
+    path: Path, timeout_s: float, what: str, *, report_every_s: float | None = None
 ) -> Iterator[None]:
     """Hold an exclusive flock on ``path``; CacheError after ``timeout_s`` seconds of waiting.
 
-    OSErrors from creating the lock file propagate (the caller words them as cache errors).
+    While waiting, logs who holds it after FIRST_REPORT_S, then every ``report_every_s``
+    (default REPORT_EVERY_S). OSErrors from creating the lock file propagate (the caller words
+    them as cache errors).
     """
+    report_every_s = REPORT_EVERY_S if report_every_s is None else report_every_s
     start = time.monotonic()
     deadline = start + timeout_s
     next_report = start + min(FIRST_REPORT_S, report_every_s)

@@ -61,23 +61,18 @@ def check_trusted(path: Path, *, want_dir: bool) -> None:
 def ensure_private_dir(path: Path) -> Path:
     """Create ``path`` 0700 if missing (parents as needed); refuse it unless it is trusted.
 
-    An existing directory of ours with looser bits (made under an old umask) is tightened.
+    An existing directory is never changed (it may be the user's own, e.g. ``~/tmp`` under
+    ``--cache-dir ~``): it is used if trusted, refused otherwise.
     """
     try:
         os.mkdir(path, PRIVATE_DIR_MODE)
-        created = True
     except FileExistsError:
-        created = False
+        pass
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
         return ensure_private_dir(path)
-    st = os.lstat(path)
-    if (
-        (created or st.st_uid == os.geteuid())
-        and stat.S_ISDIR(st.st_mode)
-        and stat.S_IMODE(st.st_mode) != PRIVATE_DIR_MODE
-    ):
-        os.chmod(path, PRIVATE_DIR_MODE, follow_symlinks=False)
+    else:
+        os.chmod(path, PRIVATE_DIR_MODE, follow_symlinks=False)  # whatever the umask
     check_trusted(path, want_dir=True)
     return path
 

@@ -292,3 +292,11 @@ def test_hash_index_record_of_the_wrong_type_is_dropped_and_cleared(tmp_path: Pa
     index.write_text(json.dumps({"version": 1, "files": records}))
     EngineCache(root).clear()
     assert not index.exists()
+
+
+def test_housekeeping_of_a_missing_cache_creates_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "not-yet"
+    cache = EngineCache(root)
+    assert cache.clear() == 0 and cache.prune(0) == [] and cache.entries() == []
+    assert cache.get(make_key()) is None
+    assert not root.exists()

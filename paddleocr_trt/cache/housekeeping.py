@@ -63,8 +63,12 @@ def _own_dir(path: Path) -> os.stat_result | None:
     return st
 
 
-def clean_temp(root: Path, tmp_dir: Path, stale_temp_s: float) -> int:
-    """Remove temp dirs left by crashed or killed builders; return how many."""
+def clean_temp(root: Path, tmp_dir: Path, stale_temp_s: float, *, strays: bool = True) -> int:
+    """Remove temp dirs left by crashed or killed builders; return how many.
+
+    ``strays`` also looks into every entry for a half-written manifest update (a listing per
+    entry: done when building or clearing, not on every cache hit).
+    """
     try:
         check_trusted(tmp_dir, want_dir=True)
         children = list(tmp_dir.iterdir())
@@ -93,7 +97,7 @@ def clean_temp(root: Path, tmp_dir: Path, stale_temp_s: float) -> int:
         if stale:
             log.info("removing leftover temporary cache dir %s", child)
             removed += remove_own_tree(child)
-    for kind in KINDS:
+    for kind in KINDS if strays else ():
         for entry in entry_dirs(root, kind):
             with contextlib.suppress(OSError):
                 for stray in entry.iterdir():

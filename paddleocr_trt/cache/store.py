@@ -42,7 +42,7 @@ from .housekeeping import (
 from .key import KINDS, CacheKey
 from .lock import file_lock, try_lock_and_delete
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, CacheEntry, check_entry, is_plain_name
-from .safety import PRIVATE_FILE_MODE, UntrustedPathError, ensure_private_dir
+from .safety import PRIVATE_FILE_MODE, UntrustedPathError, check_trusted, ensure_private_dir
 
 #: re-exported: callers import these from here
 __all__ = [
@@ -123,8 +123,8 @@ class EngineCache:
         self._index.save()
         if entry.problem is None:
             self._touch(entry)
-            if not locked:
-                self.clean_temp()  # leftovers of killed builders go on hits too, not only builds
+            if not locked:  # leftovers of killed builders go on hits too, not only on builds
+                clean_temp(self.root, self.tmp_dir, self.stale_temp_s, strays=False)
             return entry
         log.warning(
             "cache entry %s (%s) is %s: %s; rebuilding it",
@@ -354,7 +354,7 @@ class EngineCache:
                 log.warning("%s", exc)
         self.clean_temp()
         with contextlib.suppress(OSError, UntrustedPathError):
-            ensure_private_dir(self.locks_dir)
+            check_trusted(self.locks_dir, want_dir=True)
             for lock in self.locks_dir.glob("*.lock"):
                 try_lock_and_delete(lock)
         self._index.clear()

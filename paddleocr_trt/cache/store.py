@@ -175,7 +175,7 @@ class EngineCache:
         """Delete one of our entries, or move a foreign/linked one aside (never deleting it)."""
         try:
             ensure_private_dir(self.tmp_dir)
-        except OSError as exc:
+        except (OSError, CacheError) as exc:
             log.warning("could not remove cache entry %s: %s", entry_dir, exc)
             return False
         why = provably_ours(entry_dir)
@@ -189,7 +189,7 @@ class EngineCache:
                 return False
             ensure_private_dir(check_kind)  # only rename inside a kind dir that is ours
             return move_aside(self.tmp_dir, entry_dir) is not None
-        except OSError as exc:
+        except (OSError, CacheError) as exc:
             log.warning("could not move %s aside: %s", entry_dir, exc)
             return False
 

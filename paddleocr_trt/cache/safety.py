@@ -22,6 +22,24 @@ from pathlib import Path
 
 from ..errors import CacheError, OutputPathError
 
+__all__ = [
+    "PRIVATE_DIR_MODE",
+    "PRIVATE_FILE_MODE",
+    "UntrustedPathError",
+    "check_output_path",
+    "check_trusted",
+    "copy_file_atomic",
+    "copy_output",
+    "create_exclusive",
+    "ensure_private_dir",
+    "fsync_dir",
+    "open_nofollow",
+    "read_trusted_bytes",
+    "remove_own_tree",
+    "untrusted_reason",
+    "write_bytes_atomic",
+]
+
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 #: permission bits that let someone other than the owner change a file or directory

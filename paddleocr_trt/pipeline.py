@@ -251,6 +251,18 @@ class ArtifactPipeline:
         )
         return Artifact(entry, from_cache="report" not in outcome, extra={"onnx": onnx})
 
+    def timing_cache_dir(self) -> Path | None:
+        """``<cache>/timing``, private to this user; None (no timing cache) if it is not ours:
+        TensorRT must not be fed tactic data another user could have planted."""
+        from .cache.safety import ensure_private_dir
+        from .errors import CacheError
+
+        try:
+            return ensure_private_dir(self.cache.root / "timing")
+        except (OSError, CacheError) as exc:
+            log.warning("building without the TensorRT timing cache: %s", exc)
+            return None
+
     def _build_validated(self, model_dir, mtype, onnx_path, tmp, profiles, settings, inputs):
         """Try precisions in order of speed; return the first plan that passes validation."""
         from .backend.trt.builder import build_engine
@@ -275,7 +287,7 @@ class ArtifactPipeline:
                 plan_path,
                 attempt,
                 profiles,
-                timing_cache_dir=self.cache.root / "timing",
+                timing_cache_dir=self.timing_cache_dir(),
                 fp16_onnx_path=fp16_onnx,
             )
             report = self._validate_plan(mtype, model_dir, plan_path, inputs)

@@ -300,3 +300,15 @@ def test_housekeeping_of_a_missing_cache_creates_nothing(tmp_path: Path) -> None
     assert cache.clear() == 0 and cache.prune(0) == [] and cache.entries() == []
     assert cache.get(make_key()) is None
     assert not root.exists()
+
+
+def test_timing_cache_dir_of_another_user_or_a_link_is_not_used(tmp_path: Path) -> None:
+    from paddleocr_trt.pipeline import ArtifactPipeline
+
+    root = tmp_path / "cache"
+    root.mkdir()
+    (root / "timing").symlink_to(tmp_path)
+    assert ArtifactPipeline(EngineCache(root)).timing_cache_dir() is None
+    (root / "timing").unlink()
+    made = ArtifactPipeline(EngineCache(root)).timing_cache_dir()
+    assert made == root / "timing" and stat.S_IMODE(made.stat().st_mode) == 0o700

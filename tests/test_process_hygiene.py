@@ -197,3 +197,16 @@ def test_lock_waiter_says_who_holds_it_and_keeps_saying_it(
     waits = [r.getMessage() for r in caplog.records if "waiting for" in r.getMessage()]
     assert len(waits) >= 2, caplog.text
     assert all(f"held by pid {holder.pid}" in w for w in waits), waits
+
+
+def test_die_with_parent_exits_at_once_when_the_parent_is_already_gone() -> None:
+    """The fork -> prctl window: a child whose parent already died (re-parented) must not run."""
+    code = (
+        "import os; from paddleocr_trt.childproc import die_with_parent; "
+        "die_with_parent(os.getppid() + 1); print('still running')"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "still running" not in proc.stdout
+    code = code.replace("os.getppid() + 1", "os.getppid()")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "still running" in proc.stdout

@@ -15,6 +15,14 @@ class UnsupportedModelTypeError(PaddleOCRTRTError, ValueError):
     """A model type outside detection / recognition / classification."""
 
 
+class ModelTypeMismatchError(UnsupportedModelTypeError):
+    """The declared model type is not the one the model's inference.yml describes."""
+
+
+class OutputPathError(PaddleOCRTRTError, ValueError):
+    """An output path (``-o``) cannot be written: not a regular file, or its dir is unwritable."""
+
+
 class ConversionError(PaddleOCRTRTError):
     """Paddle -> ONNX conversion failed; the message names model, step and versions."""
 

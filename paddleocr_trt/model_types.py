@@ -11,8 +11,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from .errors import ModelDirError, UnsupportedModelTypeError
+from .errors import ModelDirError, ModelTypeMismatchError, UnsupportedModelTypeError
 
 MODEL_FILE_PREFIX = "inference"
 
@@ -75,16 +76,80 @@ class ModelFiles:
     def files(self) -> tuple[Path, ...]:
         return tuple(p for p in (self.program, self.params, self.config) if p is not None)
 
-    def model_name(self) -> str | None:
+    def config_data(self) -> dict[str, Any]:
+        """inference.yml as a mapping ({} when absent); ModelDirError when it is not one."""
         if self.config is None:
-            return None
+            return {}
         import yaml
 
         try:
             data = yaml.safe_load(self.config.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ModelDirError(f"{self.config}: cannot read inference.yml ({exc})") from exc
-        return (data.get("Global") or {}).get("model_name")
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ModelDirError(f"{self.config}: cannot read inference.yml ({reason})") from None
+        if not isinstance(data, dict):
+            raise ModelDirError(
+                f"{self.config}: inference.yml is not a YAML mapping (got {type(data).__name__})"
+            )
+        return data
+
+    def model_name(self) -> str | None:
+        value = (_mapping(self.config_data().get("Global"))).get("model_name")
+        return value if isinstance(value, str) else None
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+#: inference.yml ``PostProcess`` name -> model type (PaddleX's own post-processor names)
+POSTPROCESS_TYPES = {
+    "DBPostProcess": ModelType.DETECTION,
+    "CTCLabelDecode": ModelType.RECOGNITION,
+    "Topk": ModelType.CLASSIFICATION,
+}
+
+
+def _postprocess_name(files: ModelFiles) -> str | None:
+    post = files.config_data().get("PostProcess")
+    if isinstance(post, dict):
+        name = post.get("name")
+        if isinstance(name, str):
+            return name
+        if len(post) == 1:  # ``PostProcess: {Topk: {...}}`` (classification models)
+            return str(next(iter(post)))
+    return None
+
+
+def model_type_from_config(model_files: ModelFiles) -> ModelType | None:
+    """The type inference.yml's post-processor implies; None when it names none we know.
+
+    Raises ModelDirError when inference.yml exists but is not readable YAML.
+    """
+    return POSTPROCESS_TYPES.get(_postprocess_name(model_files) or "")
+
+
+def resolve_model_type(model_files: ModelFiles, declared: str | ModelType | None) -> ModelType:
+    """The declared type, checked against inference.yml first (so a wrong one is named, not
+    found later as a TensorRT or Paddle error); without one, the type the model says it is."""
+    found = model_type_from_config(model_files)
+    if declared is None:
+        name = model_files.model_name()
+        mtype = found or (model_type_from_name(name) if name else None)
+        if mtype is None:
+            raise UnsupportedModelTypeError(
+                f"cannot tell the model type of {model_files.model_dir} (model name {name!r}); "
+                "pass detection, recognition or classification"
+            )
+        return mtype
+    mtype = ModelType.parse(declared)
+    if found is not None and found is not mtype:
+        raise ModelTypeMismatchError(
+            f"model type {mtype.value!r} was given, but {model_files.config} describes a "
+            f"{found.value} model (PostProcess {_postprocess_name(model_files)}); pass "
+            f"{found.value!r} or leave the type out"
+        )
+    return mtype
 
 
 def locate_model_files(model_dir: str | Path) -> ModelFiles:

@@ -8,7 +8,6 @@ are bugs in the caller, not conditions of the machine.
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import time
 from collections.abc import Sequence
@@ -19,15 +18,18 @@ from typing import Any
 import numpy as np
 
 from .backend.base import BaseRunner
+from .cache.safety import check_output_path, copy_output
 from .cache.store import EngineCache
-from .errors import (
-    PaddleOCRTRTError,
-    ValidationFailedError,
-)
+from .errors import PaddleOCRTRTError, ValidationFailedError
 from .log import get_logger
-from .model_types import ModelType, locate_model_files
+from .model_types import ModelType, locate_model_files, resolve_model_type
 from .pipeline import ArtifactPipeline, PipelineOptions
-from .settings import DEFAULT_MIN_AGREEMENT, DEFAULT_WORKSPACE_GB
+from .settings import (
+    DEFAULT_MIN_AGREEMENT,
+    DEFAULT_WORKSPACE_GB,
+    SettingsError,
+    check_workspace_gb,
+)
 
 log = get_logger("optimizer")
 
@@ -116,8 +118,14 @@ class TensorRTOptimizer:
         validation_images: Sequence[str | Path] | None = None,
         build_timeout_s: float | None = None,
     ) -> None:
-        if workspace_gb <= 0:
-            raise ValueError(f"workspace_gb must be positive, got {workspace_gb}")
+        workspace_gb = check_workspace_gb(workspace_gb, "workspace_gb")
+        if isinstance(min_agreement, bool) or not isinstance(min_agreement, int | float):
+            raise SettingsError(f"min_agreement must be a number in [0, 1], got {min_agreement!r}")
+        if not 0.0 <= min_agreement <= 1.0:  # also false for nan
+            raise SettingsError(f"min_agreement must be in [0, 1], got {min_agreement!r}")
+        for image in validation_images or ():
+            if not Path(image).is_file():
+                raise SettingsError(f"validation image {str(image)!r} is not a file")
         self.options = PipelineOptions(
             precision=str(precision).lower(),
             workspace_bytes=int(workspace_gb * (1 << 30)),
@@ -155,8 +163,11 @@ class TensorRTOptimizer:
         model_type: str | ModelType = "detection",
     ) -> OptimizationResult | None:
         self.last_failure = None
-        model_dir = locate_model_files(paddle_model_path).model_dir.resolve()
-        mtype = ModelType.parse(model_type)
+        files = locate_model_files(paddle_model_path)
+        model_dir = files.model_dir.resolve()
+        mtype = resolve_model_type(files, model_type)
+        if output_path is not None:
+            check_output_path(Path(output_path))
         reason = self.tensorrt_unavailable_reason()
         if reason is not None:
             self._fail(f"cannot optimize {model_dir}: {reason}")
@@ -173,7 +184,7 @@ class TensorRTOptimizer:
             return None
         engine_path = artifact.path
         if output_path is not None:
-            engine_path = _copy_atomic(artifact.path, Path(output_path))
+            engine_path = copy_output(artifact.path, Path(output_path))
         baseline_ms, optimized_ms = self._latency_pair(model_dir, mtype, artifact.path)
         report = artifact.validation or {}
         meta = artifact.entry.metadata
@@ -221,8 +232,11 @@ class TensorRTOptimizer:
     ) -> ConvertReport:
         """Paddle -> ONNX validated on ONNX Runtime against native Paddle; cached. CPU-only."""
         self.last_failure = None
-        model_dir = locate_model_files(paddle_model_path).model_dir.resolve()
-        mtype = ModelType.parse(model_type)
+        files = locate_model_files(paddle_model_path)
+        model_dir = files.model_dir.resolve()
+        mtype = resolve_model_type(files, model_type)
+        if output_path is not None:
+            check_output_path(Path(output_path))
         try:
             artifact = self.pipeline.onnx(model_dir, mtype)
         except ValidationFailedError as exc:
@@ -237,7 +251,7 @@ class TensorRTOptimizer:
             return ConvertReport(mtype.value, model_dir, False, error=str(exc))
         onnx_path = artifact.path
         if output_path is not None:
-            onnx_path = _copy_atomic(artifact.path, Path(output_path))
+            onnx_path = copy_output(artifact.path, Path(output_path))
         return ConvertReport(
             model_type=mtype.value,
             model_dir=model_dir,
@@ -320,8 +334,12 @@ class TensorRTOptimizer:
             data = json.loads(manifest.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
-        meta = dict(data.get("metadata") or {})
-        meta.setdefault("model_type", (data.get("key") or {}).get("model_type"))
+        if not isinstance(data, dict):
+            return {}
+        meta = data.get("metadata")
+        meta = dict(meta) if isinstance(meta, dict) else {}
+        key = data.get("key")
+        meta.setdefault("model_type", key.get("model_type") if isinstance(key, dict) else None)
         return meta
 
     def _native_runner(self, model_dir: Path) -> BaseRunner:
@@ -404,12 +422,3 @@ def _latency_stats(
         return float(np.percentile(ordered, q))
 
     return {"mean": statistics.fmean(times), "p50": pct(50), "p90": pct(90), "p99": pct(99)}
-
-
-def _copy_atomic(src: Path, dest: Path) -> Path:
-    dest = dest.expanduser().resolve()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(src, tmp)
-    tmp.replace(dest)
-    return dest

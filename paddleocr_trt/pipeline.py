@@ -148,9 +148,21 @@ class ArtifactPipeline:
     def _validation_images(self) -> tuple[Path, ...]:
         if self.options.validation_images:
             return tuple(Path(p) for p in self.options.validation_images)
+        from .cache.fsutil import cache_error
+        from .cache.safety import ensure_private_dir
         from .testing.images import render_sample_images
 
-        return tuple(s.path for s in render_sample_images(self.cache.root / "validation-images"))
+        out = self.cache.root / "validation-images"
+        try:
+            if not os.path.lexists(self.cache.root):
+                ensure_private_dir(self.cache.root)
+            ensure_private_dir(out)
+            paths = tuple(s.path for s in render_sample_images(out))
+            for path in paths:
+                os.chmod(path, 0o600, follow_symlinks=False)
+            return paths
+        except OSError as exc:
+            raise cache_error(self.cache.root, exc, "rendering the validation images") from exc
 
     def validation_images(self) -> list[Path]:
         """Rendered once per pipeline: every validation and benchmark input is cut from them."""
@@ -393,6 +405,18 @@ class ArtifactPipeline:
 
         return IsolatedEngineBuilder(self.options.effective_build_timeout_s())
 
+    def timing_cache_dir(self) -> Path | None:
+        """``<cache>/timing``, private to this user; None (no timing cache) if it is not ours:
+        TensorRT must not be fed tactic data another user could have planted."""
+        from .cache.safety import ensure_private_dir
+        from .errors import CacheError
+
+        try:
+            return ensure_private_dir(self.cache.root / "timing")
+        except (OSError, CacheError) as exc:
+            log.warning("building without the TensorRT timing cache: %s", exc)
+            return None
+
     def _build_validated(self, model_dir, mtype, onnx_path, tmp, profiles, settings, inputs):
         """Try precisions in order of speed; return the first plan that passes validation."""
         from .profiles import profiles_to_dict
@@ -410,7 +434,7 @@ class ArtifactPipeline:
                 inputs_path=inputs_path,
                 min_agreement=self.options.min_agreement,
                 device_id=self.options.device_id,
-                timing_cache_dir=self.cache.root / "timing",
+                timing_cache_dir=self.timing_cache_dir(),
             )
 
         specs = attempt_plan(settings, lambda: self._pinned_settings(settings, onnx_path, inputs))

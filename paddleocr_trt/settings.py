@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
+from typing import Any
+
+from .errors import PaddleOCRTRTError
 
 ENV_DISABLE = "PADDLEOCR_TRT_DISABLE"
 ENV_CACHE_DIR = "PADDLEOCR_TRT_CACHE_DIR"
@@ -26,6 +30,10 @@ DEFAULT_MIN_AGREEMENT = 0.99
 _TRUE = {"1", "true", "yes", "on"}
 
 
+class SettingsError(PaddleOCRTRTError, ValueError):
+    """A setting (environment variable or argument) has a value this package cannot use."""
+
+
 def is_disabled(environ: dict[str, str] | None = None) -> bool:
     env = os.environ if environ is None else environ
     return env.get(ENV_DISABLE, "").strip().lower() in _TRUE
@@ -42,18 +50,44 @@ def default_cache_dir(environ: dict[str, str] | None = None) -> Path:
     return base / "paddleocr_trt"
 
 
+def check_workspace_gb(value: Any, source: str = "workspace_gb") -> float:
+    """A workspace size in GiB: a finite number > 0 (an int or float, never a bool or str)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SettingsError(
+            f"{source} must be a number of GiB, got {value!r} ({type(value).__name__})"
+        )
+    if not math.isfinite(value) or value <= 0:
+        raise SettingsError(f"{source} must be a positive, finite number of GiB, got {value!r}")
+    return float(value)
+
+
 def workspace_gb(environ: dict[str, str] | None = None) -> float:
+    """``$PADDLEOCR_TRT_WORKSPACE_GB`` (checked), else the default."""
     env = os.environ if environ is None else environ
     raw = env.get(ENV_WORKSPACE_GB)
-    if not raw:
+    if raw is None or not raw.strip():
         return DEFAULT_WORKSPACE_GB
     try:
         value = float(raw)
-    except ValueError as exc:
-        raise ValueError(f"{ENV_WORKSPACE_GB}={raw!r} is not a number of GiB") from exc
-    if value <= 0:
-        raise ValueError(f"{ENV_WORKSPACE_GB}={raw!r} must be positive")
-    return value
+    except ValueError:
+        raise SettingsError(f"{ENV_WORKSPACE_GB}={raw!r} is not a number of GiB") from None
+    return check_workspace_gb(value, ENV_WORKSPACE_GB)
+
+
+def validate_settings(environ: dict[str, str] | None = None) -> None:
+    """Check every environment setting once, up front; SettingsError names the first bad one."""
+    env = os.environ if environ is None else environ
+    workspace_gb(env)
+    build_timeout_s(env)
+    raw_engines = env.get(ENV_ENGINE, "").strip()
+    if raw_engines:
+        try:
+            parse_engines(raw_engines, source=ENV_ENGINE)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+    cache_dir = default_cache_dir(env)
+    if os.path.lexists(cache_dir) and not cache_dir.is_dir():
+        raise SettingsError(f"cache directory {cache_dir} exists and is not a directory")
 
 
 def parse_engines(
@@ -88,10 +122,14 @@ def engines(environ: dict[str, str] | None = None) -> tuple[str, ...]:
     env = os.environ if environ is None else environ
     raw = env.get(ENV_ENGINE, "").strip()
     return parse_engines(raw, source=ENV_ENGINE) if raw else DEFAULT_ENGINES
+
+
 def cuda_graphs_enabled(environ: dict[str, str] | None = None) -> bool:
     """``$PADDLEOCR_TRT_CUDA_GRAPHS``: replay CUDA graphs in the drop-in hook (default off)."""
     env = os.environ if environ is None else environ
     return env.get(ENV_CUDA_GRAPHS, "").strip().lower() in _TRUE
+
+
 def build_timeout_s(environ: dict[str, str] | None = None) -> float:
     """``$PADDLEOCR_TRT_BUILD_TIMEOUT_S`` (seconds per engine attempt), else the default."""
     env = os.environ if environ is None else environ
@@ -100,8 +138,8 @@ def build_timeout_s(environ: dict[str, str] | None = None) -> float:
         return DEFAULT_BUILD_TIMEOUT_S
     try:
         value = float(raw)
-    except ValueError as exc:
-        raise ValueError(f"{ENV_BUILD_TIMEOUT_S}={raw!r} is not a number of seconds") from exc
-    if value <= 0:
-        raise ValueError(f"{ENV_BUILD_TIMEOUT_S}={raw!r} must be positive")
+    except ValueError:
+        raise SettingsError(f"{ENV_BUILD_TIMEOUT_S}={raw!r} is not a number of seconds") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise SettingsError(f"{ENV_BUILD_TIMEOUT_S}={raw!r} must be a positive number of seconds")
     return value

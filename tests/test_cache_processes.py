@@ -140,6 +140,9 @@ def test_full_disk_during_creation(mechanism: str, tmp_path: Path) -> None:
         assert EngineCache(root).entries() == []
 
 
+OWNER_CASES = ("live", "dead", "recycled-pid", "no-owner-yet", "no-owner-old")
+
+
 def test_clean_temp_keeps_live_builders_and_removes_dead_ones(cache_root: Path) -> None:
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
@@ -148,17 +151,18 @@ def test_clean_temp_keeps_live_builders_and_removes_dead_ones(cache_root: Path) 
         check=True,
     )
     tmp = cache_root / "tmp"
+    names = {what: f"onnx-{'a' * 24}-{i}-{i:08x}" for i, what in enumerate(OWNER_CASES)}
     owners = {
         "live": owner_record(),
         "dead": {**owner_record(), "pid": int(dead.stdout)},
         "recycled-pid": {**owner_record(), "pid_start": "1"},  # our pid, another start time
     }
-    for name, owner in owners.items():
-        (tmp / name / "entry").mkdir(parents=True)
-        (tmp / name / "owner.json").write_text(json.dumps(owner))
-    (tmp / "no-owner-yet").mkdir()
-    old = tmp / "no-owner-old"
+    for what, owner in owners.items():
+        (tmp / names[what] / "entry").mkdir(parents=True)
+        (tmp / names[what] / "owner.json").write_text(json.dumps(owner))
+    (tmp / names["no-owner-yet"]).mkdir()
+    old = tmp / names["no-owner-old"]
     old.mkdir()
     os.utime(old, (time.time() - 3600, time.time() - 3600))
     assert EngineCache(cache_root).clean_temp() == 3
-    assert leftovers(cache_root) == ["live", "no-owner-yet"]
+    assert leftovers(cache_root) == sorted([names["live"], names["no-owner-yet"]])

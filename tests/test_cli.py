@@ -162,7 +162,7 @@ def test_usage_errors_exit_2_without_traceback(ocr_models, tmp_path: Path) -> No
     )
     assert_usage_error(cli("convert", tmp_path), "error:", "not a Paddle inference model")
     assert_usage_error(
-        cli("optimize", ocr_models.det, "--workspace-gb", "0"), "--workspace-gb must be positive"
+        cli("optimize", ocr_models.det, "--workspace-gb", "0"), "--workspace-gb must be a positive"
     )
     assert_usage_error(
         cli("benchmark", "--model-dir", ocr_models.cls, "--batch-sizes", "1,x"), "--batch-sizes"

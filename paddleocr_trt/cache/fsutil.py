@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CacheError
+from .safety import O_NOFOLLOW, write_bytes_atomic
+from .safety import fsync_dir as fsync_dir
 
 #: errno values that mean "this directory cannot take writes", whoever's fault it is.
 NOT_WRITABLE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
@@ -55,17 +57,8 @@ def cache_error(root: Path, exc: OSError, doing: str) -> CacheError:
     return error
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new file in ``path`` durable (POSIX needs the directory synced too)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | O_NOFOLLOW)
     try:
         os.fsync(fd)
     finally:
@@ -73,22 +66,9 @@ def fsync_file(path: Path) -> None:
 
 
 def write_json_atomic(path: Path, data: Any, *, durable: bool = True) -> None:
-    """Write JSON next to ``path`` and rename it over: readers see the old or the new file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            if durable:
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    if durable:
-        fsync_dir(path.parent)
+    """Write JSON to an exclusive temp file beside ``path`` (0600) and rename it over."""
+    text = json.dumps(data, indent=1, sort_keys=True) + "\n"
+    write_bytes_atomic(path, text.encode("utf-8"), durable=durable)
 
 
 def remove_tree(path: Path) -> None:

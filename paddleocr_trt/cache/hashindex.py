@@ -12,6 +12,7 @@ The index is an optimisation only: unreadable or unwritable means "hash again", 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from ..log import get_logger
 from .fsutil import sha256_file, write_json_atomic
+from .safety import ensure_private_dir, read_trusted_bytes, untrusted_reason
 
 log = get_logger("cache")
 
@@ -28,6 +30,22 @@ INDEX_FILE_NAME = "hash-index.json"
 INDEX_VERSION = 1
 MAX_ENTRIES = 2048
 RACY_WINDOW_S = 2.0
+
+
+def _valid_record(record: object) -> bool:
+    """A record as :meth:`FileHashIndex.sha256` writes it; anything else is dropped on load."""
+    if not isinstance(record, dict):
+        return False
+    key, digest, seen = record.get("stat"), record.get("sha256"), record.get("seen", 0)
+    return (
+        isinstance(key, list)
+        and len(key) == 5
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in key)
+        and isinstance(digest, str)
+        and len(digest) == 64
+        and isinstance(seen, int | float)
+        and not isinstance(seen, bool)
+    )
 
 
 def _stat_key(st: os.stat_result) -> list[int]:
@@ -63,16 +81,18 @@ class FileHashIndex:
         if self.path is None:
             return {}
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            data = json.loads(read_trusted_bytes(self.path).decode("utf-8"))
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # UntrustedPathError included: never trusted
             log.debug("ignoring unreadable hash index %s: %s", self.path, exc)
             return {}
         if not isinstance(data, dict) or data.get("version") != INDEX_VERSION:
             return {}
         files = data.get("files")
-        return files if isinstance(files, dict) else {}
+        if not isinstance(files, dict):
+            return {}
+        return {path: record for path, record in files.items() if _valid_record(record)}
 
     def sha256(self, path: str | Path, *, trust_index: bool = True) -> HashResult:
         """Content hash of ``path``; from the index when its stat is unchanged."""
@@ -97,6 +117,21 @@ class FileHashIndex:
             if self._load().pop(os.path.abspath(path), None) is not None:
                 self._dirty = True
 
+    def clear(self) -> None:
+        """Forget everything, on disk too (``cache clear --all``); only a file of ours goes."""
+        with self._lock:
+            self._entries = {}
+            self._dirty = False
+            if self.path is None:
+                return
+            try:
+                st = os.lstat(self.path)
+            except OSError:
+                return
+            if untrusted_reason(st, want_dir=False) is None:
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
+
     def save(self) -> None:
         """Merge this process's new hashes into the file; failures only cost re-hashing later."""
         with self._lock:
@@ -108,7 +143,8 @@ class FileHashIndex:
                 newest = sorted(merged.items(), key=lambda kv: kv[1].get("seen", 0), reverse=True)
                 merged = dict(newest[:MAX_ENTRIES])
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if not os.path.lexists(self.path.parent):
+                    ensure_private_dir(self.path.parent)
                 write_json_atomic(
                     self.path, {"version": INDEX_VERSION, "files": merged}, durable=False
                 )

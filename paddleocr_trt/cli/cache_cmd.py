@@ -97,9 +97,13 @@ def _guarded(func: Any) -> Any:
 
     def run(args: argparse.Namespace) -> int:
         from ..errors import CacheError
+        from ..settings import SettingsError, validate_settings
 
         try:
+            validate_settings()
             return func(args)
+        except SettingsError as exc:
+            return _fail(args, str(exc), EXIT_USAGE)
         except (CacheError, OSError) as exc:
             return _fail(args, str(exc))
 
@@ -116,7 +120,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     header = ("DIGEST", "KIND", "MODEL", "PRECISION", "SIZE", "CREATED", "LAST USED", "STATUS")
     table = [header]
     for entry in entries:
-        key = entry.manifest.get("key") or {}
+        key = entry.key_fields
         table.append(
             (
                 entry.digest,
@@ -167,7 +171,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     if entry is None:
         return _fail(args, f"no cache entry {args.key!r} in {cache.root}")
     m = entry.manifest
-    key = m.get("key") or {}
+    key = entry.key_fields
     rows = [
         ("digest", entry.digest),
         ("status", "ok" if entry.problem is None else f"BROKEN: {entry.problem}"),

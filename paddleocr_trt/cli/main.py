@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from .._version import __version__
@@ -35,10 +37,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _terminate_cleanly()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+
+
+def _terminate_cleanly() -> None:
+    """SIGTERM unwinds like Ctrl-C: the conversion child is killed and the cache's temp build
+    dir removed by their ``finally`` blocks, instead of both being left behind."""
+
+    def on_term(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_term)
 
 
 if __name__ == "__main__":

@@ -86,32 +86,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _model(model_dir: Path | None, model_type: str | None) -> tuple[Path, Any]:
-    """(resolved model dir, ModelType), or UsageError saying what is wrong."""
+    """(resolved model dir, ModelType), or UsageError saying what is wrong.
+
+    inference.yml is read even with ``--type``: a broken one, or a type it contradicts, is
+    named here rather than after a full conversion.
+    """
     from ..errors import ModelDirError, UnsupportedModelTypeError
-    from ..model_types import ModelType, locate_model_files, model_type_from_name
+    from ..model_types import locate_model_files, resolve_model_type
 
     if model_dir is None:
         raise UsageError("a model dir is required (--model-dir)")
     try:
         files = locate_model_files(model_dir)
-    except (ModelDirError, FileNotFoundError, NotADirectoryError) as exc:
-        raise UsageError(str(exc)) from None
-    if model_type is None:
+        mtype = resolve_model_type(files, model_type)
+    except (ModelDirError, UnsupportedModelTypeError, FileNotFoundError, NotADirectoryError) as exc:
+        message = str(exc)
+        if model_type is None and "cannot tell the model type" in message:
+            message += " (--type detection|recognition|classification)"
+        raise UsageError(message) from None
+    return files.model_dir.resolve(), mtype
+
+
+def _output(path: Path | None) -> None:
+    from ..cache.safety import check_output_path
+    from ..errors import OutputPathError
+
+    if path is not None:
         try:
-            name = files.model_name()
-        except ModelDirError as exc:
+            check_output_path(path)
+        except OutputPathError as exc:
             raise UsageError(str(exc)) from None
-        mtype = model_type_from_name(name) if name else None
-        if mtype is None:
-            raise UsageError(
-                f"cannot tell the model type of {files.model_dir} "
-                f"(model name {name!r}); pass --type detection|recognition|classification"
-            )
-        return files.model_dir.resolve(), mtype
-    try:
-        return files.model_dir.resolve(), ModelType.parse(model_type)
-    except UnsupportedModelTypeError as exc:
-        raise UsageError(str(exc)) from None
 
 
 def _batch_sizes(text: str) -> list[int]:
@@ -125,11 +129,20 @@ def _batch_sizes(text: str) -> list[int]:
 
 
 def _run(args: argparse.Namespace, body: Any) -> int:
+    """Settings checked once, up front; every failure is one line: exit 2 for bad arguments or
+    settings, 1 for what the machine could not do."""
+    from ..errors import PaddleOCRTRTError
+    from ..settings import SettingsError, validate_settings
+
     try:
+        validate_settings()
         return body(args)
-    except UsageError as exc:
+    except (UsageError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except (PaddleOCRTRTError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], human: list[str]) -> None:
@@ -147,20 +160,26 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
 
 def _optimize(args: argparse.Namespace) -> int:
+    from ..settings import SettingsError, check_workspace_gb, workspace_gb
+
     model_dir, mtype = _model(args.model_dir, args.model_type)
-    if args.workspace_gb is not None and args.workspace_gb <= 0:
-        raise UsageError(f"--workspace-gb must be positive, got {args.workspace_gb}")
+    _output(args.output)
+    gb = workspace_gb()
+    if args.workspace_gb is not None:
+        try:
+            gb = check_workspace_gb(args.workspace_gb, "--workspace-gb")
+        except SettingsError as exc:
+            raise UsageError(str(exc)) from None
     if args.build_timeout is not None and not args.build_timeout > 0:
         raise UsageError(
             f"--build-timeout must be a positive number of seconds, got {args.build_timeout}"
         )
     from ..optimizer import TensorRTOptimizer
     from ..progress import step
-    from ..settings import workspace_gb
 
     optimizer = TensorRTOptimizer(
         precision=args.precision,
-        workspace_gb=args.workspace_gb or workspace_gb(),
+        workspace_gb=gb,
         cache_dir=args.cache_dir,
         build_timeout_s=args.build_timeout,
     )
@@ -196,8 +215,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def _convert(args: argparse.Namespace) -> int:
     model_dir, mtype = _model(args.model_dir, args.model_type)
-    if args.output is not None and args.output.is_dir():
-        raise UsageError(f"-o {args.output} is a directory; give a file name like model.onnx")
+    _output(args.output)
     from ..optimizer import TensorRTOptimizer
     from ..progress import step
 

@@ -15,6 +15,7 @@ from typing import Any
 from packaging.version import Version
 
 from ..activation import request as trt_request
+from ..errors import ModelDirError
 from ..log import get_logger, warn_once
 from ..model_types import ModelFormat, locate_model_files, model_type_from_name
 from ..versions import version_of
@@ -90,8 +91,13 @@ def build_runner(native_builder: Callable[..., Any], **kwargs: Any) -> Any:
         return native_builder(**kwargs)
 
     if model_dir is not None:
-        # Say precisely what is wrong with a broken model dir, before Paddle fails obscurely.
-        locate_model_files(model_dir)
+        # Say precisely what is wrong with a broken model dir, in the log: the exception the
+        # user gets must stay the one plain PaddleOCR raises, so Paddle reports it.
+        try:
+            locate_model_files(model_dir)
+        except ModelDirError as exc:
+            log.error("%s: %s; leaving the error to Paddle", model_name, exc)
+            return native_builder(**kwargs)
 
     def native_factory() -> Any:
         return native_builder(

@@ -8,6 +8,7 @@ deterministic (same fonts -> same pixels) and takes well under two seconds.
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -259,8 +260,14 @@ def _rgba(out_dir: Path) -> SampleImage:
 def _save(
     image: Image.Image, out_dir: Path, name: str, lines: list[str], kind: str, notes: str
 ) -> SampleImage:
+    from ..cache.safety import write_bytes_atomic
+
     path = out_dir / f"{name}.png"
-    image.save(path, format="PNG")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    # a new file renamed into place: concurrent readers never see half a PNG, and a link
+    # planted at ``path`` is replaced, not written through
+    write_bytes_atomic(path, buffer.getvalue(), durable=False, mode=0o644)
     return SampleImage(name=name, path=path, lines=list(lines), kind=kind, notes=notes)
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ...childproc import parent_ties
 from ...errors import ConversionError
 from ...log import get_logger
 from ...model_types import ModelFiles, ModelType, locate_model_files
@@ -248,14 +249,21 @@ def _run_worker(
     }
     command = [sys.executable, "-m", "paddleocr_trt.backend.onnx.export_worker", str(request_path)]
     log.debug("running %s (timeout %.3g s)", command, timeout_s)
-    proc = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        cwd=workdir,
-        start_new_session=True,  # its own process group: a timeout kills everything it spawned
-    )
+    with parent_ties() as ties:  # the child dies with us, even on SIGKILL (childproc.py)
+        proc = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**env, **ties.env},
+            cwd=workdir,
+            start_new_session=True,  # own process group: a timeout kills all it spawned
+            pass_fds=ties.pass_fds,
+        )
+        ties.close_child_end()
+        return _wait_worker(proc, status_path, timeout_s)
+
+
+def _wait_worker(proc: subprocess.Popen[bytes], status_path: Path, timeout_s: float) -> list[str]:
     try:
         _, stderr = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:

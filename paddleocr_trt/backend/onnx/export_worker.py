@@ -150,4 +150,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    from ...childproc import install_from_env
+
+    install_from_env()  # first thing: never outlive the converting process (see childproc.py)
     sys.exit(main(sys.argv))

@@ -27,8 +27,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from .errors import PaddleOCRTRTError
+from .log import get_logger
 from .model_types import ModelType
+
+logger = get_logger("profiles")
 
 Shape = tuple[int, ...]
 
@@ -131,32 +136,62 @@ def default_profiles(
     return [{input_name: p} for p in profiles]
 
 
-def fit_static_dims(
-    profiles: Sequence[Profile], static_shapes: Mapping[str, Sequence[int]]
-) -> list[dict[str, ShapeProfile]]:
-    """Keep the profiles whose ranges agree with the network's fixed dims (-1 = dynamic).
+def _fixed(d: object) -> int | None:
+    """A network dim as a fixed size, or None when dynamic (-1, 0, None, a symbolic name)."""
+    return int(d) if isinstance(d, (int, np.integer)) and int(d) > 0 else None
 
-    Raises ShapeNotCoveredError when none is left, naming the network's shapes.
+
+def _fit_one(sp: ShapeProfile, net_shape: Sequence[object]) -> ShapeProfile | str:
+    """``sp`` narrowed to the network's fixed dims, or why it cannot be."""
+    if len(sp.min) != len(net_shape):
+        return f"rank {len(sp.min)} != network rank {len(net_shape)}"
+    mn, op, mx = list(sp.min), list(sp.opt), list(sp.max)
+    for i, d in enumerate(net_shape):
+        fixed = _fixed(d)
+        if fixed is None:
+            continue
+        if not sp.min[i] <= fixed <= sp.max[i]:
+            return f"dim {i} is fixed to {fixed}, profile range {sp.min[i]}..{sp.max[i]}"
+        mn[i] = op[i] = mx[i] = fixed
+    return ShapeProfile(tuple(mn), tuple(op), tuple(mx))
+
+
+def fit_static_dims(
+    profiles: Sequence[Profile], static_shapes: Mapping[str, Sequence[object]]
+) -> list[dict[str, ShapeProfile]]:
+    """Fit the profiles to the network's inputs (fixed dims as ints; -1/None/names = dynamic).
+
+    A profile range that contains a fixed dim is narrowed to it (TensorRT rejects a profile
+    whose min/opt/max differ from a static dim); a profile that excludes it is dropped, with
+    the reason logged; duplicates left by narrowing are merged. Raises ShapeNotCoveredError when
+    a profile names an input the network lacks, or when no profile is left.
     """
     kept: list[dict[str, ShapeProfile]] = []
-    for prof in profiles:
-        ok = True
+    dropped: list[str] = []
+    for idx, prof in enumerate(profiles):
+        unknown = sorted(set(prof) - set(static_shapes))
+        if unknown:
+            raise ShapeNotCoveredError(
+                f"optimization profile {idx} names inputs {unknown} the network does not have "
+                f"(network inputs: {sorted(static_shapes)})"
+            )
+        fitted: dict[str, ShapeProfile] = {}
         for name, net_shape in static_shapes.items():
             sp = prof.get(name)
-            if sp is None or len(sp.min) != len(net_shape):
-                ok = False
+            result = _fit_one(sp, net_shape) if sp is not None else f"no range for {name!r}"
+            if isinstance(result, str):
+                dropped.append(f"profile {idx}: {name}: {result}")
                 break
-            for i, d in enumerate(net_shape):
-                if int(d) >= 0 and not (sp.min[i] == sp.opt[i] == sp.max[i] == int(d)):
-                    ok = False
-                    break
-            if not ok:
-                break
-        if ok:
-            kept.append(dict(prof))
+            fitted[name] = result
+        else:
+            if fitted not in kept:
+                kept.append(fitted)
+    if dropped:
+        logger.info("profiles not applicable to the network: %s", "; ".join(dropped))
     if not kept:
         raise ShapeNotCoveredError(
-            f"no optimization profile matches the network inputs {dict(static_shapes)}"
+            f"no optimization profile matches the network inputs {dict(static_shapes)} "
+            f"({'; '.join(dropped)})"
         )
     return kept
 

@@ -265,6 +265,7 @@ class ArtifactPipeline:
                 profiles,
                 timing_cache_dir=self.cache.root / "timing",
                 fp16_onnx_path=fp16_onnx,
+                device_id=self.options.device_id,
             )
             report = self._validate_plan(mtype, model_dir, plan_path, inputs)
             history.append(

@@ -5,12 +5,13 @@ feeds shapes far outside the spec's single profile: det images at near-native si
 multiples of 32 from 32 up to 4000, one image per call) and rec batches 48 px high and 320 to
 3200 px wide. Three mechanisms keep every call correct:
 
-1. *Several profiles per engine* (:func:`default_profiles`): the spec's profile first, then
-   buckets that cover what PaddleOCR really sends (det: batch-1 native sizes; rec: width
-   buckets). Cost: build time grows roughly linearly with the number of profiles (TensorRT tunes
-   tactics per profile), each profile used at run time needs its own execution context (device
-   memory), and a wide profile gets tactics tuned for its ``opt`` shape only, so shapes far from
-   ``opt`` may run slower than in a tight profile.
+1. *Several profiles per engine* (:func:`default_profiles`): buckets that cover what PaddleOCR
+   really sends (det: batch-1 native sizes in two side buckets; rec: the spec's W=320 profile and
+   width buckets; cls: spec + 80x160). Cost: build time grows roughly linearly with the number
+   of profiles (TensorRT tunes tactics per profile), each profile used at run time needs its own
+   execution context, and a wide profile gets tactics tuned for its ``opt`` shape only. Context
+   memory is per profile (contexts are made with ON_PROFILE_CHANGE), and the defaults are sized
+   so all contexts of det+rec+cls together stay within :data:`ACTIVATION_BUDGET_BYTES`.
 2. *Batch splitting* (:func:`split_batch`): a batch larger than every covering profile's max batch
    is cut into chunks of that profile's max batch.
 3. *Per-call native fallback*: a shape no profile covers (even at batch 1) is served by the
@@ -79,6 +80,17 @@ class ShapeProfile:
 Profile = Mapping[str, ShapeProfile]
 
 DET_MAX_SIDE = 4000  # PaddleX OCR.yaml max_side_limit; 4000 = 125 * 32
+DET_SMALL_SIDE = 1920  # edge between the two batch-1 det buckets (multiple of 32)
+DET_LARGE_OPT = 2560
+#: Rec width buckets hold up to this batch (PaddleOCR sends 6); bigger batches are split.
+REC_BUCKET_MAX_BATCH = 16
+#: Activation memory all contexts of the default det+rec+cls profiles may need together, fp32
+#: (ONNX-shape-inference estimate): 4 GiB of a 16 GB card, leaving the rest for the CUDA
+#: contexts, the native Paddle models of the pipeline (and the fallback), I/O buffers and the
+#: builder's workspace during a build.
+ACTIVATION_BUDGET_BYTES = 4 << 30
+#: The most one context (one profile) may need, fp32.
+CONTEXT_BUDGET_BYTES = 2 << 30
 REC_HEIGHT = 48
 REC_MAX_WIDTH = 3200
 
@@ -102,23 +114,34 @@ def default_profiles(
     input_name: str = "x",
     *,
     det_max_side: int = DET_MAX_SIDE,
+    det_side_edges: Sequence[int] = (DET_SMALL_SIDE,),
     rec_width_edges: Sequence[int] = (960, REC_MAX_WIDTH),
-    bucket_max_batch: int = 50,
+    bucket_max_batch: int = REC_BUCKET_MAX_BATCH,
 ) -> list[dict[str, ShapeProfile]]:
-    """Spec profile plus buckets covering PaddleOCR 3.x's real shapes (see module docstring).
+    """Profiles covering what PaddleOCR 3.x sends, within :data:`ACTIVATION_BUDGET_BYTES`.
 
-    det: spec, then batch-1 ``32..det_max_side`` (opt 960). rec: spec (W=320), then one profile
-    per width bucket between consecutive ``rec_width_edges`` (first bucket starts at W=32, opt at
-    the bucket middle, batch opt 6 = PaddleOCR's rec batch). cls: spec plus the PP-LCNet
-    text-line-orientation input 80x160; profiles that conflict with a network's static dims are
-    dropped at build time (:func:`fit_static_dims`).
+    det: batch-1 native-size buckets, sides ``32..det_side_edges[0]`` (opt 960), then up to
+    ``det_max_side`` (opt 2560); PaddleOCR never batches det images. The spec's batch-50 det
+    profile is *not* a default: its context alone needs about 11 GiB fp32 / 5.5 GiB fp16 of
+    activations (``tests/test_activation_memory.py``); pass ``spec_profile("det")`` in
+    ``PipelineOptions.profiles`` to get it on a card that holds it. rec: the spec (W=320, batch
+    50), then one profile per width bucket between consecutive ``rec_width_edges`` (first bucket
+    from W=32, opt at the bucket middle, batch opt 6 = PaddleOCR's rec batch, max
+    ``bucket_max_batch``; larger batches are split). cls: spec plus the PP-LCNet text-line
+    orientation input 80x160; profiles that conflict with a network's fixed dims are dropped or
+    narrowed at build time (:func:`fit_static_dims`).
     """
     mt = ModelType.parse(model_type)
-    profiles = [spec_profile(mt)]
+    profiles: list[ShapeProfile] = []
     if mt is ModelType.DETECTION:
-        side = int(det_max_side)
-        profiles.append(_p((1, 3, 32, 32), (1, 3, 960, 960), (1, 3, side, side)))
+        opt = 960
+        edges = [int(e) for e in det_side_edges if int(e) < int(det_max_side)]
+        for hi in [*edges, int(det_max_side)]:
+            side = min(opt, hi)
+            profiles.append(_p((1, 3, 32, 32), (1, 3, side, side), (1, 3, hi, hi)))
+            opt = DET_LARGE_OPT
     elif mt is ModelType.RECOGNITION:
+        profiles.append(spec_profile(mt))
         lo = 32
         for hi in rec_width_edges:
             opt_w = min(hi, max(lo, (lo + hi) // 2))
@@ -132,6 +155,7 @@ def default_profiles(
             )
             lo = int(hi)
     else:
+        profiles.append(spec_profile(mt))
         profiles.append(_p((1, 3, 80, 160), (16, 3, 80, 160), (50, 3, 80, 160)))
     return [{input_name: p} for p in profiles]
 

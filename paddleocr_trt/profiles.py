@@ -220,6 +220,32 @@ def fit_static_dims(
     return kept
 
 
+def smaller_profiles(profiles: Sequence[Profile]) -> list[dict[str, ShapeProfile]] | None:
+    """A smaller profile set for the next attempt after a GPU OOM (context creation or build).
+
+    Halves every max batch above 1 (opt and min clamped); once every profile is batch 1, drops
+    the profile with the largest max volume (its shapes then fall back per call). None when
+    nothing is left to shrink (one batch-1 profile).
+    """
+    if any(sp.max[0] > 1 for prof in profiles for sp in prof.values()):
+        out = []
+        for prof in profiles:
+            shrunk = {}
+            for name, sp in prof.items():
+                batch = max(1, sp.max[0] // 2)
+                shrunk[name] = ShapeProfile(
+                    (min(sp.min[0], batch), *sp.min[1:]),
+                    (min(sp.opt[0], batch), *sp.opt[1:]),
+                    (batch, *sp.max[1:]),
+                )
+            out.append(shrunk)
+        return out
+    if len(profiles) <= 1:
+        return None
+    largest = max(range(len(profiles)), key=lambda i: (_max_volume(profiles[i]), i))
+    return [dict(p) for i, p in enumerate(profiles) if i != largest]
+
+
 def _max_volume(prof: Profile) -> int:
     return sum(math.prod(sp.max) for sp in prof.values())
 

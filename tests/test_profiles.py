@@ -12,6 +12,7 @@ from paddleocr_trt.profiles import (
     fit_static_dims,
     select_profile,
     select_profile_for_split,
+    smaller_profiles,
     spec_profile,
     split_batch,
 )
@@ -119,3 +120,14 @@ def test_fit_static_dims_narrows_ranges_to_fixed_dims() -> None:
     assert len(fixed_batch) == 3
     with pytest.raises(ShapeNotCoveredError, match="names inputs"):
         fit_static_dims(rec, {"image": (-1, 3, 48, -1)})
+
+
+def test_smaller_profiles_halve_batches_then_drop_the_largest() -> None:
+    rec = smaller_profiles(default_profiles("rec"))
+    assert rec is not None
+    assert [p["x"].max[0] for p in rec] == [25, 8, 8]
+    assert all(p["x"].min[0] <= p["x"].opt[0] <= p["x"].max[0] for p in rec)
+    det = default_profiles("det")  # batch 1 already: drop the 4000 px bucket
+    step = smaller_profiles(det)
+    assert step == [det[0]]
+    assert smaller_profiles(step) is None

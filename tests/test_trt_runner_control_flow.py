@@ -246,6 +246,9 @@ def test_runtime_failure_switches_to_fallback_for_good(
         assert runner.runtime_fallback_calls == 2
         assert runner.fallback_calls == 0
         assert "fake failure" in (runner.disabled_reason or "")
+        summary = runner.fallback_summary()
+        assert (summary["runtime_fallback_calls"], summary["fallback_calls"]) == (2, 0)
+        assert summary["disabled_reason"] == runner.disabled_reason
     np.testing.assert_array_equal(first, native.infer([_x(2)])[0])
     np.testing.assert_array_equal(second, native.infer([_x(3, seed=1)])[0])
     warnings = [r for r in caplog.records if "TensorRT failed" in r.getMessage()]

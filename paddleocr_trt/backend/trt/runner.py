@@ -247,6 +247,15 @@ class TensorRTRunner(BaseRunner):
         )
         return self.fallback.infer(inputs)
 
+    def fallback_summary(self) -> dict[str, Any]:
+        """What the demo/report shows: calls served natively and why."""
+        return {
+            "fallback_calls": self.fallback_calls,
+            "runtime_fallback_calls": self.runtime_fallback_calls,
+            "disabled_reason": self.disabled_reason,
+            "unusable_profiles": sorted(self.unusable_profiles),
+        }
+
     def close(self) -> None:
         with self._lock:
             self._close_executors()

@@ -26,7 +26,7 @@ from paddleocr_trt.backend.trt.adapter import build as adapter_build
 from paddleocr_trt.backend.trt.config import BuildSettings
 from paddleocr_trt.errors import EngineBuildError
 from paddleocr_trt.model_types import ModelType
-from paddleocr_trt.profiles import default_profiles
+from paddleocr_trt.profiles import ShapeProfile, default_profiles
 
 
 class FakeTensorRTModule:
@@ -323,3 +323,19 @@ def test_fp32_pins_name_parser_layers_and_unmatched_ones_are_reported(
     assert result.unmatched_pins == ("Conv__3",)
     assert "match no TensorRT layer" in caplog.text and "Conv__3" in caplog.text
     assert ("set_output_type", unnamed_by_export, 0, "float32") in fake.calls
+
+
+def test_build_warns_first_about_nodes_the_parser_rejects(fake_trt, tmp_path, caplog) -> None:
+    from onnx import TensorProto, helper
+
+    fake_trt("11.4.0")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    node = helper.make_node("Unique", ["x"], ["y"], name="uniq")
+    graph = helper.make_graph([node], "g", [x], [y])
+    path = tmp_path / "bad.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    profiles = [{"x": ShapeProfile((1, 4), (2, 4), (4, 4))}]
+    with caplog.at_level(logging.WARNING):
+        builder.build_engine(path, tmp_path / "bad.plan", SETTINGS, profiles)
+    assert "may reject" in caplog.text and "uniq (Unique): operator" in caplog.text

@@ -83,6 +83,9 @@ class FakeEngine:
         p = PROFILES[index]
         return {self.input_names[0]: (p.min, p.opt, p.max)}
 
+    def profile_memory_size(self, index: int) -> int | None:
+        return None
+
     def create_enqueuer(self, index: int) -> FakeEnqueuer:
         fake = self.fake
         fake.events.append(("create", index))

@@ -88,6 +88,24 @@ def save_timing_cache(cache_path: Path, new: bytes) -> None:
         _write_atomic(cache_path, merged)
 
 
+def _precheck(onnx_path: Path, *, strongly_typed: bool) -> None:
+    """Warn, before a long build, about what TensorRT's parser is documented to reject."""
+    from ..onnx.trt_support import check_trt_support
+
+    try:
+        problems = check_trt_support(onnx_path, strongly_typed=strongly_typed)
+    except Exception as exc:  # the check is advisory; the parser has the last word
+        logger.debug("static TensorRT support check skipped for %s: %s", onnx_path.name, exc)
+        return
+    if problems:
+        logger.warning(
+            "%s: %d node(s) TensorRT's ONNX parser may reject (first: %s)",
+            onnx_path.name,
+            len(problems),
+            "; ".join(map(str, problems[:5])),
+        )
+
+
 def build_engine(
     onnx_path: str | Path,
     out_path: str | Path,
@@ -123,6 +141,7 @@ def build_engine(
         source = Path(fp16_onnx_path)
         logger.info("TensorRT %s: FP16 from the fp16 ONNX %s", adapter.tensorrt_version(), source)
 
+    _precheck(source, strongly_typed=adapter.fp16_needs_fp16_onnx())
     cache_path = None
     cache_bytes = None
     if timing_cache_dir is not None:

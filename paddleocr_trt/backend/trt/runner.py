@@ -107,6 +107,13 @@ class TensorRTRunner(BaseRunner):
             except BaseException:
                 executor.close()
                 raise
+        need = self.engine.profile_memory_size(index)
+        logger.info(
+            "%s: execution context for profile %d %s",
+            self.name,
+            index,
+            "ready" if need is None else f"holds {need / (1 << 20):.0f} MiB of device memory",
+        )
         return executor
 
     def _executor(self, index: int) -> Any:

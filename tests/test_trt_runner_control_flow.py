@@ -59,6 +59,10 @@ class FakeTensorRTAdapter:
         self.fail_enqueue = fail_enqueue
         self.events: list[tuple[Any, ...]] = []
         self.live: list[FakeEnqueuer] = []
+        #: profile -> bytes its context needs (what get_device_memory_size_for_profile_v2 says)
+        self.profile_memory: dict[int, int] = {}
+        #: free device memory the runner's preflight sees (None: not queryable)
+        self.free_memory: int | None = None
 
     def tensorrt_version(self) -> str:
         return "fake (test double)"
@@ -84,7 +88,7 @@ class FakeEngine:
         return {self.input_names[0]: (p.min, p.opt, p.max)}
 
     def profile_memory_size(self, index: int) -> int | None:
-        return None
+        return self.fake.profile_memory.get(index)
 
     def create_enqueuer(self, index: int) -> FakeEnqueuer:
         fake = self.fake
@@ -172,6 +176,7 @@ def _runner(monkeypatch, fake: FakeTensorRTAdapter, fallback=None) -> TensorRTRu
     monkeypatch.setattr(runner_mod, "adapter", fake)
     monkeypatch.setattr(runner_mod, "_make_executor", FakeExecutor)
     monkeypatch.setattr(runner_mod, "_device_scope", _no_device)
+    monkeypatch.setattr(runner_mod, "_free_device_memory", lambda device_id: fake.free_memory)
     return TensorRTRunner(b"plan", "cls", fallback=fallback)
 
 
@@ -275,3 +280,15 @@ def test_shape_outside_profiles_stays_a_per_call_fallback(monkeypatch, cls_onnx,
     np.testing.assert_array_equal(out, native.infer([wide])[0])
     np.testing.assert_allclose(split, native.infer([_x(11)])[0], rtol=0, atol=1e-6)
     assert ("shapes", 1, (8, 3, 48, 192)) in fake.events
+
+
+def test_memory_preflight_skips_a_context_that_cannot_fit(monkeypatch, cls_onnx, native) -> None:
+    fake = FakeTensorRTAdapter(cls_onnx)
+    fake.profile_memory = {0: 3 << 30, 1: 256 << 20}
+    fake.free_memory = 1 << 30
+    with _runner(monkeypatch, fake, fallback=native) as runner:
+        (out,) = runner.infer([_x(2)])  # profile 0 is tighter but needs 3 GiB of 1 GiB free
+        assert runner.unusable_profiles == {0}
+    assert ("create", 0) not in fake.events  # refused before TensorRT allocated anything
+    assert ("create", 1) in fake.events
+    np.testing.assert_allclose(out, native.infer([_x(2)])[0], rtol=0, atol=1e-6)

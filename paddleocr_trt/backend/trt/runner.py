@@ -93,6 +93,14 @@ class TensorRTRunner(BaseRunner):
     def _new_executor(self, index: int) -> Any:
         """Context for profile ``index`` + its executor; the profile is selected on the
         executor's stream (the one every enqueue of this context uses)."""
+        need = self.engine.profile_memory_size(index)
+        if need is not None:
+            free = _free_device_memory(self.device_id)
+            if free is not None and need > free:
+                raise OutOfMemoryError(
+                    f"{self.name}: the context of profile {index} needs {need >> 20} MiB of "
+                    f"device memory, {free >> 20} MiB free on device {self.device_id}"
+                )
         with _device_scope(self.device_id):
             enqueuer = self.engine.create_enqueuer(index)
             executor = _make_executor(
@@ -107,7 +115,6 @@ class TensorRTRunner(BaseRunner):
             except BaseException:
                 executor.close()
                 raise
-        need = self.engine.profile_memory_size(index)
         logger.info(
             "%s: execution context for profile %d %s",
             self.name,
@@ -273,6 +280,18 @@ def _device_scope(device_id: int):  # -> ContextManager[None]
     from ..cuda.runtime import device_scope
 
     return device_scope(device_id)
+
+
+def _free_device_memory(device_id: int) -> int | None:
+    """Free bytes on the device (None when it cannot be asked): a preflight that tells OOM
+    apart from other context failures whatever TensorRT's message says."""
+    from ..cuda.runtime import mem_get_info
+
+    try:
+        return mem_get_info(device_id)[0]
+    except Exception as exc:
+        logger.debug("cannot query free device memory: %s", exc)
+        return None
 
 
 def _make_executor(enqueuer: Any, **kwargs: Any) -> Any:

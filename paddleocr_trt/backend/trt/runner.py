@@ -208,8 +208,9 @@ class TensorRTRunner(BaseRunner):
                 for s in split_batch(arrays[0].shape[0], chunk)
             ]
             return [np.concatenate(outs, axis=0) for outs in zip(*parts, strict=True)]
-        if self.unusable_profiles and any(
-            select_profile([p], shapes) is not None for p in self.profiles
+        if self.unusable_profiles and (
+            select_profile(self.profiles, shapes) is not None
+            or select_profile_for_split(self.profiles, shapes) is not None
         ):
             raise NoContextMemoryError(
                 f"{self.name}: the profiles covering {shapes} have no GPU memory for a context "

@@ -12,4 +12,5 @@ pytest_plugins = [
     "fixtures.images",
     "fixtures.onnx",
     "fixtures.cache",
+    "fixtures.fake_tensorrt",
 ]

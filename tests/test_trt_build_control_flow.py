@@ -104,11 +104,16 @@ def test_timing_cache_is_per_gpu_strict_and_merged(fake_trt, onnx_models, tmp_pa
 @pytest.mark.parametrize(
     ("version", "strongly_typed"), [("10.11.0", False), ("10.12.0", True), ("11.4.0", True)]
 )
-def test_fp16_path_per_version(fake_trt, onnx_models, tmp_path, version, strongly_typed) -> None:
+def test_fp16_path_per_version(
+    fake_trt, onnx_models, tmp_path, caplog, version, strongly_typed
+) -> None:
     fake = fake_trt(version)
     rec = onnx_models[ModelType.RECOGNITION].onnx_path
     settings = BuildSettings(precision="fp16", workspace_bytes=1 << 30, progress=False)
-    result = builder.build_engine(rec, tmp_path / "r.plan", settings, default_profiles("rec"))
+    with caplog.at_level(logging.INFO, logger="paddleocr_trt"):
+        result = builder.build_engine(rec, tmp_path / "r.plan", settings, default_profiles("rec"))
+    estimates = [r for r in caplog.records if "of activations (estimate)" in r.getMessage()]
+    assert len(estimates) == len(default_profiles("rec"))
     (build_flags,) = [c[2] for c in fake.calls if c[0] == "build"]
     if strongly_typed:
         assert result.precision == "fp16-onnx" and result.onnx_path.name.endswith(".fp16.onnx")

@@ -9,6 +9,7 @@ into the file under its lock, so concurrent builders add entries instead of over
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
@@ -106,6 +107,27 @@ def _precheck(onnx_path: Path, *, strongly_typed: bool) -> None:
         )
 
 
+def _log_memory_estimate(onnx_path: Path, profiles: Sequence[Profile], *, float_bytes: int) -> None:
+    """Log each profile's estimated context memory; warn above the per-context budget."""
+    from ...profiles import CONTEXT_BUDGET_BYTES
+    from ..onnx.activation_memory import estimate_profiles
+
+    try:
+        estimates = estimate_profiles(onnx_path, profiles, float_bytes=float_bytes)
+    except Exception as exc:  # advisory only (e.g. profiles not yet fitted to fixed dims)
+        logger.debug("no activation-memory estimate for %s: %s", onnx_path.name, exc)
+        return
+    for est in estimates:
+        level = logging.WARNING if est.peak_bytes > CONTEXT_BUDGET_BYTES else logging.INFO
+        logger.log(
+            level,
+            "%s: a context for max shapes %s needs about %.2f GiB of activations (estimate)",
+            onnx_path.name,
+            est.shapes,
+            est.peak_gib,
+        )
+
+
 def build_engine(
     onnx_path: str | Path,
     out_path: str | Path,
@@ -142,6 +164,7 @@ def build_engine(
         logger.info("TensorRT %s: FP16 from the fp16 ONNX %s", adapter.tensorrt_version(), source)
 
     _precheck(source, strongly_typed=adapter.fp16_needs_fp16_onnx())
+    _log_memory_estimate(source, profiles, float_bytes=2 if settings.precision == "fp16" else 4)
     cache_path = None
     cache_bytes = None
     if timing_cache_dir is not None:

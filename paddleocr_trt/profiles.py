@@ -5,12 +5,13 @@ feeds shapes far outside the spec's single profile: det images at near-native si
 multiples of 32 from 32 up to 4000, one image per call) and rec batches 48 px high and 320 to
 3200 px wide. Three mechanisms keep every call correct:
 
-1. *Several profiles per engine* (:func:`default_profiles`): the spec's profile first, then
-   buckets that cover what PaddleOCR really sends (det: batch-1 native sizes; rec: width
-   buckets). Cost: build time grows roughly linearly with the number of profiles (TensorRT tunes
-   tactics per profile), each profile used at run time needs its own execution context (device
-   memory), and a wide profile gets tactics tuned for its ``opt`` shape only, so shapes far from
-   ``opt`` may run slower than in a tight profile.
+1. *Several profiles per engine* (:func:`default_profiles`): buckets that cover what PaddleOCR
+   really sends (det: batch-1 native sizes in two side buckets; rec: the spec's W=320 profile and
+   width buckets; cls: spec + 80x160). Cost: build time grows roughly linearly with the number
+   of profiles (TensorRT tunes tactics per profile), each profile used at run time needs its own
+   execution context, and a wide profile gets tactics tuned for its ``opt`` shape only. Context
+   memory is per profile (contexts are made with ON_PROFILE_CHANGE), and the defaults are sized
+   so all contexts of det+rec+cls together stay within :data:`ACTIVATION_BUDGET_BYTES`.
 2. *Batch splitting* (:func:`split_batch`): a batch larger than every covering profile's max batch
    is cut into chunks of that profile's max batch.
 3. *Per-call native fallback*: a shape no profile covers (even at batch 1) is served by the
@@ -27,8 +28,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from .errors import PaddleOCRTRTError
+from .log import get_logger
 from .model_types import ModelType
+
+logger = get_logger("profiles")
 
 Shape = tuple[int, ...]
 
@@ -74,6 +80,17 @@ class ShapeProfile:
 Profile = Mapping[str, ShapeProfile]
 
 DET_MAX_SIDE = 4000  # PaddleX OCR.yaml max_side_limit; 4000 = 125 * 32
+DET_SMALL_SIDE = 1920  # edge between the two batch-1 det buckets (multiple of 32)
+DET_LARGE_OPT = 2560
+#: Rec width buckets hold up to this batch (PaddleOCR sends 6); bigger batches are split.
+REC_BUCKET_MAX_BATCH = 16
+#: Activation memory all contexts of the default det+rec+cls profiles may need together, fp32
+#: (ONNX-shape-inference estimate): 4 GiB of a 16 GB card, leaving the rest for the CUDA
+#: contexts, the native Paddle models of the pipeline (and the fallback), I/O buffers and the
+#: builder's workspace during a build.
+ACTIVATION_BUDGET_BYTES = 4 << 30
+#: The most one context (one profile) may need, fp32.
+CONTEXT_BUDGET_BYTES = 2 << 30
 REC_HEIGHT = 48
 REC_MAX_WIDTH = 3200
 
@@ -97,23 +114,34 @@ def default_profiles(
     input_name: str = "x",
     *,
     det_max_side: int = DET_MAX_SIDE,
+    det_side_edges: Sequence[int] = (DET_SMALL_SIDE,),
     rec_width_edges: Sequence[int] = (960, REC_MAX_WIDTH),
-    bucket_max_batch: int = 50,
+    bucket_max_batch: int = REC_BUCKET_MAX_BATCH,
 ) -> list[dict[str, ShapeProfile]]:
-    """Spec profile plus buckets covering PaddleOCR 3.x's real shapes (see module docstring).
+    """Profiles covering what PaddleOCR 3.x sends, within :data:`ACTIVATION_BUDGET_BYTES`.
 
-    det: spec, then batch-1 ``32..det_max_side`` (opt 960). rec: spec (W=320), then one profile
-    per width bucket between consecutive ``rec_width_edges`` (first bucket starts at W=32, opt at
-    the bucket middle, batch opt 6 = PaddleOCR's rec batch). cls: spec plus the PP-LCNet
-    text-line-orientation input 80x160; profiles that conflict with a network's static dims are
-    dropped at build time (:func:`fit_static_dims`).
+    det: batch-1 native-size buckets, sides ``32..det_side_edges[0]`` (opt 960), then up to
+    ``det_max_side`` (opt 2560); PaddleOCR never batches det images. The spec's batch-50 det
+    profile is *not* a default: its context alone needs about 11 GiB fp32 / 5.5 GiB fp16 of
+    activations (``tests/test_activation_memory.py``); pass ``spec_profile("det")`` in
+    ``PipelineOptions.profiles`` to get it on a card that holds it. rec: the spec (W=320, batch
+    50), then one profile per width bucket between consecutive ``rec_width_edges`` (first bucket
+    from W=32, opt at the bucket middle, batch opt 6 = PaddleOCR's rec batch, max
+    ``bucket_max_batch``; larger batches are split). cls: spec plus the PP-LCNet text-line
+    orientation input 80x160; profiles that conflict with a network's fixed dims are dropped or
+    narrowed at build time (:func:`fit_static_dims`).
     """
     mt = ModelType.parse(model_type)
-    profiles = [spec_profile(mt)]
+    profiles: list[ShapeProfile] = []
     if mt is ModelType.DETECTION:
-        side = int(det_max_side)
-        profiles.append(_p((1, 3, 32, 32), (1, 3, 960, 960), (1, 3, side, side)))
+        opt = 960
+        edges = [int(e) for e in det_side_edges if int(e) < int(det_max_side)]
+        for hi in [*edges, int(det_max_side)]:
+            side = min(opt, hi)
+            profiles.append(_p((1, 3, 32, 32), (1, 3, side, side), (1, 3, hi, hi)))
+            opt = DET_LARGE_OPT
     elif mt is ModelType.RECOGNITION:
+        profiles.append(spec_profile(mt))
         lo = 32
         for hi in rec_width_edges:
             opt_w = min(hi, max(lo, (lo + hi) // 2))
@@ -127,38 +155,95 @@ def default_profiles(
             )
             lo = int(hi)
     else:
+        profiles.append(spec_profile(mt))
         profiles.append(_p((1, 3, 80, 160), (16, 3, 80, 160), (50, 3, 80, 160)))
     return [{input_name: p} for p in profiles]
 
 
-def fit_static_dims(
-    profiles: Sequence[Profile], static_shapes: Mapping[str, Sequence[int]]
-) -> list[dict[str, ShapeProfile]]:
-    """Keep the profiles whose ranges agree with the network's fixed dims (-1 = dynamic).
+def _fixed(d: object) -> int | None:
+    """A network dim as a fixed size, or None when dynamic (-1, 0, None, a symbolic name)."""
+    return int(d) if isinstance(d, (int, np.integer)) and int(d) > 0 else None
 
-    Raises ShapeNotCoveredError when none is left, naming the network's shapes.
+
+def _fit_one(sp: ShapeProfile, net_shape: Sequence[object]) -> ShapeProfile | str:
+    """``sp`` narrowed to the network's fixed dims, or why it cannot be."""
+    if len(sp.min) != len(net_shape):
+        return f"rank {len(sp.min)} != network rank {len(net_shape)}"
+    mn, op, mx = list(sp.min), list(sp.opt), list(sp.max)
+    for i, d in enumerate(net_shape):
+        fixed = _fixed(d)
+        if fixed is None:
+            continue
+        if not sp.min[i] <= fixed <= sp.max[i]:
+            return f"dim {i} is fixed to {fixed}, profile range {sp.min[i]}..{sp.max[i]}"
+        mn[i] = op[i] = mx[i] = fixed
+    return ShapeProfile(tuple(mn), tuple(op), tuple(mx))
+
+
+def fit_static_dims(
+    profiles: Sequence[Profile], static_shapes: Mapping[str, Sequence[object]]
+) -> list[dict[str, ShapeProfile]]:
+    """Fit the profiles to the network's inputs (fixed dims as ints; -1/None/names = dynamic).
+
+    A profile range that contains a fixed dim is narrowed to it (TensorRT rejects a profile
+    whose min/opt/max differ from a static dim); a profile that excludes it is dropped, with
+    the reason logged; duplicates left by narrowing are merged. Raises ShapeNotCoveredError when
+    a profile names an input the network lacks, or when no profile is left.
     """
     kept: list[dict[str, ShapeProfile]] = []
-    for prof in profiles:
-        ok = True
+    dropped: list[str] = []
+    for idx, prof in enumerate(profiles):
+        unknown = sorted(set(prof) - set(static_shapes))
+        if unknown:
+            raise ShapeNotCoveredError(
+                f"optimization profile {idx} names inputs {unknown} the network does not have "
+                f"(network inputs: {sorted(static_shapes)})"
+            )
+        fitted: dict[str, ShapeProfile] = {}
         for name, net_shape in static_shapes.items():
             sp = prof.get(name)
-            if sp is None or len(sp.min) != len(net_shape):
-                ok = False
+            result = _fit_one(sp, net_shape) if sp is not None else f"no range for {name!r}"
+            if isinstance(result, str):
+                dropped.append(f"profile {idx}: {name}: {result}")
                 break
-            for i, d in enumerate(net_shape):
-                if int(d) >= 0 and not (sp.min[i] == sp.opt[i] == sp.max[i] == int(d)):
-                    ok = False
-                    break
-            if not ok:
-                break
-        if ok:
-            kept.append(dict(prof))
+            fitted[name] = result
+        else:
+            if fitted not in kept:
+                kept.append(fitted)
+    if dropped:
+        logger.info("profiles not applicable to the network: %s", "; ".join(dropped))
     if not kept:
         raise ShapeNotCoveredError(
-            f"no optimization profile matches the network inputs {dict(static_shapes)}"
+            f"no optimization profile matches the network inputs {dict(static_shapes)} "
+            f"({'; '.join(dropped)})"
         )
     return kept
+
+
+def smaller_profiles(profiles: Sequence[Profile]) -> list[dict[str, ShapeProfile]] | None:
+    """A smaller profile set for the next attempt after a GPU OOM (context creation or build).
+
+    Halves every max batch above 1 (opt and min clamped); once every profile is batch 1, drops
+    the profile with the largest max volume (its shapes then fall back per call). None when
+    nothing is left to shrink (one batch-1 profile).
+    """
+    if any(sp.max[0] > 1 for prof in profiles for sp in prof.values()):
+        out = []
+        for prof in profiles:
+            shrunk = {}
+            for name, sp in prof.items():
+                batch = max(1, sp.max[0] // 2)
+                shrunk[name] = ShapeProfile(
+                    (min(sp.min[0], batch), *sp.min[1:]),
+                    (min(sp.opt[0], batch), *sp.opt[1:]),
+                    (batch, *sp.max[1:]),
+                )
+            out.append(shrunk)
+        return out
+    if len(profiles) <= 1:
+        return None
+    largest = max(range(len(profiles)), key=lambda i: (_max_volume(profiles[i]), i))
+    return [dict(p) for i, p in enumerate(profiles) if i != largest]
 
 
 def _max_volume(prof: Profile) -> int:

@@ -13,4 +13,5 @@ pytest_plugins = [
     "fixtures.onnx",
     "fixtures.cache",
     "fixtures.engines",
+    "fixtures.fake_tensorrt",
 ]

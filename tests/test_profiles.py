@@ -12,6 +12,7 @@ from paddleocr_trt.profiles import (
     fit_static_dims,
     select_profile,
     select_profile_for_split,
+    smaller_profiles,
     spec_profile,
     split_batch,
 )
@@ -36,20 +37,29 @@ def test_profile_rejects_inconsistent_ranges() -> None:
 @pytest.mark.parametrize(
     ("shape", "expected"),
     [
-        ((16, 3, 960, 960), 0),  # spec profile
-        ((1, 3, 64, 4000), 1),  # PaddleOCR 3.x native-size det: bucket
+        ((1, 3, 960, 1280), 0),  # PaddleOCR 3.x native-size det: the small-side bucket
+        ((1, 3, 1920, 1920), 0),
+        ((1, 3, 64, 4000), 1),  # the large-side bucket
         ((1, 3, 4000, 4000), 1),
         ((1, 3, 4032, 32), None),  # beyond max_side_limit
-        ((2, 3, 64, 64), None),  # the native bucket is batch 1 only
+        ((2, 3, 64, 64), None),  # det buckets are batch 1 only (PaddleOCR never batches det)
+        ((16, 3, 960, 960), None),  # the spec's batch-50 det profile is not a default
     ],
 )
 def test_det_selection(shape: tuple[int, ...], expected: int | None) -> None:
     assert select_profile(default_profiles(ModelType.DETECTION), {"x": shape}) == expected
 
 
+def test_det_batches_split_into_batch_one_calls() -> None:
+    index, chunk = select_profile_for_split(
+        default_profiles(ModelType.DETECTION), {"x": (16, 3, 960, 960)}
+    )
+    assert (index, chunk) == (0, 1)
+
+
 def test_rec_width_buckets_cover_paddleocr_widths() -> None:
     profiles = default_profiles("rec")
-    assert select_profile(profiles, {"x": (6, 3, 48, 320)}) == 0  # spec, tightest
+    assert select_profile(profiles, {"x": (50, 3, 48, 320)}) == 0  # spec: only it holds 50
     for width in (321, 700, 960, 961, 2000, 3200):
         idx = select_profile(profiles, {"x": (6, 3, 48, width)})
         assert idx is not None and profiles[idx]["x"].contains((6, 3, 48, width))
@@ -70,7 +80,7 @@ def test_split_for_batches_above_every_max() -> None:
     shapes = {"x": (123, 3, 48, 320)}
     assert select_profile(profiles, shapes) is None
     index, chunk = select_profile_for_split(profiles, shapes)
-    assert chunk == 50 and profiles[index]["x"].contains((chunk, 3, 48, 320))
+    assert chunk == 50 and profiles[index]["x"].contains((chunk, 3, 48, 320))  # the spec
     slices = split_batch(123, chunk)
     assert [(s.start, s.stop) for s in slices] == [(0, 50), (50, 100), (100, 123)]
     assert select_profile_for_split(profiles, {"x": (123, 3, 48, 5000)}) is None
@@ -93,3 +103,31 @@ def test_fit_static_dims_drops_conflicting_profiles() -> None:
     assert len(fit_static_dims(cls, {"x": (-1, 3, -1, -1)})) == 2
     with pytest.raises(ShapeNotCoveredError):
         fit_static_dims(cls, {"x": (-1, 3, 32, 100)})
+
+
+def test_fit_static_dims_narrows_ranges_to_fixed_dims() -> None:
+    """A fixed dim inside a range: min = opt = max = the fixed size (TensorRT rejects any other
+    profile for a static dim); symbolic names and -1 stay dynamic; a fixed batch narrows too."""
+    det = default_profiles("det")
+    fitted = fit_static_dims(det, {"x": ("batch", 3, 640, "w")})
+    assert [(p["x"].min, p["x"].max) for p in fitted] == [
+        ((1, 3, 640, 32), (1, 3, 640, 1920)),
+        ((1, 3, 640, 32), (1, 3, 640, 4000)),
+    ]
+    rec = default_profiles("rec")
+    fixed_batch = fit_static_dims(rec, {"x": (4, 3, 48, -1)})
+    assert all(p["x"].min[0] == p["x"].opt[0] == p["x"].max[0] == 4 for p in fixed_batch)
+    assert len(fixed_batch) == 3
+    with pytest.raises(ShapeNotCoveredError, match="names inputs"):
+        fit_static_dims(rec, {"image": (-1, 3, 48, -1)})
+
+
+def test_smaller_profiles_halve_batches_then_drop_the_largest() -> None:
+    rec = smaller_profiles(default_profiles("rec"))
+    assert rec is not None
+    assert [p["x"].max[0] for p in rec] == [25, 8, 8]
+    assert all(p["x"].min[0] <= p["x"].opt[0] <= p["x"].max[0] for p in rec)
+    det = default_profiles("det")  # batch 1 already: drop the 4000 px bucket
+    step = smaller_profiles(det)
+    assert step == [det[0]]
+    assert smaller_profiles(step) is None

@@ -6,11 +6,14 @@ Skipped where TensorRT cannot build (no libnvinfer) or there is no CUDA GPU. Run
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from paddleocr_trt.backend.onnx.activation_memory import estimate_profiles
 from paddleocr_trt.backend.paddle.runner import PaddleInferenceRunner
 from paddleocr_trt.backend.trt import adapter
 from paddleocr_trt.backend.trt.builder import BuildResult, build_engine
@@ -169,21 +172,49 @@ def test_plan_from_another_version_is_a_cache_miss(engines, tmp_path: Path) -> N
         TensorRTRunner(bad)
 
 
-def test_engine_io_and_default_profiles_build(onnx_models, tmp_path: Path) -> None:
-    """The shipped default profiles (spec + buckets) build and load for rec."""
-    conv = onnx_models[ModelType.RECOGNITION]
+@pytest.mark.parametrize("mtype", list(ModelType), ids=lambda m: m.value)
+def test_shipped_default_profiles_build_load_and_run(
+    onnx_models, tmp_path: Path, mtype: ModelType
+) -> None:
+    """The shipped default profiles build, load and run; prints the real build time and the
+    real device memory per profile next to the ONNX estimate (for the user's GPU)."""
+    conv = onnx_models[mtype]
+    profiles = default_profiles(mtype, conv.input_name)
     result = build_engine(
-        conv.onnx_path,
-        tmp_path / "rec.plan",
-        BuildSettings(),
-        default_profiles(ModelType.RECOGNITION),
+        conv.onnx_path, tmp_path / f"{mtype.value}.plan", BuildSettings(), profiles
     )
     engine = adapter.deserialize_engine(result.plan_path.read_bytes())
     assert engine is not None
     assert [t.name for t in engine.inputs] == [conv.input_name]
     assert engine.inputs[0].dtype == np.float32
-    assert engine.num_profiles == len(default_profiles(ModelType.RECOGNITION))
-    assert (engine.device_memory_size() or 0) > 0
+    assert engine.num_profiles == len(result.profiles)
+    real = [engine.profile_memory_size(i) or 0 for i in range(engine.num_profiles)]
+    estimates = estimate_profiles(conv.onnx_path, list(result.profiles))
+    record = {
+        "model": mtype.value,
+        "tensorrt": result.tensorrt_version,
+        "build_seconds": round(result.seconds, 1),
+        "plan_mib": round(result.plan_bytes / 2**20, 1),
+        "profiles": [
+            {
+                "max": p[conv.input_name].max,
+                "device_memory_mib": round(r / 2**20, 1),
+                "estimate_peak_mib": round(e.peak_bytes / 2**20, 1),
+            }
+            for p, r, e in zip(result.profiles, real, estimates, strict=True)
+        ],
+    }
+    sys.stdout.write(json.dumps(record) + "\n")
+    assert all(r > 0 for r in real)
+    assert sum(real) <= 8 << 30, record  # every context alive: half of a 16 GB card at most
+    rng = np.random.default_rng(0)
+    with TensorRTRunner(result.plan_path, f"{mtype.value}-defaults") as runner:
+        for prof in result.profiles:
+            x = rng.standard_normal(prof[conv.input_name].opt).astype(np.float32)
+            (out,) = runner.infer([x])
+            assert out.shape[0] == x.shape[0] and np.isfinite(out).all()
+        assert runner.fallback_calls == 0 and runner.disabled_reason is None
+
 
 
 def test_cuda_graphs_replay_across_shape_changes_within_their_bound(engines) -> None:

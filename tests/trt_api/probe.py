@@ -183,6 +183,27 @@ def dispatch_checks(major: int) -> dict[str, Any]:
     keep_going = monitor.step_complete("Building", 0)
     monitor.phase_finish("Building")
 
+    flag_path = None
+    if major == 10:
+
+        class As1011:
+            """The real 10.x module reporting 10.11 (the last release with the flag path)."""
+
+            __version__ = "10.11.0.0"
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(trt, name)
+
+        old = As1011()
+        old_flags = adapter.decide_builder_flags(old, fp16_pinned, pinned=True)
+        for flag in old_flags:
+            adapter._api(flag, old)
+        eb = trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH
+        flag_path = {
+            "flags": old_flags,
+            "layer_pinning": adapter.decide_layer_pinning(old, fp16_pinned),
+            "network_flags_is_explicit_batch": adapter.decide_network_flags(old) == 1 << int(eb),
+        }
     try:
         adapter.build_serialized_engine(b"not onnx", fp32, [])
         build_error = "no error"
@@ -190,6 +211,12 @@ def dispatch_checks(major: int) -> dict[str, Any]:
         build_error = f"{type(exc).__name__}: {exc}"
     return {
         "strongly_typed": adapter.decide_strongly_typed(trt),
+        "strongly_typed_by_version": {
+            f"{v[0]}.{v[1]}": adapter.strongly_typed_for_version(v)
+            for v in ((10, 11), (10, 12), (11, 0))
+        },
+        "flag_path_below_10_12": flag_path,
+        "profile_memory_method": adapter.decide_profile_memory_method(trt),
         "network_flags": adapter.decide_network_flags(trt),
         "strongly_typed_bit": 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED),
         "explicit_batch_bit": (

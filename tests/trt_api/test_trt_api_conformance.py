@@ -3,7 +3,8 @@
 Fetches the bindings wheels (cached in .cache/trt-bindings/), compiles stub libnvinfer & co, and
 imports the real ``tensorrt`` of each version in a subprocess (tests/trt_api/probe.py). Never
 skips: without PyPI access it fails and says so. A static scan of adapter.py proves every
-TensorRT access goes through the TRT_API manifest that the subprocess checks.
+TensorRT access in the adapter package goes through the TRT_API manifest that the subprocess
+checks.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from paddleocr_trt.backend.trt import adapter
 
 pytestmark = pytest.mark.trt_api
 
-ADAPTER_PATH = Path(adapter.__file__)
+ADAPTER_DIR = Path(adapter.__file__).parent
+ADAPTER_MODULES = sorted(ADAPTER_DIR.glob("*.py"))
 PROBE = Path(__file__).with_name("probe.py")
 ACCESSOR_CALLS = {"_api": 0, "_has": 0, "_new": 0, "_call": 1, "_get": 1, "_set": 1}
 REFLECTION = {"getattr", "setattr", "hasattr", "delattr", "__import__", "eval", "exec"}
@@ -30,6 +32,16 @@ REFLECTION = {"getattr", "setattr", "hasattr", "delattr", "__import__", "eval", 
 #: from decide_builder_flags (resolved on both versions by the probe); the device-memory
 #: property from decide_device_memory_property (same).
 DYNAMIC_NAME_SITES = {("build_serialized_engine", "_api"), ("device_memory_size", "_get")}
+#: Names the adapter must declare: the fixes of issue 9 depend on them (context memory per
+#: profile, strict timing caches merged across processes).
+REQUIRED_NAMES = (
+    "ExecutionContextAllocationStrategy.ON_PROFILE_CHANGE",
+    "ICudaEngine.create_execution_context",
+    "ICudaEngine.get_device_memory_size_for_profile_v2",
+    "IExecutionContext.set_optimization_profile_async",
+    "IBuilderConfig.set_timing_cache",
+    "ITimingCache.combine",
+)
 
 
 @pytest.fixture(scope="module", params=sorted(BINDINGS), ids=lambda m: f"trt{m}")
@@ -53,6 +65,8 @@ def probe(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 def test_every_manifest_entry_exists_with_the_used_signature(probe: dict[str, Any]) -> None:
     assert probe["problems"] == []
+    for name in REQUIRED_NAMES:
+        assert name in probe["checked"], name
     declared = [n for n, e in adapter.TRT_API.items() if probe["major"] in e.versions]
     assert sorted(probe["checked"] + probe["optional_missing"]) == sorted(declared)
     line = f"checked TensorRT {probe['version']} ({len(probe['checked'])} names)"
@@ -80,24 +94,30 @@ def test_removed_names_are_absent_and_only_declared_for_older_majors(
 
 def test_version_dispatch_on_real_module(probe: dict[str, Any]) -> None:
     d = probe["dispatch"]
-    if probe["major"] == 10:
-        assert d["strongly_typed"] is False
-        assert d["network_flags"] == d["explicit_batch_bit"]
-        assert d["flags_fp16_pinned"] == [
-            "BuilderFlag.TF32",
-            "BuilderFlag.FP16",
-            "BuilderFlag.OBEY_PRECISION_CONSTRAINTS",
-        ]
-        assert d["layer_pinning_fp16"] is True
-        assert d["fp16_needs_onnx"] is False
+    # 10.12 deprecated BuilderFlag.FP16 for strong typing; both bound versions (10.16, 11.4)
+    # therefore build FP16 from a typed fp16 ONNX. The flag path stays for 10.0-10.11.
+    assert d["strongly_typed_by_version"] == {"10.11": False, "10.12": True, "11.0": True}
+    assert d["strongly_typed"] is True
+    assert d["network_flags"] == d["strongly_typed_bit"]
+    assert d["flags_fp16_pinned"] == ["BuilderFlag.TF32"]
+    assert d["layer_pinning_fp16"] is False
+    assert d["fp16_needs_onnx"] is True
+    if probe["major"] == 10:  # the real 10.16 module driven as a 10.11 release
+        assert d["flag_path_below_10_12"] == {
+            "flags": [
+                "BuilderFlag.TF32",
+                "BuilderFlag.FP16",
+                "BuilderFlag.OBEY_PRECISION_CONSTRAINTS",
+            ],
+            "layer_pinning": True,
+            "network_flags_is_explicit_batch": True,
+        }
     else:
-        assert d["strongly_typed"] is True
-        assert d["network_flags"] == d["strongly_typed_bit"]
-        assert d["flags_fp16_pinned"] == ["BuilderFlag.TF32"]
-        assert d["layer_pinning_fp16"] is False
-        assert d["fp16_needs_onnx"] is True
+        assert d["flag_path_below_10_12"] is None
+        assert d["explicit_batch_bit"] is None
     assert d["flags_fp32"] == ["BuilderFlag.TF32"]
     assert d["device_memory_property"] == "ICudaEngine.device_memory_size_v2"
+    assert d["profile_memory_method"] == "ICudaEngine.get_device_memory_size_for_profile_v2"
 
 
 def test_adapter_paths_runnable_without_libraries(probe: dict[str, Any]) -> None:
@@ -304,13 +324,22 @@ def scan_adapter_source(source: str, trt_names: set[str]) -> list[str]:
 
 
 def test_adapter_reaches_tensorrt_only_through_the_manifest(trt_names: set[str]) -> None:
-    problems = scan_adapter_source(ADAPTER_PATH.read_text(encoding="utf-8"), trt_names)
+    assert {p.name for p in ADAPTER_MODULES} >= {"api.py", "build.py", "runtime.py"}
+    problems = []
+    for path in ADAPTER_MODULES:
+        found = scan_adapter_source(path.read_text(encoding="utf-8"), trt_names)
+        problems += [f"{path.name}: {p}" for p in found]
     assert not problems, "\n".join(problems)
+
+
+def test_no_adapter_module_passes_400_lines() -> None:
+    sizes = {p.name: len(p.read_text(encoding="utf-8").splitlines()) for p in ADAPTER_MODULES}
+    assert max(sizes.values()) <= 400, sizes
 
 
 def test_static_scan_catches_a_direct_access(trt_names: set[str]) -> None:
     """The scan must flag the ways a developer would bypass the manifest."""
-    source = ADAPTER_PATH.read_text(encoding="utf-8")
+    source = (ADAPTER_DIR / "build.py").read_text(encoding="utf-8")
     for snippet in (
         "def f(ctx):\n    ctx.execute_async_v3(0)\n",
         "def f(trt):\n    return trt.BuilderFlag.TF32\n",

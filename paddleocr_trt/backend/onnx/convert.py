@@ -162,6 +162,7 @@ def _convert(
 ) -> ConversionResult:
     import onnx
 
+    from .naming import name_nodes_like_parser
     from .repair import repair_model
     from .simplify import simplify_model
 
@@ -186,6 +187,7 @@ def _convert(
     except Exception as exc:
         raise _Failure(STEP_SIMPLIFY, f"{type(exc).__name__}: {exc}") from exc
     _name_dynamic_axes(model)
+    name_nodes_like_parser(model)  # FP32 pins must name TensorRT's layers (naming.py)
     model = _check(model, "after simplification")
     input_shapes = {
         value.name: [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]

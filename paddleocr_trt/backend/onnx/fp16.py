@@ -17,8 +17,8 @@ ONNX model whose tensors already are fp16. The rewrite is node based, because th
 * a ``Cast`` is inserted (once per tensor and target type) wherever producer and consumer
   precisions differ; with ``keep_io_types`` graph inputs and outputs stay fp32.
 
-Unnamed nodes get deterministic names (:func:`ensure_node_names`) so that names reported by the
-sensitivity analysis refer to the same nodes in the fp32 and fp16 graphs.
+Unnamed nodes get the TensorRT parser's names (:func:`ensure_node_names`) so that names reported
+by the sensitivity analysis refer to the same nodes in the fp32 and fp16 graphs and TensorRT.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ...log import get_logger
+from .naming import name_nodes_like_parser
 
 log = get_logger("onnx.fp16")
 
@@ -72,12 +73,9 @@ TYPE_AGNOSTIC_OPS = frozenset({"Cast", "Shape", "Size", "CastLike"})
 
 
 def ensure_node_names(model: onnx.ModelProto) -> None:
-    """Give unnamed (or duplicate-named) nodes a stable ``<op>__<index>`` name, in place."""
-    seen: set[str] = set()
-    for index, node in enumerate(model.graph.node):
-        if not node.name or node.name in seen:
-            node.name = f"{node.op_type}__{index}"
-        seen.add(node.name)
+    """Name unnamed nodes with the TensorRT parser's rule (``node_of_<first output>``) and make
+    duplicates unique, in place (:func:`.naming.name_nodes_like_parser`)."""
+    name_nodes_like_parser(model)
 
 
 def tensor_elem_types(model: onnx.ModelProto) -> dict[str, int]:

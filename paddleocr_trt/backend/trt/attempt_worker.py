@@ -42,6 +42,7 @@ def build_and_validate(payload: dict[str, Any]) -> dict[str, Any]:
             settings,
             profiles,
             timing_cache_dir=payload.get("timing_cache_dir"),
+            device_id=int(payload.get("device_id", 0)),
         )
     with np.load(payload["inputs"]) as data:
         inputs = [data[f"arr_{i}"] for i in range(len(data.files))]

@@ -1,8 +1,15 @@
 """Build an engine file from an ONNX model: FP16 path per TensorRT version, timing cache, OOM
-back-off (halve the workspace and retry), atomic write."""
+back-off (halve the workspace and retry), atomic write.
+
+The build runs with the target GPU current (TensorRT builds for, and times tactics on, the
+current device). The timing cache is per TensorRT version + GPU name + compute capability (a
+cache from another GPU "may lead to functional/performance bugs"), loaded strictly and merged
+into the file under its lock, so concurrent builders add entries instead of overwriting them.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
@@ -11,15 +18,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...cache.lock import file_lock
 from ...errors import EngineBuildError, OutOfMemoryError
 from ...log import get_logger
-from ...profiles import Profile
+from ...profiles import Profile, ShapeProfile
+from ..cuda.runtime import device_scope
 from . import adapter
 from .config import BuildSettings
 
 logger = get_logger("trt.builder")
 
 MIN_WORKSPACE_BYTES = 128 << 20
+TIMING_CACHE_LOCK_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,10 @@ class BuildResult:
     tensorrt_version: str
     timing_cache_path: Path | None
     onnx_path: Path  # the ONNX actually built (the fp16 one on 11.x FP16)
+    #: The profiles in the engine (the requested ones fitted to the network's fixed dims).
+    profiles: tuple[dict[str, ShapeProfile], ...] = ()
+    #: FP32 pin patterns that matched no layer (flag-path FP16 only).
+    unmatched_pins: tuple[str, ...] = ()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -48,10 +62,70 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def timing_cache_file(timing_cache_dir: Path, gpu_tag: str = "") -> Path:
-    """One timing cache per TensorRT version (and GPU, when the caller names it)."""
-    tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{adapter.tensorrt_version()}-{gpu_tag}".strip("-"))
+def gpu_cache_tag(device_id: int) -> str:
+    """``<GPU name>-sm<major><minor>`` of ``device_id`` (the timing cache's GPU key)."""
+    from ..cuda.runtime import device_info
+
+    info = device_info(device_id)
+    major, minor = info.compute_capability
+    return f"{info.name}-sm{major}{minor}"
+
+
+def timing_cache_file(timing_cache_dir: Path, gpu_tag: str) -> Path:
+    """One timing cache per TensorRT version and GPU (name + compute capability)."""
+    if not gpu_tag:
+        raise ValueError("a timing cache needs the GPU's tag (gpu_cache_tag(device_id))")
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{adapter.tensorrt_version()}-{gpu_tag}")
     return Path(timing_cache_dir) / f"timing-{tag}.cache"
+
+
+def save_timing_cache(cache_path: Path, new: bytes) -> None:
+    """Merge ``new`` into the cache file under its lock (never overwrite others' entries)."""
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = cache_path.with_name(cache_path.name + ".lock")
+    with file_lock(lock, TIMING_CACHE_LOCK_TIMEOUT_S, "timing cache"):
+        current = cache_path.read_bytes() if cache_path.is_file() else b""
+        merged = adapter.combine_timing_caches(current, new) if current else new
+        _write_atomic(cache_path, merged)
+
+
+def _precheck(onnx_path: Path, *, strongly_typed: bool) -> None:
+    """Warn, before a long build, about what TensorRT's parser is documented to reject."""
+    from ..onnx.trt_support import check_trt_support
+
+    try:
+        problems = check_trt_support(onnx_path, strongly_typed=strongly_typed)
+    except Exception as exc:  # the check is advisory; the parser has the last word
+        logger.debug("static TensorRT support check skipped for %s: %s", onnx_path.name, exc)
+        return
+    if problems:
+        logger.warning(
+            "%s: %d node(s) TensorRT's ONNX parser may reject (first: %s)",
+            onnx_path.name,
+            len(problems),
+            "; ".join(map(str, problems[:5])),
+        )
+
+
+def _log_memory_estimate(onnx_path: Path, profiles: Sequence[Profile], *, float_bytes: int) -> None:
+    """Log each profile's estimated context memory; warn above the per-context budget."""
+    from ...profiles import CONTEXT_BUDGET_BYTES
+    from ..onnx.activation_memory import estimate_profiles
+
+    try:
+        estimates = estimate_profiles(onnx_path, profiles, float_bytes=float_bytes)
+    except Exception as exc:  # advisory only (e.g. profiles not yet fitted to fixed dims)
+        logger.debug("no activation-memory estimate for %s: %s", onnx_path.name, exc)
+        return
+    for est in estimates:
+        level = logging.WARNING if est.peak_bytes > CONTEXT_BUDGET_BYTES else logging.INFO
+        logger.log(
+            level,
+            "%s: a context for max shapes %s needs about %.2f GiB of activations (estimate)",
+            onnx_path.name,
+            est.shapes,
+            est.peak_gib,
+        )
 
 
 def build_engine(
@@ -62,15 +136,19 @@ def build_engine(
     *,
     timing_cache_dir: str | Path | None = None,
     fp16_onnx_path: str | Path | None = None,
-    gpu_tag: str = "",
+    device_id: int = 0,
+    gpu_tag: str | None = None,
 ) -> BuildResult:
     """Build ``onnx_path`` into ``out_path``.
 
     FP16: TensorRT 10.x sets the FP16 builder flag on the fp32 ONNX (and pins
     ``settings.fp32_layers``); 11.x builds a strongly typed network from an fp16 ONNX, taken from
     ``fp16_onnx_path`` or, when absent, converted here with ``settings.fp32_layers`` kept fp32.
-    On a builder OOM the workspace is halved and the build retried (down to 128 MiB).
+    On a builder OOM the workspace is halved and the build retried (down to 128 MiB). The build
+    runs on ``device_id``; ``gpu_tag`` (default: :func:`gpu_cache_tag` of that device) keys the
+    timing cache.
     """
+
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     source = onnx_path
     if settings.precision == "fp16" and adapter.fp16_needs_fp16_onnx():
@@ -85,10 +163,13 @@ def build_engine(
         source = Path(fp16_onnx_path)
         logger.info("TensorRT %s: FP16 from the fp16 ONNX %s", adapter.tensorrt_version(), source)
 
+    _precheck(source, strongly_typed=adapter.fp16_needs_fp16_onnx())
+    _log_memory_estimate(source, profiles, float_bytes=2 if settings.precision == "fp16" else 4)
     cache_path = None
     cache_bytes = None
     if timing_cache_dir is not None:
-        cache_path = timing_cache_file(Path(timing_cache_dir), gpu_tag)
+        tag = gpu_tag if gpu_tag else gpu_cache_tag(device_id)
+        cache_path = timing_cache_file(Path(timing_cache_dir), tag)
         if cache_path.is_file():
             cache_bytes = cache_path.read_bytes()
 
@@ -97,9 +178,10 @@ def build_engine(
     while True:
         attempts += 1
         try:
-            out = adapter.build_serialized_engine(
-                source, attempt_settings, profiles, timing_cache=cache_bytes
-            )
+            with device_scope(device_id):
+                out = adapter.build_serialized_engine(
+                    source, attempt_settings, profiles, timing_cache=cache_bytes
+                )
             break
         except OutOfMemoryError as exc:
             half = attempt_settings.workspace_bytes // 2
@@ -121,7 +203,8 @@ def build_engine(
         raise EngineBuildError(f"engine build for {onnx_path.name} returned an empty plan")
     _write_atomic(out_path, out.plan)
     if cache_path is not None and out.timing_cache:
-        _write_atomic(cache_path, out.timing_cache)
+        with device_scope(device_id):
+            save_timing_cache(cache_path, out.timing_cache)
     logger.info(
         "built %s (%s, %.1f MiB) in %.1f s",
         out_path.name,
@@ -140,4 +223,6 @@ def build_engine(
         tensorrt_version=out.tensorrt_version,
         timing_cache_path=cache_path,
         onnx_path=source,
+        profiles=out.profiles,
+        unmatched_pins=out.unmatched_pins,
     )

@@ -1,14 +1,23 @@
-"""TensorRT engine runner: profile choice, batch splitting, OOM back-off, native fallback."""
+"""TensorRT engine runner: profile choice, batch splitting, OOM back-off, native fallback.
+
+Failure policy at inference: a shape outside every profile goes to the fallback for that call
+only (``fallback_calls``); an execution context that cannot get GPU memory makes its profile
+unusable (after one retry with the other contexts released) and the call is routed to another
+covering profile or the fallback; any other TensorRT/CUDA failure switches the runner to its
+fallback for good (``disabled_reason``, ``runtime_fallback_calls``, one warning), because a
+context that failed once is not trusted again. Without a fallback every failure is raised.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ...errors import CacheError
+from ...errors import CacheError, OutOfMemoryError
 from ...log import get_logger, warn_once
 from ...profiles import (
     ShapeNotCoveredError,
@@ -23,14 +32,23 @@ from . import adapter
 logger = get_logger("trt.runner")
 
 
+class ContextMemoryError(OutOfMemoryError):
+    """An execution context could not get GPU memory; its profile is now unusable."""
+
+
+class NoContextMemoryError(OutOfMemoryError):
+    """Profiles cover the call, but none of them could get GPU memory for a context."""
+
+
 class TensorRTRunner(BaseRunner):
     """Runs a serialized engine; one execution context + CudaExecutor per profile, made lazily.
 
-    Calls whose shapes no profile covers go to ``fallback`` (counted in
-    ``fallback_calls``, logged once per runner) or raise ShapeNotCoveredError without one.
-    Batches above a covering profile's max batch are split; a GPU OOM halves the batch
+    Calls whose shapes no profile covers go to ``fallback`` (counted in ``fallback_calls``,
+    logged once per runner) or raise ShapeNotCoveredError without one. Batches above a covering
+    profile's max batch are split; a GPU OOM while running halves the batch
     (``run_with_backoff``). ``use_cuda_graphs`` replays a captured graph per input-shape set
     (at most ``cuda_graph_cache_size`` per profile; shapes re-set on the context before replay).
+    See the module docstring for the failure policy.
     """
 
     backend = "tensorrt"
@@ -46,10 +64,8 @@ class TensorRTRunner(BaseRunner):
         cuda_graph_cache_size: int = 16,
     ) -> None:
         super().__init__(name)
-        from ..cuda.runtime import device_scope
-
         data = plan if isinstance(plan, bytes) else Path(plan).read_bytes()
-        with device_scope(device_id):
+        with _device_scope(device_id):
             engine = adapter.deserialize_engine(data)
         if engine is None:
             raise CacheError(
@@ -59,6 +75,12 @@ class TensorRTRunner(BaseRunner):
         self.engine = engine
         self.fallback = fallback
         self.fallback_calls = 0
+        #: Calls served by the fallback because the engine failed for good (not shapes).
+        self.runtime_fallback_calls = 0
+        #: Why the runner stopped using TensorRT (None while it works).
+        self.disabled_reason: str | None = None
+        #: Profiles whose execution context could not get GPU memory.
+        self.unusable_profiles: set[int] = set()
         self.device_id = device_id
         self.use_cuda_graphs = use_cuda_graphs
         #: CUDA graphs kept per execution context (LRU); one per input-shape set
@@ -68,27 +90,84 @@ class TensorRTRunner(BaseRunner):
             {n: ShapeProfile(*shapes) for n, shapes in engine.profile_shapes(i).items()}
             for i in range(engine.num_profiles)
         ]
-        self._executors: dict[int, object] = {}
+        self._executors: dict[int, Any] = {}
         self._lock = threading.Lock()
 
-    def _executor(self, index: int):  # -> CudaExecutor
+    # -- contexts ---------------------------------------------------------------------------
+
+    def _new_executor(self, index: int) -> Any:
+        """Context for profile ``index`` + its executor; the profile is selected on the
+        executor's stream (the one every enqueue of this context uses)."""
+        need = self.engine.profile_memory_size(index)
+        if need is not None:
+            free = _free_device_memory(self.device_id)
+            if free is not None and need > free:
+                raise OutOfMemoryError(
+                    f"{self.name}: the context of profile {index} needs {need >> 20} MiB of "
+                    f"device memory, {free >> 20} MiB free on device {self.device_id}"
+                )
+        with _device_scope(self.device_id):
+            enqueuer = self.engine.create_enqueuer(index)
+            executor = _make_executor(
+                enqueuer,
+                input_dtypes=[t.dtype for t in self.engine.inputs],
+                output_dtypes=[t.dtype for t in self.engine.outputs],
+                device_id=self.device_id,
+                use_cuda_graphs=self.use_cuda_graphs,
+                graph_cache_size=self.cuda_graph_cache_size,
+                input_names=self.input_names,
+            )
+            try:
+                enqueuer.select_profile(executor.stream_handle)
+            except BaseException:
+                executor.close()
+                raise
+        logger.info(
+            "%s: execution context for profile %d %s",
+            self.name,
+            index,
+            "ready" if need is None else f"holds {need / (1 << 20):.0f} MiB of device memory",
+        )
+        return executor
+
+    def _executor(self, index: int) -> Any:
         with self._lock:
             if index not in self._executors:
-                from ..cuda.executor import CudaExecutor
-                from ..cuda.runtime import device_scope
-
-                with device_scope(self.device_id):
-                    enqueuer = self.engine.create_enqueuer(index)
-                self._executors[index] = CudaExecutor(
-                    enqueuer,
-                    input_dtypes=[t.dtype for t in self.engine.inputs],
-                    output_dtypes=[t.dtype for t in self.engine.outputs],
-                    device_id=self.device_id,
-                    use_cuda_graphs=self.use_cuda_graphs,
-                    graph_cache_size=self.cuda_graph_cache_size,
-                    input_names=self.input_names,
-                )
+                try:
+                    self._executors[index] = self._new_executor(index)
+                except OutOfMemoryError as exc:
+                    if not self._executors:
+                        self.unusable_profiles.add(index)
+                        raise
+                    logger.warning(
+                        "%s: no GPU memory for the context of profile %d (%s); releasing the "
+                        "other %d context(s) and retrying once",
+                        self.name,
+                        index,
+                        exc,
+                        len(self._executors),
+                    )
+                    self._close_executors()
+                    try:
+                        self._executors[index] = self._new_executor(index)
+                    except OutOfMemoryError:
+                        self.unusable_profiles.add(index)
+                        raise
             return self._executors[index]
+
+    def _close_executors(self) -> None:
+        for executor in self._executors.values():
+            try:
+                executor.close()
+            except Exception as exc:  # closing must not hide the failure being handled
+                logger.debug("%s: closing an executor failed: %s", self.name, exc)
+        self._executors.clear()
+
+    # -- inference --------------------------------------------------------------------------
+
+    def _usable(self) -> list[dict[str, ShapeProfile]]:
+        """Profiles with the unusable ones replaced by an empty range (indices preserved)."""
+        return [{} if i in self.unusable_profiles else p for i, p in enumerate(self.profiles)]
 
     def _run_profile(self, index: int, inputs: list[np.ndarray]) -> list[np.ndarray]:
         from ..cuda.oom import run_with_backoff
@@ -100,44 +179,132 @@ class TensorRTRunner(BaseRunner):
 
     def infer(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         self.check_inputs(inputs)
+        if self.disabled_reason is not None and self.fallback is not None:
+            self.runtime_fallback_calls += 1
+            return self.fallback.infer(list(inputs))
         arrays = [
             np.ascontiguousarray(x, dtype=t.dtype)
             for x, t in zip(inputs, self.engine.inputs, strict=True)
         ]
         shapes = {n: a.shape for n, a in zip(self.input_names, arrays, strict=True)}
-        index = select_profile(self.profiles, shapes)
+        for _ in range(len(self.profiles) + 1):  # each retry marks one more profile unusable
+            try:
+                return self._infer_engine(arrays, shapes)
+            except ContextMemoryError:
+                continue  # that profile is now unusable: route again (another one or fallback)
+            except (ShapeNotCoveredError, NoContextMemoryError):
+                if self.fallback is None:
+                    raise
+                return self._fallback(shapes, list(inputs))
+            except Exception as exc:
+                return self._disable(exc, list(inputs))
+        raise AssertionError("unreachable: every profile was marked unusable")
+
+    def _infer_engine(
+        self, arrays: list[np.ndarray], shapes: dict[str, tuple[int, ...]]
+    ) -> list[np.ndarray]:
+        usable = self._usable()
+        index = select_profile(usable, shapes)
         if index is not None:
-            return self._run_profile(index, arrays)
-        split = select_profile_for_split(self.profiles, shapes)
+            return self._run_profile_marked(index, arrays)
+        split = select_profile_for_split(usable, shapes)
         if split is not None:
             index, chunk = split
             parts = [
-                self._run_profile(index, [a[s] for a in arrays])
+                self._run_profile_marked(index, [a[s] for a in arrays])
                 for s in split_batch(arrays[0].shape[0], chunk)
             ]
             return [np.concatenate(outs, axis=0) for outs in zip(*parts, strict=True)]
-        return self._fallback(shapes, list(inputs))
+        if self.unusable_profiles and (
+            select_profile(self.profiles, shapes) is not None
+            or select_profile_for_split(self.profiles, shapes) is not None
+        ):
+            raise NoContextMemoryError(
+                f"{self.name}: the profiles covering {shapes} have no GPU memory for a context "
+                f"(unusable: {sorted(self.unusable_profiles)})"
+            )
+        raise ShapeNotCoveredError(
+            f"{self.name}: input shapes {shapes} are outside every optimization profile "
+            f"{[{n: p.to_dict() for n, p in prof.items()} for prof in self.profiles]}"
+        )
+
+    def _run_profile_marked(self, index: int, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """Run on profile ``index``; an OOM while making its context is marked as such."""
+        if index not in self._executors:
+            try:
+                self._executor(index)
+            except OutOfMemoryError as exc:
+                raise ContextMemoryError(
+                    f"{self.name}: no GPU memory for the context of profile {index}: {exc}"
+                ) from exc
+        return self._run_profile(index, arrays)
+
+    def _disable(self, exc: Exception, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        if self.fallback is None:
+            raise exc
+        self.disabled_reason = f"{type(exc).__name__}: {exc}"
+        self.runtime_fallback_calls += 1
+        warn_once(
+            ("trt-runtime-fallback", self.name),
+            "%s: TensorRT failed (%s); every later call runs on %s (logged once; counted in "
+            "runtime_fallback_calls)",
+            self.name,
+            self.disabled_reason,
+            self.fallback.backend,
+        )
+        with self._lock:
+            self._close_executors()
+        return self.fallback.infer(inputs)
 
     def _fallback(self, shapes: dict[str, tuple[int, ...]], inputs: list[np.ndarray]):
-        if self.fallback is None:
-            raise ShapeNotCoveredError(
-                f"{self.name}: input shapes {shapes} are outside every optimization profile "
-                f"{[{n: p.to_dict() for n, p in prof.items()} for prof in self.profiles]}"
-            )
+        assert self.fallback is not None
         self.fallback_calls += 1
         warn_once(
             ("trt-shape-fallback", self.name),
-            "%s: input shapes %s are outside the engine's optimization profiles; running them "
-            "on %s (logged once; counted in fallback_calls)",
+            "%s: input shapes %s are outside the engine's usable optimization profiles; running "
+            "them on %s (logged once; counted in fallback_calls)",
             self.name,
             shapes,
             self.fallback.backend,
         )
         return self.fallback.infer(inputs)
 
+    def fallback_summary(self) -> dict[str, Any]:
+        """What the demo/report shows: calls served natively and why."""
+        return {
+            "fallback_calls": self.fallback_calls,
+            "runtime_fallback_calls": self.runtime_fallback_calls,
+            "disabled_reason": self.disabled_reason,
+            "unusable_profiles": sorted(self.unusable_profiles),
+        }
+
     def close(self) -> None:
         with self._lock:
-            for executor in self._executors.values():
-                executor.close()
-            self._executors.clear()
+            self._close_executors()
         super().close()
+
+
+def _device_scope(device_id: int):  # -> ContextManager[None]
+    from ..cuda.runtime import device_scope
+
+    return device_scope(device_id)
+
+
+def _free_device_memory(device_id: int) -> int | None:
+    """Free bytes on the device (None when it cannot be asked): a preflight that tells OOM
+    apart from other context failures whatever TensorRT's message says."""
+    from ..cuda.runtime import mem_get_info
+
+    try:
+        return mem_get_info(device_id)[0]
+    except Exception as exc:
+        logger.debug("cannot query free device memory: %s", exc)
+        return None
+
+
+def _make_executor(enqueuer: Any, **kwargs: Any) -> Any:
+    """A CudaExecutor around ``enqueuer`` (a module function so control-flow tests can swap
+    in a test double where no GPU exists)."""
+    from ..cuda.executor import CudaExecutor
+
+    return CudaExecutor(enqueuer, **kwargs)

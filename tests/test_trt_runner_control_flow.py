@@ -1,0 +1,294 @@
+"""TensorRTRunner's failure handling, driven through a test double of the TensorRT adapter.
+
+Nothing here runs TensorRT or a GPU, and nothing here shows that TensorRT works: the failure
+modes (no GPU memory for an execution context, a failing enqueue, the order of profile
+selection and enqueue on streams) cannot be produced without a GPU, so a named double stands in
+for the adapter (:class:`FakeTensorRTAdapter`) and for the CUDA executor (:class:`FakeExecutor`).
+The double's "engine" computes with a real ONNX Runtime session of the real text-line
+orientation model, and the fallback is a real ONNX Runtime runner, so every output compared
+below is a real model output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+from paddleocr_trt.backend.onnxrt import OnnxRuntimeRunner
+from paddleocr_trt.backend.trt import runner as runner_mod
+from paddleocr_trt.backend.trt.adapter import EngineExecutionError, TensorInfo
+from paddleocr_trt.backend.trt.runner import NoContextMemoryError, TensorRTRunner
+from paddleocr_trt.errors import OutOfMemoryError
+from paddleocr_trt.model_types import ModelType
+from paddleocr_trt.profiles import ShapeNotCoveredError, ShapeProfile
+
+Shape = tuple[int, ...]
+#: Profile 0 is the tight one for 48x192 inputs, profile 1 a wide bucket that also covers them.
+PROFILES = [
+    ShapeProfile((1, 3, 48, 192), (4, 3, 48, 192), (4, 3, 48, 192)),
+    ShapeProfile((1, 3, 48, 32), (2, 3, 48, 320), (8, 3, 48, 640)),
+]
+
+
+class FakeTensorRTAdapter:
+    """Test double of the adapter's interface as TensorRTRunner uses it.
+
+    Not TensorRT: ``deserialize_engine`` returns a :class:`FakeEngine` whose contexts record
+    every call (``events``) and can be told to fail; results come from ONNX Runtime on CPU.
+    """
+
+    def __init__(
+        self,
+        onnx_path: Any,
+        *,
+        oom_profiles: Sequence[int] = (),
+        oom_while_other_contexts: bool = False,
+        fail_enqueue: bool = False,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        self.oom_profiles = set(oom_profiles)
+        self.oom_while_other_contexts = oom_while_other_contexts
+        self.fail_enqueue = fail_enqueue
+        self.events: list[tuple[Any, ...]] = []
+        self.live: list[FakeEnqueuer] = []
+        #: profile -> bytes its context needs (what get_device_memory_size_for_profile_v2 says)
+        self.profile_memory: dict[int, int] = {}
+        #: free device memory the runner's preflight sees (None: not queryable)
+        self.free_memory: int | None = None
+
+    def tensorrt_version(self) -> str:
+        return "fake (test double)"
+
+    def deserialize_engine(self, plan: bytes) -> FakeEngine:
+        return FakeEngine(self)
+
+
+class FakeEngine:
+    """Test double of ``adapter.Engine``."""
+
+    def __init__(self, fake: FakeTensorRTAdapter) -> None:
+        self.fake = fake
+        inp, out = fake.session.get_inputs()[0], fake.session.get_outputs()[0]
+        self.inputs = [TensorInfo(inp.name, True, np.dtype(np.float32), (-1, 3, -1, -1))]
+        self.outputs = [TensorInfo(out.name, False, np.dtype(np.float32), (-1, 2))]
+        self.input_names = [inp.name]
+        self.output_names = [out.name]
+        self.num_profiles = len(PROFILES)
+
+    def profile_shapes(self, index: int) -> dict[str, tuple[Shape, Shape, Shape]]:
+        p = PROFILES[index]
+        return {self.input_names[0]: (p.min, p.opt, p.max)}
+
+    def profile_memory_size(self, index: int) -> int | None:
+        return self.fake.profile_memory.get(index)
+
+    def create_enqueuer(self, index: int) -> FakeEnqueuer:
+        fake = self.fake
+        fake.events.append(("create", index))
+        if index in fake.oom_profiles or (fake.oom_while_other_contexts and fake.live):
+            raise OutOfMemoryError(f"creating a TensorRT execution context: fake OOM ({index})")
+        enq = FakeEnqueuer(fake, index)
+        fake.live.append(enq)
+        return enq
+
+
+class FakeEnqueuer:
+    """Test double of ``adapter.TrtEnqueuer``: enforces select-before-use and one stream."""
+
+    def __init__(self, fake: FakeTensorRTAdapter, index: int) -> None:
+        self.fake = fake
+        self.profile_index = index
+        self.stream_handle: int | None = None
+
+    def select_profile(self, stream_handle: int) -> None:
+        self.fake.events.append(("select", self.profile_index, stream_handle))
+        self.stream_handle = stream_handle
+
+    def set_input_shapes(self, shapes: Sequence[Shape]) -> list[Shape]:
+        if self.stream_handle is None:
+            raise EngineExecutionError("input shapes before the profile was selected")
+        if not PROFILES[self.profile_index].contains(shapes[0]):
+            raise ShapeNotCoveredError(f"{shapes[0]} outside profile {self.profile_index}")
+        self.fake.events.append(("shapes", self.profile_index, tuple(shapes[0])))
+        return [(shapes[0][0], 2)]
+
+    def bind(self, input_ptrs: Sequence[int], output_ptrs: Sequence[int]) -> None:
+        pass
+
+    def enqueue(self, stream_handle: int) -> None:
+        self.fake.events.append(("enqueue", self.profile_index, stream_handle))
+        if self.fake.fail_enqueue:
+            raise EngineExecutionError("TensorRT execute_async_v3: fake failure")
+
+    def release(self) -> None:
+        if self in self.fake.live:
+            self.fake.live.remove(self)
+
+
+_streams = itertools.count(0x1000)
+
+
+class FakeExecutor:
+    """Test double of ``CudaExecutor``: its own stream handle; runs the enqueuer's call order
+    (shapes, bind, enqueue on its stream) and computes with the fake's ONNX Runtime session."""
+
+    def __init__(self, enqueuer: FakeEnqueuer, **_: Any) -> None:
+        self.enqueuer = enqueuer
+        self.stream_handle = next(_streams)
+
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        self.enqueuer.set_input_shapes([a.shape for a in inputs])
+        self.enqueuer.bind([0], [0])
+        self.enqueuer.enqueue(self.stream_handle)
+        session = self.enqueuer.fake.session
+        return list(session.run(None, {session.get_inputs()[0].name: inputs[0]}))
+
+    def close(self) -> None:
+        self.enqueuer.fake.events.append(("close", self.enqueuer.profile_index))
+        self.enqueuer.release()
+
+
+@contextlib.contextmanager
+def _no_device(device_id: int) -> Iterator[None]:
+    yield
+
+
+@pytest.fixture(scope="module")
+def cls_onnx(onnx_models) -> Any:
+    return onnx_models[ModelType.CLASSIFICATION].onnx_path
+
+
+@pytest.fixture(scope="module")
+def native(cls_onnx) -> Iterator[OnnxRuntimeRunner]:
+    with OnnxRuntimeRunner(cls_onnx, name="fallback") as r:
+        yield r
+
+
+def _runner(monkeypatch, fake: FakeTensorRTAdapter, fallback=None) -> TensorRTRunner:
+    monkeypatch.setattr(runner_mod, "adapter", fake)
+    monkeypatch.setattr(runner_mod, "_make_executor", FakeExecutor)
+    monkeypatch.setattr(runner_mod, "_device_scope", _no_device)
+    monkeypatch.setattr(runner_mod, "_free_device_memory", lambda device_id: fake.free_memory)
+    return TensorRTRunner(b"plan", "cls", fallback=fallback)
+
+
+def _x(batch: int, width: int = 192, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((batch, 3, 48, width)).astype(np.float32)
+
+
+def test_profile_is_selected_on_the_stream_that_runs_it(monkeypatch, cls_onnx, native) -> None:
+    fake = FakeTensorRTAdapter(cls_onnx)
+    with _runner(monkeypatch, fake) as runner:
+        (out,) = runner.infer([_x(2)])
+        runner.infer([_x(1, width=320)])  # profile 1: a second context, another stream
+    np.testing.assert_allclose(out, native.infer([_x(2)])[0], rtol=0, atol=1e-6)
+    for index in (0, 1):
+        mine = [e for e in fake.events if e[1] == index and e[0] != "close"]
+        assert [e[0] for e in mine[:4]] == ["create", "select", "shapes", "enqueue"]
+        select_stream, enqueue_stream = mine[1][2], mine[3][2]
+        assert select_stream == enqueue_stream and select_stream != 0
+
+
+def test_oom_at_context_creation_routes_to_another_profile(monkeypatch, cls_onnx, native) -> None:
+    fake = FakeTensorRTAdapter(cls_onnx, oom_profiles=[0])
+    with _runner(monkeypatch, fake, fallback=native) as runner:
+        (out,) = runner.infer([_x(3)])
+        assert runner.unusable_profiles == {0}
+        assert runner.fallback_calls == 0 and runner.disabled_reason is None
+        assert ("enqueue", 1) in {e[:2] for e in fake.events}
+        (again,) = runner.infer([_x(3)])
+    assert [e for e in fake.events if e[0] == "create"] == [("create", 0), ("create", 1)]
+    np.testing.assert_allclose(out, native.infer([_x(3)])[0], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(out, again)
+
+
+def test_oom_on_every_covering_profile_falls_back_per_call(monkeypatch, cls_onnx, native) -> None:
+    fake = FakeTensorRTAdapter(cls_onnx, oom_profiles=[0, 1])
+    with _runner(monkeypatch, fake, fallback=native) as runner:
+        (out,) = runner.infer([_x(2)])
+        assert runner.unusable_profiles == {0, 1}
+        assert runner.fallback_calls == 1
+        assert runner.disabled_reason is None  # memory, not a broken engine
+    np.testing.assert_array_equal(out, native.infer([_x(2)])[0])
+
+
+def test_oom_at_context_creation_without_fallback_is_an_oom_error(monkeypatch, cls_onnx) -> None:
+    fake = FakeTensorRTAdapter(cls_onnx, oom_profiles=[0, 1])
+    with _runner(monkeypatch, fake) as runner, pytest.raises(NoContextMemoryError) as info:
+        runner.infer([_x(2)])
+    assert isinstance(info.value, OutOfMemoryError)  # the pipeline's "next attempt" signal
+
+
+def test_context_oom_retries_once_after_releasing_other_contexts(
+    monkeypatch, cls_onnx, native
+) -> None:
+    fake = FakeTensorRTAdapter(cls_onnx)
+    with _runner(monkeypatch, fake, fallback=native) as runner:
+        runner.infer([_x(1, width=320)])  # profile 1's context is alive
+        fake.oom_while_other_contexts = True
+        (out,) = runner.infer([_x(2)])  # profile 0: OOM, release profile 1, retry: fits
+        assert runner.unusable_profiles == set()
+    assert ("close", 1) in fake.events
+    assert [e for e in fake.events if e[0] == "create"][-2:] == [("create", 0), ("create", 0)]
+    np.testing.assert_allclose(out, native.infer([_x(2)])[0], rtol=0, atol=1e-6)
+
+
+def test_runtime_failure_switches_to_fallback_for_good(
+    monkeypatch, cls_onnx, native, caplog
+) -> None:
+    fake = FakeTensorRTAdapter(cls_onnx, fail_enqueue=True)
+    with caplog.at_level(logging.WARNING), _runner(monkeypatch, fake, fallback=native) as runner:
+        (first,) = runner.infer([_x(2)])
+        events = len(fake.events)
+        (second,) = runner.infer([_x(3, seed=1)])
+        assert len(fake.events) == events  # the engine is not touched again
+        assert runner.runtime_fallback_calls == 2
+        assert runner.fallback_calls == 0
+        assert "fake failure" in (runner.disabled_reason or "")
+        summary = runner.fallback_summary()
+        assert (summary["runtime_fallback_calls"], summary["fallback_calls"]) == (2, 0)
+        assert summary["disabled_reason"] == runner.disabled_reason
+    np.testing.assert_array_equal(first, native.infer([_x(2)])[0])
+    np.testing.assert_array_equal(second, native.infer([_x(3, seed=1)])[0])
+    warnings = [r for r in caplog.records if "TensorRT failed" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_runtime_failure_without_fallback_is_raised(monkeypatch, cls_onnx) -> None:
+    fake = FakeTensorRTAdapter(cls_onnx, fail_enqueue=True)
+    with _runner(monkeypatch, fake) as runner, pytest.raises(EngineExecutionError):
+        runner.infer([_x(2)])
+
+
+def test_shape_outside_profiles_stays_a_per_call_fallback(monkeypatch, cls_onnx, native) -> None:
+    fake = FakeTensorRTAdapter(cls_onnx)
+    with _runner(monkeypatch, fake, fallback=native) as runner:
+        wide = _x(1, width=1024)  # wider than every profile
+        (out,) = runner.infer([wide])
+        assert runner.fallback_calls == 1 and runner.disabled_reason is None
+        (split,) = runner.infer([_x(11)])  # 11 > max batch 8 of the covering profile: split
+        assert runner.fallback_calls == 1
+    np.testing.assert_array_equal(out, native.infer([wide])[0])
+    np.testing.assert_allclose(split, native.infer([_x(11)])[0], rtol=0, atol=1e-6)
+    assert ("shapes", 1, (8, 3, 48, 192)) in fake.events
+
+
+def test_memory_preflight_skips_a_context_that_cannot_fit(monkeypatch, cls_onnx, native) -> None:
+    fake = FakeTensorRTAdapter(cls_onnx)
+    fake.profile_memory = {0: 3 << 30, 1: 256 << 20}
+    fake.free_memory = 1 << 30
+    with _runner(monkeypatch, fake, fallback=native) as runner:
+        (out,) = runner.infer([_x(2)])  # profile 0 is tighter but needs 3 GiB of 1 GiB free
+        assert runner.unusable_profiles == {0}
+    assert ("create", 0) not in fake.events  # refused before TensorRT allocated anything
+    assert ("create", 1) in fake.events
+    np.testing.assert_allclose(out, native.infer([_x(2)])[0], rtol=0, atol=1e-6)

@@ -185,3 +185,34 @@ def test_doctor_reports_each_engine_and_follows_the_configured_order() -> None:
     assert report["engines"]["requested"] == ["tensorrt", "onnxruntime"]
     assert code == 0 and report["decision"]["backend"] == "onnxruntime"
     assert report["decision"]["use_tensorrt"] is False
+
+
+def test_models_are_recognised_by_inference_yml_not_by_name(ocr_models, tmp_path) -> None:
+    """PP-OCRv5/v6 and the document-orientation classifier have names the old rule missed;
+    their inference.yml post-processor says what they are. Anything else runs natively."""
+    import shutil
+
+    import yaml
+
+    from paddleocr_trt.integration.runner_factory import _model_type
+    from paddleocr_trt.model_types import ModelType, locate_model_files
+
+    def renamed(source, name, post=None):
+        target = tmp_path / name
+        shutil.copytree(source, target)
+        config = yaml.safe_load((target / "inference.yml").read_text())
+        config["Global"]["model_name"] = name
+        if post is not None:
+            config["PostProcess"] = post
+        (target / "inference.yml").write_text(yaml.safe_dump(config))
+        return locate_model_files(target)
+
+    assert _model_type("PP-OCRv6_medium_x", renamed(ocr_models.det, "PP-OCRv6_medium_x")) is (
+        ModelType.DETECTION
+    )
+    assert _model_type("anything", renamed(ocr_models.rec, "anything")) is ModelType.RECOGNITION
+    doc_ori = renamed(ocr_models.cls, "PP-LCNet_x1_0_doc_ori")
+    assert _model_type("PP-LCNet_x1_0_doc_ori", doc_ori) is ModelType.CLASSIFICATION
+    uvdoc = renamed(ocr_models.cls, "UVDoc", post={"name": "DocTrPostProcess"})
+    assert _model_type("UVDoc", uvdoc) is None
+    assert _model_type("PP-OCRv4_mobile_det", None) is ModelType.DETECTION  # no dir: the name

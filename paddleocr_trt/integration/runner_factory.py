@@ -17,7 +17,14 @@ from packaging.version import Version
 from ..activation import request as trt_request
 from ..errors import ModelDirError
 from ..log import get_logger, warn_once
-from ..model_types import ModelFormat, locate_model_files, model_type_from_name
+from ..model_types import (
+    ModelFiles,
+    ModelFormat,
+    ModelType,
+    locate_model_files,
+    model_type_from_config,
+    model_type_from_name,
+)
 from ..versions import version_of
 from .decision import Availability, decide_engine
 from .report import BackendDecision, TimedRunner, record
@@ -66,6 +73,19 @@ def native_engine_config(engine_config: Mapping[str, Any], model_dir: Path | Non
     return config
 
 
+def _model_type(model_name: str, model_files: ModelFiles | None) -> ModelType | None:
+    """What the model is, by its inference.yml's post-processor (so PP-OCRv5/v6 and the
+    document-orientation classifier are recognised whatever their names), else by its name."""
+    if model_files is not None:
+        try:
+            found = model_type_from_config(model_files)
+        except ModelDirError:  # an unreadable inference.yml: Paddle will say so itself
+            found = None
+        if found is not None:
+            return found
+    return model_type_from_name(model_name)
+
+
 ENGINE_LABELS = {"tensorrt": "TensorRT", "onnxruntime": "ONNX Runtime"}
 
 
@@ -86,18 +106,29 @@ def build_runner(native_builder: Callable[..., Any], **kwargs: Any) -> Any:
     model_dir: Path | None = kwargs.get("model_dir")
     engine_config: Mapping[str, Any] = kwargs.get("engine_config") or {}
     request = trt_request.current() or trt_request.from_engine_config(engine_config)
-    model_type = model_type_from_name(model_name)
-    if request is None or model_type is None:
+    if request is None:
         return native_builder(**kwargs)
 
+    model_files = None
     if model_dir is not None:
         # Say precisely what is wrong with a broken model dir, in the log: the exception the
         # user gets must stay the one plain PaddleOCR raises, so Paddle reports it.
         try:
-            locate_model_files(model_dir)
+            model_files = locate_model_files(model_dir)
         except ModelDirError as exc:
             log.error("%s: %s; leaving the error to Paddle", model_name, exc)
             return native_builder(**kwargs)
+    model_type = _model_type(model_name, model_files)
+    if model_type is None:
+        reason = "not a text detection, recognition or classification model"
+        warn_once(
+            ("not-an-ocr-model", model_name),
+            "%s: %s (by its inference.yml); running it as PaddleOCR would.",
+            model_name,
+            reason,
+        )
+        record(BackendDecision(model_name, str(model_dir) if model_dir else None, "paddle", reason))
+        return native_builder(**kwargs)
 
     def native_factory() -> Any:
         return native_builder(

@@ -28,6 +28,7 @@ from paddleocr_trt.engine_attempts import (
 )
 from paddleocr_trt.errors import EngineBuildError, OutOfMemoryError, ValidationFailedError
 from paddleocr_trt.isolation import KIND_CRASHED, KIND_TIMEOUT, ChildProcessFailure
+from paddleocr_trt.model_types import ModelType
 from paddleocr_trt.pipeline import (
     Artifact,
     ArtifactPipeline,
@@ -310,3 +311,43 @@ def test_build_timeout_setting(ocr_models, monkeypatch: pytest.MonkeyPatch) -> N
         [*cli, "--type", "det", "--build-timeout", "0"], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 2 and "--build-timeout must be a positive" in proc.stderr
+
+
+def test_out_of_memory_retries_the_sequence_with_smaller_profiles(
+    ocr_models, tmp_path: Path
+) -> None:
+    """Every attempt ran out of GPU memory with the shipped profiles (e.g. a 16 GB card): the
+    sequence is tried again with ``smaller_profiles``, and what passes records what it used."""
+    from paddleocr_trt.errors import OutOfMemoryError
+    from paddleocr_trt.profiles import ShapeProfile, profiles_to_dict
+
+    big = [{"x": ShapeProfile((1, 3, 48, 320), (8, 3, 48, 640), (16, 3, 48, 1280))}]
+    options = PipelineOptions(
+        precision="fp32", build_timeout_s=60, profiles={ModelType.DETECTION: big}
+    )
+    oom = OutOfMemoryError("the context of profile 0 needs 9000 MiB, 6000 MiB free")
+    builder = FakeEngineBuilder([oom, 0.999])
+    pipeline = _StubbedPipeline(EngineCache(tmp_path / "cache"), options, engine_builder=builder)
+    artifact = pipeline.engine(ocr_models.det, "det")
+    first, second = builder.jobs
+    assert first.profiles == profiles_to_dict(big)
+    assert second.profiles[0]["x"]["max"] == [8, 3, 48, 1280]  # max batch halved
+    outcomes = [a["outcome"] for a in artifact.entry.metadata["attempts"]]
+    assert outcomes == ["error", "passed"]
+    assert artifact.entry.metadata["profiles"] == second.profiles
+
+
+def test_out_of_memory_with_nothing_left_to_shrink_fails_once(ocr_models, tmp_path: Path) -> None:
+    from paddleocr_trt.errors import OutOfMemoryError
+    from paddleocr_trt.profiles import ShapeProfile
+
+    tiny = [{"x": ShapeProfile((1, 3, 32, 32), (1, 3, 64, 64), (1, 3, 96, 96))}]
+    options = PipelineOptions(
+        precision="fp32", build_timeout_s=60, profiles={ModelType.DETECTION: tiny}
+    )
+    builder = FakeEngineBuilder([OutOfMemoryError("no memory at all")])
+    pipeline = _StubbedPipeline(EngineCache(tmp_path / "cache"), options, engine_builder=builder)
+    with pytest.raises(EngineBuildError) as info:
+        pipeline.engine(ocr_models.det, "det")
+    assert len(builder.jobs) == 1
+    assert [a["error_type"] for a in info.value.attempts] == ["OutOfMemoryError"]

@@ -73,6 +73,10 @@ class ShapeProfile:
 #: One optimization profile: input name -> its range.
 Profile = Mapping[str, ShapeProfile]
 
+#: Inputs that take NHWC images (the uint8 input of a fused det/cls graph,
+#: ``backend.onnx.fuse.UINT8_INPUT``); every other image input is NCHW.
+NHWC_INPUTS = frozenset({"image_uint8"})
+
 DET_MAX_SIDE = 4000  # PaddleX OCR.yaml max_side_limit; 4000 = 125 * 32
 REC_HEIGHT = 48
 REC_MAX_WIDTH = 3200
@@ -99,6 +103,7 @@ def default_profiles(
     det_max_side: int = DET_MAX_SIDE,
     rec_width_edges: Sequence[int] = (960, REC_MAX_WIDTH),
     bucket_max_batch: int = 50,
+    layout: str | None = None,
 ) -> list[dict[str, ShapeProfile]]:
     """Spec profile plus buckets covering PaddleOCR 3.x's real shapes (see module docstring).
 
@@ -107,7 +112,13 @@ def default_profiles(
     the bucket middle, batch opt 6 = PaddleOCR's rec batch). cls: spec plus the PP-LCNet
     text-line-orientation input 80x160; profiles that conflict with a network's static dims are
     dropped at build time (:func:`fit_static_dims`).
+
+    ``layout`` "NHWC" gives the same ranges as (N, H, W, 3), for a fused graph's uint8 image
+    input; default: NHWC for the names in :data:`NHWC_INPUTS`, else NCHW.
     """
+    layout = (layout or ("NHWC" if input_name in NHWC_INPUTS else "NCHW")).upper()
+    if layout not in ("NCHW", "NHWC"):
+        raise ValueError(f"layout must be NCHW or NHWC, got {layout!r}")
     mt = ModelType.parse(model_type)
     profiles = [spec_profile(mt)]
     if mt is ModelType.DETECTION:
@@ -128,7 +139,35 @@ def default_profiles(
             lo = int(hi)
     else:
         profiles.append(_p((1, 3, 80, 160), (16, 3, 80, 160), (50, 3, 80, 160)))
+    if layout == "NHWC":
+        profiles = [to_nhwc(p) for p in profiles]
     return [{input_name: p} for p in profiles]
+
+
+def to_nhwc(profile: ShapeProfile) -> ShapeProfile:
+    """The same ranges of an NCHW profile, as NHWC (what a fused uint8 image input takes)."""
+    if len(profile.min) != 4:
+        raise ValueError(f"only rank-4 image profiles have a layout, got {profile.min}")
+
+    def perm(shape: Shape) -> Shape:
+        return (shape[0], shape[2], shape[3], shape[1])
+
+    return ShapeProfile(perm(profile.min), perm(profile.opt), perm(profile.max))
+
+
+def rename_input(profiles: Sequence[Profile], old: str, new: str) -> list[dict[str, ShapeProfile]]:
+    """Profiles written for input ``old`` as profiles of ``new`` (NHWC when ``new`` is in
+    :data:`NHWC_INPUTS`): user profiles of the float NCHW ``x`` follow a fused graph's input."""
+    if old == new:
+        return [dict(p) for p in profiles]
+    nhwc = new in NHWC_INPUTS
+    out = []
+    for prof in profiles:
+        renamed = {k: v for k, v in prof.items() if k != old}
+        if old in prof:
+            renamed[new] = to_nhwc(prof[old]) if nhwc else prof[old]
+        out.append(renamed)
+    return out
 
 
 def fit_static_dims(

@@ -18,7 +18,6 @@ import numpy as np
 from .cache.key import CacheKey
 from .cache.store import CacheEntry, EngineCache
 from .errors import ValidationFailedError
-from .fusion.artifacts import FUSED_GRAPH, check_fused_graph, engine_onnx, fused_input_name
 from .log import get_logger
 from .model_types import ModelType, locate_model_files
 from .settings import DEFAULT_MIN_AGREEMENT, default_cache_dir
@@ -218,6 +217,7 @@ class ArtifactPipeline:
         from .backend.cuda.runtime import device_info
         from .backend.onnx.convert import converter_versions
         from .backend.trt import adapter
+        from .fusion.artifacts import FUSED_GRAPH
 
         gpu = device_info(self.options.device_id)
         return CacheKey(
@@ -258,6 +258,7 @@ class ArtifactPipeline:
         ``image_uint8``, rec returns (index, max prob); validated on the fused inputs against
         native Paddle on the same images (``comparator.fused``, task agreement).
         """
+        from .fusion.artifacts import fused_input_name
         from .profiles import profiles_to_dict
 
         model_dir = locate_model_files(model_dir).model_dir.resolve()
@@ -289,6 +290,7 @@ class ArtifactPipeline:
     def _build_validated(self, model_dir, mtype, onnx_path, tmp, profiles, settings, inputs):
         """Try precisions in order of speed; return the first plan that passes validation."""
         from .backend.trt.builder import build_engine
+        from .fusion.artifacts import FUSED_GRAPH
 
         attempts = [settings]
         if settings.precision == "fp16":
@@ -376,6 +378,7 @@ class ArtifactPipeline:
     def _engine_onnx(mtype: ModelType, model_dir: Path, onnx_path: Path, tmp: Path, attempt):
         """(fused ONNX, fused fp16 ONNX or None) for one build attempt; fusion after fp16."""
         from .backend.trt import adapter
+        from .fusion.artifacts import engine_onnx
 
         fp16 = attempt.precision == "fp16" and adapter.fp16_needs_fp16_onnx()
         return engine_onnx(
@@ -384,6 +387,7 @@ class ArtifactPipeline:
 
     def _validate_plan(self, mtype: ModelType, model_dir: Path, plan: Path, pairs) -> Any:
         from .backend.trt.runner import TensorRTRunner
+        from .fusion.artifacts import check_fused_graph
 
         with (
             self.reference_runner(model_dir) as reference,

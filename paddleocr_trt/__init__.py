@@ -19,6 +19,8 @@ _LAZY = {
     "ModelType": "paddleocr_trt.model_types",
     "EngineCache": "paddleocr_trt.cache.store",
     "backend_report": "paddleocr_trt.integration.report",
+    "take_stage_timings": "paddleocr_trt.integration.report",
+    "StageTiming": "paddleocr_trt.integration.report",
 }
 
 __all__ = ["__version__", "activate", *_LAZY]

@@ -260,7 +260,11 @@ def _summary(record: dict[str, Any]) -> str:
     return text
 
 
-def save_inputs(inputs: Sequence[np.ndarray], path: Path) -> Path:
-    """Validation inputs for a child process, in the order the comparison uses them."""
-    np.savez(path, *[np.ascontiguousarray(x) for x in inputs])
+def save_inputs(inputs: Sequence[Any], path: Path) -> Path:
+    """Validation inputs for a child process, in the order the comparison uses them: arrays, or
+    fused pairs (``comparator.fused.FusedPair``) stored as base, fused, base, fused, ..."""
+    arrays: list[np.ndarray] = []
+    for item in inputs:
+        arrays.extend([item.base, item.fused] if hasattr(item, "fused") else [item])
+    np.savez(path, *[np.ascontiguousarray(x) for x in arrays])
     return path

@@ -216,6 +216,7 @@ class TensorRTOptimizer:
             with self._native_runner(model_dir) as native:
                 baseline = _latency_stats(native, batch, warmup=2, iterations=10)["mean"]
             with TensorRTRunner(plan, device_id=self.options.device_id) as trt:
+                batch = [engine_input(trt, batch[0], model_dir)]
                 optimized = _latency_stats(trt, batch, warmup=5, iterations=50)["mean"]
         except Exception as exc:  # latency is a nicety; the engine itself is fine
             log.warning("latency measurement failed: %s", exc)
@@ -393,7 +394,7 @@ class TensorRTOptimizer:
                 step,
                 len(batches),
             )
-            x = self._benchmark_input(model_dir, mtype, batch)
+            x = engine_input(runner, self._benchmark_input(model_dir, mtype, batch), model_dir)
             stats = _latency_stats(runner, [x], warmup=warmup, iterations=iterations)
             latencies.append(stats)
             throughputs.append(batch / (stats["mean"] / 1000.0))
@@ -404,6 +405,17 @@ class TensorRTOptimizer:
                 min_free = free if min_free is None else min(min_free, free)
         result = BenchmarkResult(None, mtype.value, runner.backend, batches, latencies, throughputs)
         return result, min_free
+
+
+def engine_input(runner: BaseRunner, x: np.ndarray, model_dir: Path) -> np.ndarray:
+    """``x`` (float NCHW) as the runner takes it: engines over a fused det/cls graph take uint8
+    NHWC images (same H, W and batch; for latency only the shape matters)."""
+    inputs = getattr(getattr(runner, "engine", None), "inputs", None)
+    if inputs and np.dtype(inputs[0].dtype) == np.uint8:
+        from .comparator.fused import uint8_like
+
+        return uint8_like(x, model_dir)
+    return x
 
 
 def _latency_stats(

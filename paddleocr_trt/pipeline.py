@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -178,6 +177,17 @@ class ArtifactPipeline:
             batch_sizes=VALIDATION_BATCHES,
         )
 
+    def fused_validation_pairs(self, model_dir: Path, model_type: ModelType) -> list[Any]:
+        """The validation inputs as (unfused graph input, fused graph input) pairs."""
+        from .comparator.fused import build_fused_pairs
+
+        return build_fused_pairs(
+            model_type,
+            self.validation_images(),
+            model_dir=model_dir,
+            batch_sizes=VALIDATION_BATCHES,
+        )
+
     @staticmethod
     def reference_runner(model_dir: Path) -> Any:
         from .backend.paddle.runner import PaddleInferenceRunner
@@ -261,69 +271,38 @@ class ArtifactPipeline:
     # -- ONNX Runtime engine -------------------------------------------------------------------
 
     def onnxruntime_key(self, model_dir: Path, model_type: ModelType, provider: str) -> CacheKey:
-        from .backend.onnx.convert import converter_versions
+        from .onnxruntime_artifact import onnxruntime_key
 
-        return CacheKey(
-            model_fingerprint=self.cache.fingerprint(model_dir).digest,
-            model_type=model_type.value,
-            kind="onnxruntime",
-            precision="fp32",
-            builder_settings={"provider": provider, "min_agreement": self.options.min_agreement},
-            converter_versions=converter_versions(),
-        )
+        return onnxruntime_key(self, model_dir, model_type, provider)
 
     def onnxruntime_engine(
         self, model_dir: str | Path, model_type: ModelType | str, provider: str, device_id: int = 0
     ) -> Artifact:
-        """The graph an ONNX Runtime engine runs, validated under ``provider`` and cached.
+        """The fused graph an ONNX Runtime engine runs, validated under ``provider``, cached
+        (see :mod:`paddleocr_trt.onnxruntime_artifact`)."""
+        from .onnxruntime_artifact import onnxruntime_engine
 
-        On the CPU provider the graph is byte-identical to the validated ONNX and the ONNX step
-        validated it with this same ONNX Runtime and provider, so that report is reused rather
-        than repeating a 10-30 s comparison; any other provider is validated for itself.
-        """
-        from .backend.onnxrt.runner import OnnxRuntimeRunner
-
-        model_dir = locate_model_files(model_dir).model_dir.resolve()
-        mtype = ModelType.parse(model_type)
-        onnx = self.onnx(model_dir, mtype)
-        key = self.onnxruntime_key(model_dir, mtype, provider)
-        created: dict[str, Any] = {}
-
-        def create(tmp: Path) -> tuple[Path, dict[str, Any]]:
-            target = tmp / ONNX_ARTIFACT
-            shutil.copyfile(onnx.path, target)
-            created["from"] = onnx.entry.digest
-            return target, {**onnx.entry.metadata, "onnx_entry": onnx.entry.digest}
-
-        def validate(path: Path) -> Any:
-            if provider == "CPUExecutionProvider" and onnx.validation:
-                return {**onnx.validation, "reused_from": onnx.entry.digest}
-            inputs = self.validation_inputs(model_dir, mtype)
-            with OnnxRuntimeRunner(
-                path, providers=[provider], device_id=device_id, name=f"{provider}:{model_dir.name}"
-            ) as candidate:
-                report = self._compare(mtype, model_dir, candidate, inputs)
-            _log_report(f"ONNX Runtime ({provider})", model_dir, report)
-            return report
-
-        entry = self.cache.get_or_create(
-            key, create, artifact_name=ONNX_ARTIFACT, validate_fn=validate
-        )
-        return Artifact(entry, from_cache="from" not in created, extra={"onnx": onnx})
+        return onnxruntime_engine(self, model_dir, model_type, provider, device_id)
 
     # -- TensorRT -----------------------------------------------------------------------------
 
-    def profiles_for(self, model_type: ModelType, input_name: str) -> list[dict[str, Any]]:
-        from .profiles import default_profiles
+    def profiles_for(
+        self, model_type: ModelType, input_name: str, base_input: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Profiles of the engine's input; given ones written for the unfused input
+        ``base_input`` (float NCHW) follow the fused input's name and layout."""
+        from .profiles import default_profiles, rename_input
 
         if self.options.profiles and model_type in self.options.profiles:
-            return list(self.options.profiles[model_type])
+            given = list(self.options.profiles[model_type])
+            return rename_input(given, base_input, input_name) if base_input else given
         return default_profiles(model_type, input_name)
 
     def engine_key(self, model_dir: Path, model_type: ModelType, profiles, settings) -> CacheKey:
         from .backend.cuda.runtime import device_info
         from .backend.onnx.convert import converter_versions
         from .backend.trt import adapter
+        from .fusion.artifacts import FUSED_GRAPH
 
         gpu = device_info(self.options.device_id)
         return CacheKey(
@@ -337,6 +316,7 @@ class ArtifactPipeline:
                 "optimization_level": settings.optimization_level,
                 "tf32": settings.tf32,
                 "min_agreement": self.options.min_agreement,
+                "graph": FUSED_GRAPH,
             },
             converter_versions=converter_versions(),
             tensorrt_version=adapter.tensorrt_version(),
@@ -361,14 +341,19 @@ class ArtifactPipeline:
 
         Each attempt is isolated (see ``engine_attempts``); when all fail, the failure is
         remembered under the engine's key and later calls raise RememberedFailureError at once.
+        Built from the fused graph (``fusion.artifacts``): det/cls take uint8 NHWC
+        ``image_uint8``, rec returns (index, max prob); validated on the fused inputs against
+        native Paddle on the same images (``comparator.fused``, task agreement).
         """
+        from .fusion.artifacts import fused_input_name
         from .profiles import profiles_to_dict
 
         model_dir = locate_model_files(model_dir).model_dir.resolve()
         mtype = ModelType.parse(model_type)
         onnx = self.onnx(model_dir, mtype)
-        input_name = (onnx.entry.metadata.get("input_names") or ["x"])[0]
-        profiles = self.profiles_for(mtype, input_name)
+        base_input = (onnx.entry.metadata.get("input_names") or ["x"])[0]
+        input_name = fused_input_name(mtype, base_input)
+        profiles = self.profiles_for(mtype, input_name, base_input)
         settings = self.build_settings()
         key = self.engine_key(model_dir, mtype, profiles_to_dict(profiles), settings)
         timeout_s = self.options.effective_build_timeout_s()
@@ -376,7 +361,7 @@ class ArtifactPipeline:
 
         def create(tmp: Path) -> tuple[Path, dict[str, Any]]:
             self._check_remembered(key, timeout_s)  # another process may have just failed
-            inputs = self.validation_inputs(model_dir, mtype)
+            inputs = self.fused_validation_pairs(model_dir, mtype)
             plan, report, meta = self._build_validated(
                 model_dir, mtype, onnx.path, tmp, profiles, settings, inputs
             )
@@ -479,7 +464,8 @@ class ArtifactPipeline:
         from .backend.onnx.precision import find_fp16_sensitive_nodes
 
         try:
-            sensitive = find_fp16_sensitive_nodes(onnx_path, [inputs[0]])
+            # The unfused graph names the nodes to pin; it takes the pairs' float input.
+            sensitive = find_fp16_sensitive_nodes(onnx_path, [inputs[0].base])
         except Exception as exc:
             log.warning("fp16 sensitivity analysis failed (%s); skipping layer pinning", exc)
             return None

@@ -79,6 +79,10 @@ class ShapeProfile:
 #: One optimization profile: input name -> its range.
 Profile = Mapping[str, ShapeProfile]
 
+#: Inputs that take NHWC images (the uint8 input of a fused det/cls graph,
+#: ``backend.onnx.fuse.UINT8_INPUT``); every other image input is NCHW.
+NHWC_INPUTS = frozenset({"image_uint8"})
+
 DET_MAX_SIDE = 4000  # PaddleX OCR.yaml max_side_limit; 4000 = 125 * 32
 DET_SMALL_SIDE = 1920  # edge between the two batch-1 det buckets (multiple of 32)
 DET_LARGE_OPT = 2560
@@ -117,6 +121,7 @@ def default_profiles(
     det_side_edges: Sequence[int] = (DET_SMALL_SIDE,),
     rec_width_edges: Sequence[int] = (960, REC_MAX_WIDTH),
     bucket_max_batch: int = REC_BUCKET_MAX_BATCH,
+    layout: str | None = None,
 ) -> list[dict[str, ShapeProfile]]:
     """Profiles covering what PaddleOCR 3.x sends, within :data:`ACTIVATION_BUDGET_BYTES`.
 
@@ -130,7 +135,13 @@ def default_profiles(
     ``bucket_max_batch``; larger batches are split). cls: spec plus the PP-LCNet text-line
     orientation input 80x160; profiles that conflict with a network's fixed dims are dropped or
     narrowed at build time (:func:`fit_static_dims`).
+
+    ``layout`` "NHWC" gives the same ranges as (N, H, W, 3), for a fused graph's uint8 image
+    input; default: NHWC for the names in :data:`NHWC_INPUTS`, else NCHW.
     """
+    layout = (layout or ("NHWC" if input_name in NHWC_INPUTS else "NCHW")).upper()
+    if layout not in ("NCHW", "NHWC"):
+        raise ValueError(f"layout must be NCHW or NHWC, got {layout!r}")
     mt = ModelType.parse(model_type)
     profiles: list[ShapeProfile] = []
     if mt is ModelType.DETECTION:
@@ -157,12 +168,40 @@ def default_profiles(
     else:
         profiles.append(spec_profile(mt))
         profiles.append(_p((1, 3, 80, 160), (16, 3, 80, 160), (50, 3, 80, 160)))
+    if layout == "NHWC":
+        profiles = [to_nhwc(p) for p in profiles]
     return [{input_name: p} for p in profiles]
 
 
 def _fixed(d: object) -> int | None:
     """A network dim as a fixed size, or None when dynamic (-1, 0, None, a symbolic name)."""
     return int(d) if isinstance(d, (int, np.integer)) and int(d) > 0 else None
+
+
+def to_nhwc(profile: ShapeProfile) -> ShapeProfile:
+    """The same ranges of an NCHW profile, as NHWC (what a fused uint8 image input takes)."""
+    if len(profile.min) != 4:
+        raise ValueError(f"only rank-4 image profiles have a layout, got {profile.min}")
+
+    def perm(shape: Shape) -> Shape:
+        return (shape[0], shape[2], shape[3], shape[1])
+
+    return ShapeProfile(perm(profile.min), perm(profile.opt), perm(profile.max))
+
+
+def rename_input(profiles: Sequence[Profile], old: str, new: str) -> list[dict[str, ShapeProfile]]:
+    """Profiles written for input ``old`` as profiles of ``new`` (NHWC when ``new`` is in
+    :data:`NHWC_INPUTS`): user profiles of the float NCHW ``x`` follow a fused graph's input."""
+    if old == new:
+        return [dict(p) for p in profiles]
+    nhwc = new in NHWC_INPUTS
+    out = []
+    for prof in profiles:
+        renamed = {k: v for k, v in prof.items() if k != old}
+        if old in prof:
+            renamed[new] = to_nhwc(prof[old]) if nhwc else prof[old]
+        out.append(renamed)
+    return out
 
 
 def _fit_one(sp: ShapeProfile, net_shape: Sequence[object]) -> ShapeProfile | str:

@@ -15,7 +15,6 @@ import pytest
 from fixtures.engines import ENGINE, PLAIN
 
 from paddleocr_trt.integration.report import clear as clear_backend_report
-from paddleocr_trt.log import reset_warn_once
 from paddleocr_trt.testing.results import result_differences, result_fields
 
 MODELS = ("PP-OCRv4_mobile_det", "PP-OCRv4_mobile_rec", "PP-LCNet_x0_25_textline_ori")
@@ -41,6 +40,9 @@ def test_backend_report_says_onnxruntime_for_every_model(cold_run) -> None:
         assert decision["backend"] == "onnxruntime", decision
         assert "CPUExecutionProvider" in decision["reason"], decision
         assert "converted and validated" in decision["reason"], decision
+        assert "fused graph" in decision["reason"], decision
+    fused_checks = [line for line in cold_run["log"] if "fused graph" in line and "passed" in line]
+    assert len(fused_checks) == len(MODELS), cold_run["log"]
     warnings = [line for line in cold_run["log"] if "running native Paddle" in line]
     assert warnings == [], warnings
 
@@ -60,14 +62,6 @@ def test_second_process_starts_from_cache(warm_run) -> None:
 
 
 # --- in this process, on the warm cache ------------------------------------------------------
-
-
-@pytest.fixture
-def engine_env(warm_run, ort_env, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    for name in ("PADDLEOCR_TRT_ENGINE", "PADDLEOCR_TRT_CACHE_DIR"):
-        monkeypatch.setenv(name, ort_env[name])
-    reset_warn_once()
-    return ort_env
 
 
 def _outcome(ocr, item) -> tuple:

@@ -131,3 +131,29 @@ def test_smaller_profiles_halve_batches_then_drop_the_largest() -> None:
     step = smaller_profiles(det)
     assert step == [det[0]]
     assert smaller_profiles(step) is None
+
+
+def test_fused_image_inputs_get_nhwc_profiles() -> None:
+    from paddleocr_trt.backend.onnx.fuse import UINT8_INPUT
+    from paddleocr_trt.profiles import NHWC_INPUTS, rename_input
+
+    assert UINT8_INPUT in NHWC_INPUTS  # the name the fused graphs really use
+    for mtype in (ModelType.DETECTION, ModelType.CLASSIFICATION):
+        nchw = default_profiles(mtype, "x")
+        nhwc = default_profiles(mtype, UINT8_INPUT)
+        assert len(nhwc) == len(nchw)
+        for a, b in zip(nchw, nhwc, strict=True):
+            (pa,), (pb,) = a.values(), b.values()
+            for s, t in ((pa.min, pb.min), (pa.opt, pb.opt), (pa.max, pb.max)):
+                assert t == (s[0], s[2], s[3], 3)
+        # a det page PaddleOCR sends at native size, as the adapted predictor sends it
+        if mtype is ModelType.DETECTION:
+            assert select_profile(nhwc, {UINT8_INPUT: (1, 1408, 3200, 3)}) is not None
+            assert select_profile(nhwc, {UINT8_INPUT: (1, 3, 1408, 3200)}) is None
+        # user profiles written for the float NCHW input follow the fused input
+        assert rename_input(nchw, "x", UINT8_INPUT) == nhwc
+    assert default_profiles(ModelType.RECOGNITION, "x", layout="NCHW") == default_profiles(
+        ModelType.RECOGNITION, "x"
+    )
+    with pytest.raises(ValueError, match="layout"):
+        default_profiles(ModelType.DETECTION, "x", layout="CHWN")

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from paddleocr import PaddleOCR
 
     from .. import activate
-    from ..integration.report import backend_report, take_stage_times
+    from ..integration.report import backend_report, take_stage_timings
 
     activate()
     started = time.perf_counter()
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     )
     init_seconds = time.perf_counter() - started
     backends = {d.model_name: d for d in backend_report()}
-    take_stage_times()
+    take_stage_timings()
     results = []
     for name, path, truth in samples:
         start = time.perf_counter()
@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
             results.append({"image": name, "error": f"{type(exc).__name__}: {exc}"})
             continue
         total = time.perf_counter() - start
-        stages = {model: seconds for model, (_, seconds) in take_stage_times().items()}
+        timings = take_stage_timings()
+        stages = {t.model_name: t.engine_seconds for t in timings.values()}
         results.append(
             {
                 "image": name,
@@ -112,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
                     **stages,
                     "pre/post-processing": total - sum(stages.values()),
                 },
+                "stages": stage_summary(timings.values()),
             }
         )
     report = {
@@ -127,6 +129,22 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_human(report)
     return 1 if any("error" in r for r in results) else 0
+
+
+def stage_summary(timings: Any) -> dict[str, dict[str, Any]]:
+    """Per stage (det, orientation, rec): engine ms, the predictor's host ms around it, engine
+    calls and the bytes the engine returned (from :func:`~paddleocr_trt.take_stage_timings`)."""
+    out: dict[str, dict[str, Any]] = {}
+    for t in timings:
+        host = t.host_seconds
+        out[t.stage] = {
+            "model": t.model_name,
+            "engine_ms": round(t.engine_seconds * 1000, 3),
+            "host_ms": None if host is None else round(host * 1000, 3),
+            "calls": t.calls,
+            "engine_output_bytes": t.output_bytes,
+        }
+    return out
 
 
 def _images(paths: list[Path], sample_dir: Path) -> list[tuple[str, Path, list[str] | None]]:
@@ -152,3 +170,9 @@ def _print_human(report: dict[str, Any]) -> None:
             print(f"  {score:.3f}  {line}")
         timing = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in item["seconds"].items())
         print(f"  time: {timing}")
+        for stage, t in item["stages"].items():
+            host = "?" if t["host_ms"] is None else f"{t['host_ms']:.0f}"
+            print(
+                f"  {stage:12s} engine {t['engine_ms']:.0f} ms, host {host} ms, "
+                f"{t['calls']} calls, {t['engine_output_bytes'] / 1e6:.2f} MB from the engine"
+            )

@@ -10,7 +10,7 @@ is right at 320 px can still be wrong at its profile's edge.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,41 +124,55 @@ def _det_inputs(
     batch_sizes: Sequence[int],
     max_shape: Sequence[int] | None,
 ) -> list[np.ndarray]:
-    from paddlex.inference.models.common import ToBatch, ToCHWImage
-    from paddlex.inference.models.text_detection.processors import (
-        DetResizeForTest,
-        NormalizeImage,
-    )
+    finish = det_finisher(config)
+    return [finish(r) for r in det_resized(images, config, sides, batch_sizes, max_shape)]
 
-    decode = _op_args(config, "DecodeImage") or {}
-    raw = _read_images(images, decode.get("img_mode", "BGR"))
+
+def det_finisher(config: dict[str, Any]) -> Callable[[list[np.ndarray]], np.ndarray]:
+    """PaddleX's det steps after resizing (normalise, CHW, batch) with inference.yml's values."""
+    from paddlex.inference.models.common import ToBatch, ToCHWImage
+    from paddlex.inference.models.text_detection.processors import NormalizeImage
+
     norm = {**_IMAGENET, **(_op_args(config, "NormalizeImage") or {})}
     normalize = NormalizeImage(
         mean=norm["mean"], std=norm["std"], scale=norm["scale"], order=norm.get("order", "")
     )
     to_chw, to_batch = ToCHWImage(), ToBatch()
-    max_hw = (int(max_shape[2]), int(max_shape[3])) if max_shape is not None else None
-    max_side_limit = min(max_hw) if max_hw else 4000
 
     def finish(resized: list[np.ndarray]) -> np.ndarray:
         return to_batch(imgs=to_chw(imgs=normalize(imgs=resized)))[0]
 
-    tensors: list[np.ndarray] = []
+    return finish
+
+
+def det_resized(
+    images: Sequence[ImageInput],
+    config: dict[str, Any],
+    sides: Sequence[int],
+    batch_sizes: Sequence[int],
+    max_shape: Sequence[int] | None,
+) -> Iterator[list[np.ndarray]]:
+    """The resized (still uint8 HWC) images of each det input, as PaddleX's resize leaves them."""
+    from paddlex.inference.models.text_detection.processors import DetResizeForTest
+
+    decode = _op_args(config, "DecodeImage") or {}
+    raw = _read_images(images, decode.get("img_mode", "BGR"))
+    max_hw = (int(max_shape[2]), int(max_shape[3])) if max_shape is not None else None
+    max_side_limit = min(max_hw) if max_hw else 4000
     for side in sides:
         resize = DetResizeForTest(limit_side_len=int(side), limit_type="max")
         for image in raw:
             resized, _shape = resize(imgs=[image], max_side_limit=max_side_limit)
-            tensors.append(finish(resized))
+            yield resized
     for batch in (b for b in batch_sizes if b > 1):
         shape = DET_BATCH_SHAPE
         if max_hw:
             shape = (min(shape[0], max_hw[0]), min(shape[1], max_hw[1]))
         resize = DetResizeForTest(image_shape=list(shape))
-        tensors.append(finish(resize(imgs=_cycle(raw, batch))[0]))
+        yield resize(imgs=_cycle(raw, batch))[0]
     if max_shape is not None:
         resize = DetResizeForTest(image_shape=list(max_hw))
-        tensors.append(finish(resize(imgs=_cycle(raw, int(max_shape[0])))[0]))
-    return tensors
+        yield resize(imgs=_cycle(raw, int(max_shape[0])))[0]
 
 
 def _cycle(items: Sequence[Any], count: int) -> list[Any]:
@@ -265,28 +279,43 @@ def _cls_inputs(
     batch_sizes: Sequence[int],
     max_shape: Sequence[int] | None,
 ) -> list[np.ndarray]:
-    from paddlex.inference.common.reader import ReadImage
-    from paddlex.inference.models.common import Normalize, Resize, ToBatch, ToCHWImage
+    finish = cls_finisher(config)
+    return [finish(r) for r in cls_resized(crops, config, batch_sizes, max_shape)]
 
-    size = (_op_args(config, "ResizeImage") or {}).get("size", DEFAULT_CLS_SIZE)
+
+def cls_finisher(config: dict[str, Any]) -> Callable[[list[np.ndarray]], np.ndarray]:
+    """PaddleX's classifier steps after resizing (normalise, CHW, batch)."""
+    from paddlex.inference.models.common import Normalize, ToBatch, ToCHWImage
+
     norm = {**_HALF, **(_op_args(config, "NormalizeImage") or {})}
-    resize = Resize(target_size=list(size), size_divisor=None, interp="LINEAR", backend="cv2")
     normalize = Normalize(scale=norm["scale"], mean=norm["mean"], std=norm["std"])
     to_chw, to_batch = ToCHWImage(), ToBatch()
+
+    def finish(resized: list[np.ndarray]) -> np.ndarray:
+        return to_batch(imgs=to_chw(imgs=normalize(imgs=resized)))[0]
+
+    return finish
+
+
+def cls_resized(
+    crops: list[np.ndarray],
+    config: dict[str, Any],
+    batch_sizes: Sequence[int],
+    max_shape: Sequence[int] | None,
+) -> Iterator[list[np.ndarray]]:
+    """The resized (still uint8 RGB HWC) crops of each classifier input."""
+    from paddlex.inference.common.reader import ReadImage
+    from paddlex.inference.models.common import Resize
+
+    size = (_op_args(config, "ResizeImage") or {}).get("size", DEFAULT_CLS_SIZE)
+    resize = Resize(target_size=list(size), size_divisor=None, interp="LINEAR", backend="cv2")
     to_rgb = ReadImage(format="RGB")  # the classifier converts the pipeline's BGR crops
     # Upright and upside-down copies of every crop: both labels must be exercised.
     samples = [
         to_rgb.read(c) for crop in crops for c in (crop, np.ascontiguousarray(crop[::-1, ::-1]))
     ]
-
-    def batch_of(items: list[np.ndarray]) -> np.ndarray:
-        return to_batch(imgs=to_chw(imgs=normalize(imgs=resize(imgs=items))))[0]
-
-    tensors = [
-        batch_of(samples[i : i + batch])
-        for batch in batch_sizes
-        for i in range(0, len(samples), batch)
-    ]
+    for batch in batch_sizes:
+        for i in range(0, len(samples), batch):
+            yield resize(imgs=samples[i : i + batch])
     if max_shape is not None:
-        tensors.append(batch_of(_cycle(samples, int(max_shape[0]))))
-    return tensors
+        yield resize(imgs=_cycle(samples, int(max_shape[0])))

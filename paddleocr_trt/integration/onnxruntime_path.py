@@ -17,7 +17,8 @@ from ..model_types import ModelType
 from ..pipeline import PipelineOptions, shared_pipeline
 from ..settings import default_cache_dir
 from .decision import onnxruntime_provider, target_of
-from .fallback import GuardedRunner, LazyNativeRunner
+from .fallback import LazyNativeRunner
+from .fused_runner import FusedEngineRunner, HostNormalizingNative, fused_io
 
 
 def cpu_threads(engine_config: Mapping[str, Any]) -> int | None:
@@ -57,11 +58,10 @@ def onnxruntime_runner(
         threads=cpu_threads(engine_config) if provider == "CPUExecutionProvider" else None,
         name=model_name,
     )
-    runner = GuardedRunner(
-        engine, LazyNativeRunner(f"paddle:{model_name}", native_factory), model_name
-    )
+    native = HostNormalizingNative(LazyNativeRunner(f"paddle:{model_name}", native_factory))
+    runner = FusedEngineRunner(engine, native, model_name, model_type)
     parts = [
-        f"ONNX Runtime fp32 graph on {'+'.join(engine.providers)}",
+        f"ONNX Runtime fp32 fused graph ({fused_io(model_type)}) on {'+'.join(engine.providers)}",
         "loaded from cache" if artifact.from_cache else "converted and validated",
         artifact.path.parent.name,
     ]

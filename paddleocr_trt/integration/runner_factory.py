@@ -163,7 +163,7 @@ def build_runner(native_builder: Callable[..., Any], **kwargs: Any) -> Any:
                         model_name, str(model_dir), engine, description, request.precision
                     )
                 )
-                return TimedRunner(runner, model_name, engine)
+                return _ours(TimedRunner(runner, model_name, engine))
         reasons.append(
             status.message() if len(request.engines) == 1 else f"{label}: {status.message()}"
         )
@@ -185,4 +185,15 @@ def build_runner(native_builder: Callable[..., Any], **kwargs: Any) -> Any:
             model_name, str(model_dir) if model_dir else None, "paddle", "; ".join(reasons), None
         )
     )
-    return TimedRunner(native_factory(), model_name, "paddle")
+    return _ours(TimedRunner(native_factory(), model_name, "paddle"))
+
+
+def _ours(runner: TimedRunner) -> TimedRunner:
+    """Make sure the predictor that receives ``runner`` gets adapted and timed."""
+    try:
+        from .predictor_hook import install
+
+        install()
+    except Exception as exc:  # an unexpected PaddleX layout: runners still work, unadapted
+        warn_once(("predictor-hook",), "paddleocr_trt could not hook PaddleX predictors: %s", exc)
+    return runner

@@ -14,6 +14,7 @@ from ..pipeline import PipelineOptions, shared_pipeline
 from ..settings import cuda_graphs_enabled, default_cache_dir
 from .decision import target_of
 from .fallback import LazyNativeRunner
+from .fused_runner import FusedEngineRunner, HostNormalizingNative, fused_io
 
 
 def tensorrt_runner(
@@ -34,7 +35,7 @@ def tensorrt_runner(
         precision=request.precision, device_id=device_id, use_cuda_graphs=cuda_graphs_enabled()
     )
     pipeline = shared_pipeline(str(default_cache_dir()), options)
-    fallback = LazyNativeRunner(f"paddle:{model_name}", native_factory)
+    fallback = HostNormalizingNative(LazyNativeRunner(f"paddle:{model_name}", native_factory))
     artifact = pipeline.engine(model_dir, model_type)
     graphs = {
         "use_cuda_graphs": options.use_cuda_graphs,
@@ -53,7 +54,11 @@ def tensorrt_runner(
     precision = artifact.entry.metadata.get("precision", request.precision)
     agreement = (artifact.validation or {}).get("agreement")
     origin = "loaded from cache" if artifact.from_cache else "built and validated"
-    description = f"TensorRT {precision} engine {origin} ({artifact.path.parent.name}"
+    description = (
+        f"TensorRT {precision} engine over the fused graph ({fused_io(model_type)}) {origin} "
+        f"({artifact.path.parent.name}"
+    )
+    runner = FusedEngineRunner(runner, fallback, model_name, model_type)
     if agreement is not None:
         description += f", agreement {agreement:.4f}"
     return runner, description + ")"

@@ -1,0 +1,104 @@
+"""The ONNX Runtime engine's artifact: the fused graph, validated under its provider, cached.
+
+Why apart from :mod:`paddleocr_trt.pipeline`: the ONNX Runtime engine caches a graph, not a
+plan, and validates it in two steps of its own (below); the pipeline keeps the shared steps
+(the validated ONNX, the cache, the validation images).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .cache.key import CacheKey
+from .fusion.artifacts import FUSED_GRAPH, check_fused_graph, write_fused_onnx
+from .model_types import ModelType, locate_model_files
+
+if TYPE_CHECKING:
+    from .pipeline import Artifact, ArtifactPipeline
+
+
+def onnxruntime_key(
+    pipeline: ArtifactPipeline, model_dir: Path, model_type: ModelType, provider: str
+) -> CacheKey:
+    from .backend.onnx.convert import converter_versions
+
+    return CacheKey(
+        model_fingerprint=pipeline.cache.fingerprint(model_dir).digest,
+        model_type=model_type.value,
+        kind="onnxruntime",
+        precision="fp32",
+        builder_settings={
+            "provider": provider,
+            "min_agreement": pipeline.options.min_agreement,
+            "graph": FUSED_GRAPH,
+        },
+        converter_versions=converter_versions(),
+    )
+
+
+def onnxruntime_engine(
+    pipeline: ArtifactPipeline,
+    model_dir: str | Path,
+    model_type: ModelType | str,
+    provider: str,
+    device_id: int = 0,
+) -> Artifact:
+    """``fuse_model`` of the validated ONNX, checked twice before it is cached.
+
+    1. The unfused graph against native Paddle under ``provider``. On the CPU provider the ONNX
+       step did exactly that with this ONNX Runtime, so its report is reused rather than
+       repeating a 10-30 s comparison.
+    2. The fused graph against the unfused one under ``provider`` on the same real images
+       (:mod:`paddleocr_trt.comparator.fused`: within fp32 rounding; rec: the same indices).
+
+    Either failing raises ``ValidationFailedError`` and nothing is cached.
+    """
+    from .backend.onnxrt.runner import OnnxRuntimeRunner
+    from .pipeline import ONNX_ARTIFACT, Artifact, _log_report
+
+    model_dir = locate_model_files(model_dir).model_dir.resolve()
+    mtype = ModelType.parse(model_type)
+    onnx = pipeline.onnx(model_dir, mtype)
+    key = onnxruntime_key(pipeline, model_dir, mtype, provider)
+    created: dict[str, Any] = {}
+
+    def create(tmp: Path) -> tuple[Path, dict[str, Any]]:
+        target = tmp / ONNX_ARTIFACT
+        meta = write_fused_onnx(mtype, onnx.path, model_dir, target)
+        created["from"] = onnx.entry.digest
+        return target, {**onnx.entry.metadata, **meta, "onnx_entry": onnx.entry.digest}
+
+    def runner(path: Path, what: str) -> OnnxRuntimeRunner:
+        return OnnxRuntimeRunner(
+            path, providers=[provider], device_id=device_id, name=f"{what}:{model_dir.name}"
+        )
+
+    def validate(path: Path) -> dict[str, Any]:
+        if provider == "CPUExecutionProvider" and onnx.validation:
+            base = {**onnx.validation, "reused_from": onnx.entry.digest}
+        else:
+            inputs = pipeline.validation_inputs(model_dir, mtype)
+            with runner(onnx.path, provider) as candidate:
+                report = pipeline._compare(mtype, model_dir, candidate, inputs)
+            _log_report(f"ONNX Runtime ({provider})", model_dir, report)
+            base = report.to_dict()
+        if not base.get("passed"):
+            return base
+        pairs = pipeline.fused_validation_pairs(model_dir, mtype)
+        with runner(onnx.path, "unfused") as reference, runner(path, "fused") as candidate:
+            fused = check_fused_graph(
+                mtype,
+                model_dir,
+                reference,
+                candidate,
+                pairs,
+                min_agreement=pipeline.options.min_agreement,
+            )
+        _log_report(f"fused graph ({provider})", model_dir, fused)
+        return {**base, "passed": fused.passed, "reason": fused.reason, "fused": fused.to_dict()}
+
+    entry = pipeline.cache.get_or_create(
+        key, create, artifact_name=ONNX_ARTIFACT, validate_fn=validate
+    )
+    return Artifact(entry, from_cache="from" not in created, extra={"onnx": onnx})

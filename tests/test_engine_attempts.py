@@ -335,12 +335,12 @@ def test_out_of_memory_retries_the_sequence_with_smaller_profiles(
 
     big = [{"x": ShapeProfile((1, 3, 48, 320), (8, 3, 48, 640), (16, 3, 48, 1280))}]
     options = PipelineOptions(
-        precision="fp32", build_timeout_s=60, profiles={ModelType.DETECTION: big}
+        precision="fp32", build_timeout_s=60, profiles={ModelType.RECOGNITION: big}
     )
     oom = OutOfMemoryError("the context of profile 0 needs 9000 MiB, 6000 MiB free")
     builder = FakeEngineBuilder([oom, 0.999])
     pipeline = _StubbedPipeline(EngineCache(tmp_path / "cache"), options, engine_builder=builder)
-    artifact = pipeline.engine(ocr_models.det, "det")
+    artifact = pipeline.engine(ocr_models.rec, "rec")  # rec keeps its float input x
     first, second = builder.jobs
     assert first.profiles == profiles_to_dict(big)
     assert second.profiles[0]["x"]["max"] == [8, 3, 48, 1280]  # max batch halved

@@ -4,7 +4,9 @@ typed builds, the type rules; the checker itself catches a hand-built bad graph.
 Graphs checked (det, rec, cls): the cached fp32 ONNX (flag-path and strongly typed builds),
 its fp16 conversion (10.12+/11.x FP16), and an fp16 conversion with FP32-pinned nodes (the
 pipeline's second attempt). The pinned set here is every third fp16 node, so the graph has many
-fp16/fp32 boundaries: more than the pipeline's pins of up to 8 sensitive nodes create.
+fp16/fp32 boundaries: more than the pipeline's pins of up to 8 sensitive nodes create. Each also
+as the builder really gets it: fused (uint8 NHWC input for det/cls, argmax output for rec),
+fusion applied after the fp16 conversion as ``fusion.artifacts.engine_onnx`` does.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from paddleocr_trt.model_types import ModelType
 
 
 @pytest.fixture(scope="module")
-def trt_graphs(onnx_models) -> dict[tuple[ModelType, str], onnx.ModelProto]:
+def trt_graphs(onnx_models, ocr_models) -> dict[tuple[ModelType, str], onnx.ModelProto]:
+    from paddleocr_trt.fusion.graphs import fuse_model
+
     graphs = {}
     for mtype, conv in onnx_models.items():
         fp32 = onnx.load(str(conv.onnx_path))
@@ -35,10 +39,17 @@ def trt_graphs(onnx_models) -> dict[tuple[ModelType, str], onnx.ModelProto]:
         graphs[mtype, "fp32"] = fp32
         graphs[mtype, "fp16"] = convert_model_to_fp16(fp32)
         graphs[mtype, "fp16-pinned"] = convert_model_to_fp16(fp32, keep_fp32_nodes=pins)
+        for variant in ("fp32", "fp16", "fp16-pinned"):
+            copy = onnx.ModelProto()
+            copy.CopyFrom(graphs[mtype, variant])
+            graphs[mtype, f"fused-{variant}"] = fuse_model(mtype, copy, ocr_models.dir_for(mtype))
     return graphs
 
 
-@pytest.mark.parametrize("variant", ["fp32", "fp16", "fp16-pinned"])
+@pytest.mark.parametrize(
+    "variant",
+    ["fp32", "fp16", "fp16-pinned", "fused-fp32", "fused-fp16", "fused-fp16-pinned"],
+)
 @pytest.mark.parametrize("mtype", list(ModelType), ids=lambda m: m.value)
 def test_pipeline_graphs_pass_the_parser_matrix_and_type_rules(
     trt_graphs, mtype: ModelType, variant: str
@@ -46,9 +57,9 @@ def test_pipeline_graphs_pass_the_parser_matrix_and_type_rules(
     model = trt_graphs[mtype, variant]
     problems = check_trt_support(model, strongly_typed=True)
     assert problems == [], "\n".join(map(str, problems))
-    if variant == "fp32":  # the flag path (TensorRT < 10.12) parses the same fp32 graph
+    if variant in ("fp32", "fused-fp32"):  # the flag path (< 10.12) parses the fp32 graph
         assert check_trt_support(model, strongly_typed=False) == []
-    if variant != "fp32":
+    if not variant.endswith("fp32"):
         fp16 = {i.type.tensor_type.elem_type for i in model.graph.value_info} | {
             t.data_type for t in model.graph.initializer
         }

@@ -268,3 +268,90 @@ def save_inputs(inputs: Sequence[Any], path: Path) -> Path:
         arrays.extend([item.base, item.fused] if hasattr(item, "fused") else [item])
     np.savez(path, *[np.ascontiguousarray(x) for x in arrays])
     return path
+
+
+#: error types (as recorded by the attempt loop) that mean "this needed too much GPU memory"
+OOM_ERRORS = ("OutOfMemoryError", "NoContextMemoryError")
+
+
+def build_validated(
+    builder: EngineBuilder,
+    *,
+    model_dir: Path,
+    mtype: Any,
+    onnx_path: Path,
+    tmp: Path,
+    profiles: Sequence[Any],
+    settings: Any,
+    inputs: Sequence[Any],
+    min_agreement: float,
+    device_id: int,
+    timing_cache_dir: Path | None,
+) -> tuple[Path, Any, dict[str, Any]]:
+    """FP16, FP16 with sensitive layers pinned to FP32, FP32 (:func:`attempt_plan`); the first
+    plan that passes validation wins. When attempts ran out of GPU memory (a context or the
+    build), the whole sequence is tried again with ``profiles.smaller_profiles`` while a smaller
+    set is left; the history of every attempt goes into the metadata (or the raised error)."""
+    from .profiles import profiles_to_dict, smaller_profiles
+
+    inputs_path = save_inputs(inputs, tmp / "validation-inputs.npz")
+    history: list[dict[str, Any]] = []
+    what = f"{mtype.value} model {model_dir.name}"
+    while True:
+
+        def job_for(attempt: Any, number: int, profiles=profiles) -> AttemptJob:
+            return AttemptJob(
+                onnx_path=onnx_path,
+                plan_path=tmp / f"{attempt.precision}-{len(history) + number}.plan",
+                settings=attempt,
+                profiles=profiles_to_dict(profiles),
+                model_dir=model_dir,
+                model_type=mtype.value,
+                inputs_path=inputs_path,
+                min_agreement=min_agreement,
+                device_id=device_id,
+                timing_cache_dir=timing_cache_dir,
+            )
+
+        pinned = lambda: pinned_settings(settings, onnx_path, inputs)  # noqa: E731
+        try:
+            plan, report, meta = run_attempts(
+                builder, attempt_plan(settings, pinned), job_for, what=what
+            )
+        except (EngineBuildError, ValidationFailedError) as exc:
+            tried = getattr(exc, "attempts", [])
+            history.extend(tried)
+            oom = any(a.get("error_type") in OOM_ERRORS for a in tried)
+            smaller = smaller_profiles(profiles) if oom else None
+            if smaller is None:
+                exc.attempts = history  # type: ignore[attr-defined]
+                raise
+            log.warning(
+                "%s: out of GPU memory with %d profile(s); trying again with smaller ones",
+                what,
+                len(profiles),
+            )
+            profiles = smaller
+            continue
+        inputs_path.unlink(missing_ok=True)
+        meta["attempts"] = history + meta.get("attempts", [])
+        meta.update(model_dir=str(model_dir), profiles=profiles_to_dict(profiles))
+        return plan, report, meta
+
+
+def pinned_settings(settings: Any, onnx_path: Path, inputs: Sequence[Any]) -> Any:
+    """FP16 settings with the most FP16-sensitive nodes (up to 8) pinned to FP32, or None."""
+    from .backend.onnx.precision import find_fp16_sensitive_nodes
+
+    try:
+        # The unfused graph names the nodes to pin; it takes the pairs' float input.
+        first = inputs[0]
+        sensitive = find_fp16_sensitive_nodes(onnx_path, [getattr(first, "base", first)])
+    except Exception as exc:
+        log.warning("fp16 sensitivity analysis failed (%s); skipping layer pinning", exc)
+        return None
+    names = tuple(s.node for s in sensitive[:8]) if sensitive else ()
+    if not names:
+        return None
+    log.info("retrying FP16 with %d layers pinned to FP32: %s", len(names), ", ".join(names))
+    return replace(settings, fp32_layers=names)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import numpy as np
 from .cache.failures import FailureMemo
 from .cache.key import CacheKey
 from .cache.store import CacheEntry, EngineCache
-from .engine_attempts import AttemptJob, EngineBuilder, attempt_plan, run_attempts, save_inputs
+from .engine_attempts import EngineBuilder
 from .errors import (
     ConversionError,
     EngineBuildError,
@@ -403,77 +403,22 @@ class ArtifactPipeline:
             return None
 
     def _build_validated(self, model_dir, mtype, onnx_path, tmp, profiles, settings, inputs):
-        """Try precisions in order of speed; return the first plan that passes validation.
+        """The first plan that passes validation (see ``engine_attempts.build_validated``)."""
+        from .engine_attempts import build_validated
 
-        When attempts ran out of GPU memory (a context or the build), the whole sequence is
-        tried again with a smaller profile set (``profiles.smaller_profiles``), while one is left.
-        """
-        from .profiles import profiles_to_dict, smaller_profiles
-
-        inputs_path = save_inputs(inputs, tmp / "validation-inputs.npz")
-        history: list[dict[str, Any]] = []
-        what = f"{mtype.value} model {model_dir.name}"
-        while True:
-
-            def job_for(attempt: Any, number: int, profiles=profiles) -> AttemptJob:
-                return AttemptJob(
-                    onnx_path=Path(onnx_path),
-                    plan_path=tmp / f"{attempt.precision}-{len(history) + number}.plan",
-                    settings=attempt,
-                    profiles=profiles_to_dict(profiles),
-                    model_dir=model_dir,
-                    model_type=mtype.value,
-                    inputs_path=inputs_path,
-                    min_agreement=self.options.min_agreement,
-                    device_id=self.options.device_id,
-                    timing_cache_dir=self.timing_cache_dir(),
-                )
-
-            pinned = lambda: self._pinned_settings(settings, onnx_path, inputs)  # noqa: E731
-            try:
-                plan, report, meta = run_attempts(
-                    self._builder(), attempt_plan(settings, pinned), job_for, what=what
-                )
-            except (EngineBuildError, ValidationFailedError) as exc:
-                tried = getattr(exc, "attempts", [])
-                history.extend(tried)
-                smaller = smaller_profiles(profiles) if _ran_out_of_memory(tried) else None
-                if smaller is None:
-                    exc.attempts = history  # type: ignore[attr-defined]
-                    raise
-                log.warning(
-                    "%s: out of GPU memory with %d profile(s); trying again with smaller ones",
-                    what,
-                    len(profiles),
-                )
-                profiles = smaller
-                continue
-            inputs_path.unlink(missing_ok=True)
-            meta["attempts"] = history + meta.get("attempts", [])
-            return (
-                plan,
-                report,
-                {
-                    **meta,
-                    "model_dir": str(model_dir),
-                    "profiles": profiles_to_dict(profiles),
-                },
-            )
-
-    def _pinned_settings(self, settings, onnx_path: Path, inputs) -> Any:
-        from .backend.onnx.precision import find_fp16_sensitive_nodes
-
-        try:
-            # The unfused graph names the nodes to pin; it takes the pairs' float input.
-            sensitive = find_fp16_sensitive_nodes(onnx_path, [inputs[0].base])
-        except Exception as exc:
-            log.warning("fp16 sensitivity analysis failed (%s); skipping layer pinning", exc)
-            return None
-        names = tuple(s.node for s in sensitive[:8]) if sensitive else ()
-        if not names:
-            return None
-        log.info("retrying FP16 with %d layers pinned to FP32: %s", len(names), ", ".join(names))
-        return replace(settings, fp32_layers=names)
+        return build_validated(
+            self._builder(),
+            model_dir=model_dir,
+            mtype=mtype,
+            onnx_path=Path(onnx_path),
+            tmp=tmp,
+            profiles=profiles,
+            settings=settings,
+            inputs=inputs,
+            min_agreement=self.options.min_agreement,
+            device_id=self.options.device_id,
+            timing_cache_dir=self.timing_cache_dir(),
+        )
 
 
 def _log_report(what: str, model_dir: Path, report: Any) -> None:
@@ -491,11 +436,3 @@ def _log_report(what: str, model_dir: Path, report: Any) -> None:
 def shared_pipeline(cache_root: str, options: PipelineOptions) -> ArtifactPipeline:
     """One pipeline per (cache root, options) per process: the hook builds many models."""
     return ArtifactPipeline(EngineCache(Path(cache_root)), options)
-
-
-#: error types (as recorded by the attempt loop) that mean "this needed too much GPU memory"
-_OOM_ERRORS = ("OutOfMemoryError", "NoContextMemoryError")
-
-
-def _ran_out_of_memory(attempts: list[dict[str, Any]]) -> bool:
-    return any(a.get("error_type") in _OOM_ERRORS for a in attempts)

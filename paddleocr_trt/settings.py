@@ -11,6 +11,7 @@ ENV_WORKSPACE_GB = "PADDLEOCR_TRT_WORKSPACE_GB"
 ENV_LOG_LEVEL = "PADDLEOCR_TRT_LOG_LEVEL"
 ENV_ENGINE = "PADDLEOCR_TRT_ENGINE"
 ENV_CUDA_GRAPHS = "PADDLEOCR_TRT_CUDA_GRAPHS"
+ENV_PIPELINE = "PADDLEOCR_TRT_PIPELINE"
 
 #: Engine backends that can run a converted model, in the order a list may name them.
 ENGINE_NAMES = ("tensorrt", "onnxruntime")
@@ -21,6 +22,7 @@ DEFAULT_WORKSPACE_GB = 4.0
 DEFAULT_MIN_AGREEMENT = 0.99
 
 _TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
 
 
 def is_disabled(environ: dict[str, str] | None = None) -> bool:
@@ -89,3 +91,12 @@ def cuda_graphs_enabled(environ: dict[str, str] | None = None) -> bool:
     """``$PADDLEOCR_TRT_CUDA_GRAPHS``: replay CUDA graphs in the drop-in hook (default off)."""
     env = os.environ if environ is None else environ
     return env.get(ENV_CUDA_GRAPHS, "").strip().lower() in _TRUE
+
+
+def pipeline_enabled(environ: dict[str, str] | None = None) -> bool:
+    """``$PADDLEOCR_TRT_PIPELINE``: the pipelined multi-image path (default on; ``0`` = stock).
+
+    Read at every ``predict`` call, so it can be flipped between calls.
+    """
+    env = os.environ if environ is None else environ
+    return env.get(ENV_PIPELINE, "").strip().lower() not in _FALSE

@@ -40,9 +40,13 @@ def several_inputs(input: Any) -> bool:
 
 
 def _on_engine(predictor: Any, predictor_cls: type) -> bool:
+    """Our engine runs it, and its ``process``/``apply`` are the PaddleX code the steps mirror."""
+    from paddlex.inference.models.predictors.base_predictor import BasePredictor
+
     from ..integration.runner_factory import is_our_runner
 
-    if type(predictor).process is not predictor_cls.process:
+    kind = type(predictor)
+    if kind.process is not predictor_cls.process or kind.apply is not BasePredictor.apply:
         return False
     runner = getattr(predictor, "runner", None)
     return is_our_runner(runner) and getattr(runner, "backend", "paddle") != "paddle"

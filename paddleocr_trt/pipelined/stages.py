@@ -41,6 +41,9 @@ class Stage:
     #: optional cost of an item; a gather stops before the total passes ``budget``
     weight: Callable[[Any], int] | None = None
     budget: int = 0
+    #: room in the queue in front of this stage (None: the chain's ``depth``); a gathering
+    #: stage needs room for what it gathers
+    queue_size: int | None = None
 
 
 class StageChain:
@@ -55,9 +58,8 @@ class StageChain:
         self._source = source
         self._stages = stages
         self._cancel = threading.Event()
-        self._queues: list[queue.Queue] = [
-            queue.Queue(maxsize=depth) for _ in range(len(stages) + 1)
-        ]
+        sizes = [s.queue_size or depth for s in stages] + [depth]
+        self._queues: list[queue.Queue] = [queue.Queue(maxsize=n) for n in sizes]
         self._threads: list[threading.Thread] = []
 
     # --- queue helpers that give up when cancelled ---------------------------------------

@@ -79,6 +79,27 @@ def split_rows(outputs: list[np.ndarray], counts: list[int]) -> list[list[np.nda
     return parts
 
 
+def split_like_paddlex(pred: dict[str, Any]) -> list[dict[str, Any]]:
+    """One dict per instance, as ``BasePredictor.apply`` (paddlex 3.7.2) splits a dict of lists:
+    list values are indexed, anything else (a numpy array too) is given whole to every item."""
+    first = next(iter(pred.values()), None)
+    n = len(first) if isinstance(first, list) else 1
+    return [
+        {k: v[idx] if isinstance(v, list) and idx < len(v) else v for k, v in pred.items()}
+        for idx in range(n)
+    ]
+
+
+def _cls_preprocess(cls: Any, crops: list[np.ndarray]) -> list[np.ndarray]:
+    """``ClasRunnerPredictor.process`` (paddlex 3.7.2) up to its runner call."""
+    ops = cls.preprocessors
+    imgs = ops["Resize"](imgs=ops["Read"](imgs=crops))
+    if "Crop" in ops:
+        imgs = ops["Crop"](imgs=imgs)
+    imgs = ops["ToCHW"](imgs=ops["Normalize"](imgs=imgs))
+    return list(ops["ToBatch"](imgs=imgs))
+
+
 class OCRSteps:
     """The steps for one ``predict`` call of one ``_OCRPipeline`` (its models, its arguments)."""
 
@@ -148,27 +169,54 @@ class OCRSteps:
                 item.crops.append(sub_img)
                 item.polys.append(poly)
 
-    # --- text-line orientation over the crops of several images ------------------------------
+    # --- text-line orientation: PaddleX's per-image chunks, engine calls shared ------------
     def orientation(self, items: list[PageItem]) -> None:
+        """Angles exactly as stock computes them, engine rows shared by several images.
+
+        Stock calls the orientation predictor once per image; it cuts the crops into chunks of
+        its ``batch_size`` and (paddlex 3.7.2 ``BasePredictor.apply``) hands every crop of a
+        chunk the chunk's whole ``class_ids`` array, of which the pipeline reads element 0: each
+        crop gets the angle of the first crop of its chunk. The chunks are therefore formed per
+        image here too and their results split by :func:`split_like_paddlex`; only the engine
+        call (fixed-size input, batch-invariant rows) is shared.
+        """
         with_polys = [it for it in items if it.polys is not None]
         if not self.use_orientation:
             for it in with_polys:
                 it.angles = [-1] * len(it.crops)
             return
-        crops = [c for it in with_polys for c in it.crops]
-        if not crops:
-            return
-        model = self.pipeline.textline_orientation_model
-        angles = [
-            int(np.asarray(info["class_ids"], dtype=np.int64).ravel()[0]) for info in model(crops)
-        ]
-        self.stats["cls_calls"] += 1
-        rotated = self.pipeline.rotate_image(crops, angles)
-        start = 0
+        cls = self.pipeline.textline_orientation_model
+        size = max(1, int(cls.batch_sampler.batch_size))
+        chunks: list[tuple[PageItem, list[np.ndarray], list[np.ndarray]]] = []
         for it in with_polys:
-            end = start + len(it.crops)
-            it.angles, it.crops = angles[start:end], rotated[start:end]
-            start = end
+            for start in range(0, len(it.crops), size):
+                crops = it.crops[start : start + size]
+                chunks.append((it, crops, _cls_preprocess(cls, crops)))
+        outputs: list[list[np.ndarray]] = []
+        for first in range(0, len(chunks), max(1, REC_MAX_ROWS // size)):
+            call = chunks[first : first + max(1, REC_MAX_ROWS // size)]
+            x = [np.concatenate([c[2][k] for c in call]) for k in range(len(call[0][2]))]
+            preds = list(cls.runner(x=x))
+            self.stats["cls_calls"] += 1
+            outputs.extend(split_rows(preds, [len(c[1]) for c in call]))
+        angles: dict[int, list[int]] = {id(it): [] for it in with_polys}
+        for (it, crops, _x), preds in zip(chunks, outputs, strict=True):
+            class_ids, scores, label_names = cls.postprocessors["Topk"](preds, topk=cls.topk)
+            pred = {
+                "input_path": [None] * len(crops),
+                "page_index": [None] * len(crops),
+                "input_img": crops,
+                "class_ids": class_ids,
+                "scores": scores,
+                "label_names": label_names,
+            }
+            angles[id(it)] += [
+                int(np.asarray(info["class_ids"], dtype=np.int64).ravel()[0])
+                for info in split_like_paddlex(pred)
+            ]
+        for it in with_polys:
+            it.angles = angles[id(it)]
+            it.crops = self.pipeline.rotate_image(it.crops, it.angles)
 
     # --- rec pre-processing per image, as PaddleX chunks it ----------------------------------
     def rec_preprocess(self, item: PageItem) -> None:

@@ -124,7 +124,8 @@ class TensorRTRunner(BaseRunner):
                 f"{self.name}: input shapes {shapes} are outside every optimization profile "
                 f"{[{n: p.to_dict() for n, p in prof.items()} for prof in self.profiles]}"
             )
-        self.fallback_calls += 1
+        with self._lock:  # calls may come from several threads (pipelined path)
+            self.fallback_calls += 1
         warn_once(
             ("trt-shape-fallback", self.name),
             "%s: input shapes %s are outside the engine's optimization profiles; running them "

@@ -87,6 +87,8 @@ def engines(environ: dict[str, str] | None = None) -> tuple[str, ...]:
     env = os.environ if environ is None else environ
     raw = env.get(ENV_ENGINE, "").strip()
     return parse_engines(raw, source=ENV_ENGINE) if raw else DEFAULT_ENGINES
+
+
 def cuda_graphs_enabled(environ: dict[str, str] | None = None) -> bool:
     """``$PADDLEOCR_TRT_CUDA_GRAPHS``: replay CUDA graphs in the drop-in hook (default off)."""
     env = os.environ if environ is None else environ

@@ -19,6 +19,8 @@ bit-identical (NOTES.md section 7):
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +72,18 @@ class PageItem:
     error: BaseException | None = None
 
 
+def on_cpu(runner: Any) -> bool:
+    """Whether a runner (through our wrappers) is an ONNX Runtime session on the CPU only."""
+    for _ in range(8):
+        providers = getattr(runner, "providers", None)
+        if providers is not None:
+            return list(providers) == ["CPUExecutionProvider"]
+        runner = getattr(runner, "primary", None) or getattr(runner, "inner", None)
+        if runner is None:
+            return False
+    return False
+
+
 def split_rows(outputs: list[np.ndarray], counts: list[int]) -> list[list[np.ndarray]]:
     """Batch-major outputs of one call -> one list of arrays per consecutive part of ``counts``."""
     parts, start = [], 0
@@ -114,6 +128,17 @@ class OCRSteps:
         self.settings = settings
         self.rec_batch = max(1, int(self.rec.batch_sampler.batch_size))
         self.stats = {"images": 0, "det_calls": 0, "cls_calls": 0, "rec_calls": 0, "rec_rows": 0}
+        runners = [self.det.runner, self.rec.runner]
+        if self.use_orientation:
+            runners.append(pipeline.textline_orientation_model.runner)
+        #: engines that all compute on the CPU share its cores: one model call at a time (host
+        #: work still overlaps); GPU engines run concurrently
+        gate = all(map(on_cpu, runners))
+        self._gate: Any = threading.Lock() if gate else contextlib.nullcontext()
+
+    def _engine(self, runner: Any, x: list[np.ndarray]) -> list[np.ndarray]:
+        with self._gate:
+            return list(runner(x=x))
 
     # --- read + det pre-processing (TextDetRunnerPredictor.process, up to the runner) --------
     def det_preprocess(self, item: PageItem) -> None:
@@ -143,7 +168,7 @@ class OCRSteps:
                 groups.append([item])
         for group in groups:
             x = self.det.pre_tfs["ToBatch"](imgs=[it.det_x for it in group])
-            preds = self.det.runner(x=x)
+            preds = self._engine(self.det.runner, x)
             self.stats["det_calls"] += 1
             for it, part in zip(group, split_rows(list(preds), [1] * len(group)), strict=True):
                 it.det_preds, it.det_x = part, None
@@ -196,7 +221,7 @@ class OCRSteps:
         for first in range(0, len(chunks), max(1, REC_MAX_ROWS // size)):
             call = chunks[first : first + max(1, REC_MAX_ROWS // size)]
             x = [np.concatenate([c[2][k] for c in call]) for k in range(len(call[0][2]))]
-            preds = list(cls.runner(x=x))
+            preds = self._engine(cls.runner, x)
             self.stats["cls_calls"] += 1
             outputs.extend(split_rows(preds, [len(c[1]) for c in call]))
         angles: dict[int, list[int]] = {id(it): [] for it in with_polys}
@@ -275,7 +300,7 @@ class OCRSteps:
             x = call[0].x
         else:
             x = [np.concatenate([c.x[k] for c in call], axis=0) for k in range(len(call[0].x))]
-        preds = list(self.rec.runner(x=x))
+        preds = self._engine(self.rec.runner, x)
         self.stats["rec_calls"] += 1
         self.stats["rec_rows"] += sum(c.rows for c in call)
         for chunk, part in zip(call, split_rows(preds, [c.rows for c in call]), strict=True):

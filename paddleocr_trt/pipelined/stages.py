@@ -25,6 +25,7 @@ log = get_logger("pipelined")
 
 _STOP = object()  # end of input, passed down the chain
 _POLL_S = 0.05  # how often a blocked put/get looks at the cancel flag
+_JOIN_S = 120  # longest wait for a worker to finish its current model call on close
 
 
 class Cancelled(Exception):
@@ -177,13 +178,17 @@ class StageChain:
             self.close()
 
     def close(self) -> None:
-        """Stop every worker (idempotent); called when iteration ends, fails or is abandoned."""
+        """Stop every worker (idempotent); called when iteration ends, fails or is abandoned.
+
+        A worker inside a model call finishes that call first (an engine call cannot be
+        interrupted), so this may wait for one call per stage.
+        """
         self._cancel.set()
         for thread in self._threads:
             if thread is not threading.current_thread():
-                thread.join(timeout=5.0)
+                thread.join(timeout=_JOIN_S)
                 if thread.is_alive():
-                    log.warning("pipelined worker %s did not stop within 5 s", thread.name)
+                    log.warning("pipelined worker %s still busy after %d s", thread.name, _JOIN_S)
 
 
 @dataclass

@@ -21,14 +21,15 @@ log = get_logger("pipelined")
 GATHER_IMAGES = 8
 GATHER_CROPS = 512
 _stats_lock = threading.Lock()
-_last_stats: dict[str, int] = {}
+_last_stats: dict[str, Any] = {}
 _runs = 0
 
 
-def last_run_stats() -> dict[str, int]:
+def last_run_stats() -> dict[str, Any]:
     """Counters of the latest finished pipelined run in this process (images, engine calls,
-    rec rows) plus ``runs``, the number of pipelined runs so far: tests and benchmarks use it to
-    see that the path ran and what it merged."""
+    rec rows, ``busy_ms`` per stage thread) plus ``runs``, the number of pipelined runs so far:
+    tests and benchmarks use it to see that the path ran, what it merged, which stage bounds
+    it."""
     with _stats_lock:
         return {**_last_stats, "runs": _runs}
 
@@ -156,5 +157,5 @@ def run_pipelined(pipeline: Any, input: Any, det_params: dict, settings: dict) -
         chain.close()
         with _stats_lock:
             _runs += 1
-            _last_stats = dict(steps.stats)
+            _last_stats = {**steps.stats, "busy_ms": {k: 1000 * v for k, v in chain.busy_s.items()}}
         log.debug("pipelined run: %s", steps.stats)

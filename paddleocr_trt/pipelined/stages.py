@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,8 @@ class StageChain:
         sizes = [s.queue_size or depth for s in stages] + [depth]
         self._queues: list[queue.Queue] = [queue.Queue(maxsize=n) for n in sizes]
         self._threads: list[threading.Thread] = []
+        #: seconds each worker spent working (not waiting): the slowest one bounds throughput
+        self.busy_s = {"source": 0.0, **{s.name: 0.0 for s in stages}}
 
     # --- queue helpers that give up when cancelled ---------------------------------------
     def _put(self, q: queue.Queue, item: Any) -> None:
@@ -85,10 +88,13 @@ class StageChain:
     def _feed(self) -> None:
         out = self._queues[0]
         try:
-            for item in self._source:
+            source, clock = iter(self._source), time.perf_counter()
+            for item in source:
+                self.busy_s["source"] += time.perf_counter() - clock
                 self._put(out, item)
                 if item.error is not None:
                     break  # the source failed: nothing after it is produced
+                clock = time.perf_counter()
             self._put(out, _STOP)
         except Cancelled:
             pass
@@ -107,12 +113,14 @@ class StageChain:
                 batch, stop = self._gather(stage, inq, first)
                 live = [item for item in batch if item.error is None]
                 if live:
+                    clock = time.perf_counter()
                     try:
                         stage.fn(live)
                     except Exception as exc:  # a stage failing on a batch fails its items
                         for item in live:
                             if item.error is None:
                                 item.error = exc
+                    self.busy_s[stage.name] += time.perf_counter() - clock
                 for item in batch:
                     self._put(outq, item)
                 if stop:

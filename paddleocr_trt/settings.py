@@ -16,6 +16,7 @@ ENV_LOG_LEVEL = "PADDLEOCR_TRT_LOG_LEVEL"  # read by log.py
 ENV_ENGINE = "PADDLEOCR_TRT_ENGINE"
 ENV_CUDA_GRAPHS = "PADDLEOCR_TRT_CUDA_GRAPHS"
 ENV_BUILD_TIMEOUT_S = "PADDLEOCR_TRT_BUILD_TIMEOUT_S"
+ENV_PIPELINE = "PADDLEOCR_TRT_PIPELINE"
 
 #: Engine backends that can run a converted model, in the order a list may name them.
 ENGINE_NAMES = ("tensorrt", "onnxruntime")
@@ -28,6 +29,7 @@ DEFAULT_BUILD_TIMEOUT_S = 1800.0
 DEFAULT_MIN_AGREEMENT = 0.99
 
 _TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
 
 
 class SettingsError(PaddleOCRTRTError, ValueError):
@@ -143,3 +145,12 @@ def build_timeout_s(environ: dict[str, str] | None = None) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise SettingsError(f"{ENV_BUILD_TIMEOUT_S}={raw!r} must be a positive number of seconds")
     return value
+
+
+def pipeline_enabled(environ: dict[str, str] | None = None) -> bool:
+    """``$PADDLEOCR_TRT_PIPELINE``: the pipelined multi-image path (default on; ``0`` = stock).
+
+    Read at every ``predict`` call, so it can be flipped between calls.
+    """
+    env = os.environ if environ is None else environ
+    return env.get(ENV_PIPELINE, "").strip().lower() not in _FALSE

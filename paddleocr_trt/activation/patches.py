@@ -35,7 +35,11 @@ def apply(target: str) -> bool:
         if reason is not None:
             warn_once(("unsupported-versions",), "%s", reason)
             return False
-        {"paddleocr": _patch_paddleocr, "paddlex_engine": _patch_paddlex_engine}[target]()
+        {
+            "paddleocr": _patch_paddleocr,
+            "paddlex_engine": _patch_paddlex_engine,
+            "paddlex_ocr_pipeline": _patch_ocr_pipeline,
+        }[target]()
         _applied.add(target)
         log.debug("patched %s", target)
         return True
@@ -76,9 +80,14 @@ def _wrap_parse_common_args(original: Any) -> Any:
 
             # A ValueError here is PaddleOCR's own convention for a bad argument.
             engines = parse_engines(engines, source=trt_request.ENGINE_KWARG)
+        pipeline = kwargs.pop(trt_request.PIPELINE_KWARG, None)
+        if pipeline is not None and not isinstance(pipeline, bool):
+            raise ValueError(f"{trt_request.PIPELINE_KWARG}={pipeline!r}: use True or False")
         parsed = original(kwargs, *args, **kw)
         if engines is not None:
             parsed[trt_request.ENGINES_COMMON_ARG] = engines
+        if pipeline is not None:
+            parsed[trt_request.PIPELINE_COMMON_ARG] = pipeline
         return parsed
 
     setattr(parse_common_args, _PATCHED_ATTR, True)
@@ -121,6 +130,12 @@ def _patch_paddleocr() -> None:
     ):
         _patch_paddlex_engine()
         _applied.add("paddlex_engine")
+
+
+def _patch_ocr_pipeline() -> None:
+    from ..pipelined.patch import patch_ocr_pipeline
+
+    patch_ocr_pipeline()
 
 
 # --- PaddleX runner layer -------------------------------------------------------------------

@@ -18,6 +18,9 @@ from typing import Any
 ENGINE_KWARG = "trt_engine"
 #: Where the parsed keyword travels inside PaddleOCR's common-args dict.
 ENGINES_COMMON_ARG = "paddleocr_trt_engines"
+#: PaddleOCR keyword for the pipelined multi-image path: ``PaddleOCR(..., trt_pipeline=False)``.
+PIPELINE_KWARG = "trt_pipeline"
+PIPELINE_COMMON_ARG = "paddleocr_trt_pipeline"
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class TensorRTRequest:
     device: str | None  # as the user gave it ("gpu", "gpu:0,1", "cpu", None = default)
     #: engine backends to try in order before native Paddle ("tensorrt", "onnxruntime")
     engines: tuple[str, ...] = ("tensorrt",)
+    #: ``trt_pipeline=`` as given (None: not given; ``$PADDLEOCR_TRT_PIPELINE`` decides)
+    pipeline: bool | None = None
 
 
 _current: contextvars.ContextVar[TensorRTRequest | None] = contextvars.ContextVar(
@@ -76,6 +81,7 @@ def from_common_args(common_args: Mapping[str, Any]) -> TensorRTRequest | None:
         precision=str(common_args.get("pptrt_precision") or "fp32").lower(),
         device=common_args.get("device"),
         engines=tuple(engines) if engines else env_engines(),
+        pipeline=common_args.get(PIPELINE_COMMON_ARG),
     )
 
 

@@ -4,10 +4,15 @@ The native runner is PaddleX's own, created only when first needed (it costs a P
 :class:`GuardedRunner` switches a model to it for good when its engine fails at inference, so an
 engine that breaks mid-run (a CUDA error, an execution provider fault) costs one warning, not the
 user's program.
+
+Both are safe to call from several threads (the pipelined path and users' threads do): the
+native runner is created once and called by one thread at a time (a Paddle predictor is not
+re-entrant), and the switch to it happens once however many calls fail together.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,15 +33,18 @@ class LazyNativeRunner(BaseRunner):
         super().__init__(name)
         self._factory = factory
         self._runner: Any = None
+        self._lock = threading.Lock()
 
     def infer(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        if self._runner is None:
-            self._runner = self._factory()
-        return list(self._runner(x=list(inputs)))
+        with self._lock:
+            if self._runner is None:
+                self._runner = self._factory()
+            return list(self._runner(x=list(inputs)))
 
     def close(self) -> None:
-        if self._runner is not None:
-            self._runner.close()
+        with self._lock:
+            if self._runner is not None:
+                self._runner.close()
         super().close()
 
 
@@ -54,6 +62,7 @@ class GuardedRunner(BaseRunner):
         self.input_names = getattr(primary, "input_names", None)
         self.engine_failures = 0
         self.failure: str | None = None
+        self._lock = threading.Lock()
 
     @property
     def backend(self) -> str:  # type: ignore[override]
@@ -64,18 +73,24 @@ class GuardedRunner(BaseRunner):
             try:
                 return self.primary.infer(inputs)
             except Exception as exc:
-                self.engine_failures += 1
-                self.failure = f"{type(exc).__name__}: {exc}"
-                warn_once(
-                    ("engine-failed-at-inference", self.name),
-                    "%s: the %s engine failed at inference (%s); running native Paddle "
-                    "inference for this model from now on.",
-                    self.name,
-                    self.primary.backend,
-                    self.failure,
-                )
-                self._close_primary()
+                self._switch_to_fallback(exc)
         return self.fallback.infer(inputs)
+
+    def _switch_to_fallback(self, exc: Exception) -> None:
+        with self._lock:
+            self.engine_failures += 1
+            if self.failure is not None:  # another thread's call switched already
+                return
+            self.failure = f"{type(exc).__name__}: {exc}"
+            warn_once(
+                ("engine-failed-at-inference", self.name),
+                "%s: the %s engine failed at inference (%s); running native Paddle "
+                "inference for this model from now on.",
+                self.name,
+                self.primary.backend,
+                self.failure,
+            )
+            self._close_primary()
 
     def _close_primary(self) -> None:
         try:

@@ -49,12 +49,16 @@ class OnnxRuntimeRunner(BaseRunner):
         log.debug("onnxruntime runner %s: %s on %s", self.name, self.onnx_path, self.providers)
 
     def infer(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Safe from several threads at once: ``InferenceSession.run`` is thread-safe."""
         self.check_inputs(inputs)
+        session = self._session  # close() from another thread must not leave us a None
+        if session is None:
+            raise RuntimeError(f"{self!r} is closed")
         feed = {
             name: np.ascontiguousarray(array)
             for name, array in zip(self.input_names, inputs, strict=True)
         }
-        return list(self._session.run(self.output_names, feed))
+        return list(session.run(self.output_names, feed))
 
     def close(self) -> None:
         self._session = None

@@ -8,6 +8,7 @@ stay cheap for users who never touch the native path.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ class PaddleInferenceRunner(BaseRunner):
         self.output_names: list[str] = list(self._predictor.get_output_names())
         self._inputs = [self._predictor.get_input_handle(n) for n in self.input_names]
         self._outputs = [self._predictor.get_output_handle(n) for n in self.output_names]
+        # One Paddle predictor's handles are shared state: one call at a time.
+        self._lock = threading.Lock()
         log.debug(
             "paddle runner %s: %s on %s (inputs %s, outputs %s)",
             self.name,
@@ -57,19 +60,21 @@ class PaddleInferenceRunner(BaseRunner):
         )
 
     def infer(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        self.check_inputs(inputs)
-        for handle, array in zip(self._inputs, inputs, strict=True):
-            array = np.ascontiguousarray(array)
-            handle.reshape(list(array.shape))
-            handle.copy_from_cpu(array)
-        self._predictor.run()
-        return [handle.copy_to_cpu() for handle in self._outputs]
+        with self._lock:
+            self.check_inputs(inputs)
+            for handle, array in zip(self._inputs, inputs, strict=True):
+                array = np.ascontiguousarray(array)
+                handle.reshape(list(array.shape))
+                handle.copy_from_cpu(array)
+            self._predictor.run()
+            return [handle.copy_to_cpu() for handle in self._outputs]
 
     def close(self) -> None:
-        if not self._closed:
-            self._inputs, self._outputs = [], []
-            self._predictor = None
-        super().close()
+        with self._lock:
+            if not self._closed:
+                self._inputs, self._outputs = [], []
+                self._predictor = None
+            super().close()
 
 
 def _create_predictor(

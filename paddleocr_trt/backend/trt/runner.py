@@ -258,7 +258,8 @@ class TensorRTRunner(BaseRunner):
 
     def _fallback(self, shapes: dict[str, tuple[int, ...]], inputs: list[np.ndarray]):
         assert self.fallback is not None
-        self.fallback_calls += 1
+        with self._lock:  # calls may come from several threads (pipelined path)
+            self.fallback_calls += 1
         warn_once(
             ("trt-shape-fallback", self.name),
             "%s: input shapes %s are outside the engine's usable optimization profiles; running "

@@ -1,0 +1,334 @@
+"""The OCR pipeline's steps, cut where a model call sits, so images can share model calls.
+
+Each step is PaddleX's own code path taken apart at its ``self.runner(x=x)`` call (read in
+paddlex 3.7.2: ``TextDetRunnerPredictor.process``, ``TextRecRunnerPredictor.process``,
+``_OCRPipeline.predict``): the same pre-processing objects (``pre_tfs``), post-processing
+(``post_op``), sorting, cropping and rotation of the live pipeline instance, called with the
+same arguments. Only the engine calls change, and only in ways that leave each image's numbers
+bit-identical (NOTES.md section 7):
+
+* det: same-shape inputs (PDF pages) are stacked into one call; each image's slice of the
+  output is post-processed alone, as in a batch of one.
+* orientation: crops of several images go to the predictor in one list (per crop it is a fixed
+  80x160 resize, independent of neighbours).
+* rec: PaddleX's chunks (sorted by aspect ratio, ``batch_size`` crops, padded to the widest)
+  are built per image exactly as stock; chunks of *equal padded width* from several images are
+  concatenated into one engine call and split again; each chunk is decoded alone with its own
+  ``wh_ratio_list``/``max_wh_ratio`` (word boxes depend on them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: same-shape det inputs stacked into one engine call (TensorRT det profiles take batch 1 and
+#: split larger batches; ONNX Runtime takes any)
+DET_MAX_BATCH = 4
+#: rows per merged rec call: a multiple of PaddleOCR's 6, within the rec profiles' max batch 50
+REC_MAX_ROWS = 48
+
+
+@dataclass
+class RecChunk:
+    """One PaddleX rec batch of one image: its input, decode arguments and output rows."""
+
+    x: list[np.ndarray]
+    wh_ratio_list: list[float]
+    max_wh_ratio: float
+    preds: list[np.ndarray] | None = None
+
+    @property
+    def width_key(self) -> tuple:
+        return tuple((a.shape[1:], a.dtype.str) for a in self.x)
+
+    @property
+    def rows(self) -> int:
+        return int(self.x[0].shape[0])
+
+
+@dataclass
+class PageItem:
+    """One input image on its way through the steps (fields filled stage by stage)."""
+
+    index: int
+    input_path: Any
+    page_index: Any
+    image: np.ndarray | None = None
+    det_x: np.ndarray | None = None
+    det_shape: Any = None
+    det_preds: list[np.ndarray] | None = None
+    sorted_polys: Any = None  # det polygons after the pipeline's sort
+    polys: list[Any] | None = None  # polygons whose crop is not empty (None: image had none)
+    crops: list[np.ndarray] = field(default_factory=list)
+    angles: list[int] = field(default_factory=list)
+    order: list[int] = field(default_factory=list)  # crop ids sorted by w/h, as stock
+    chunks: list[RecChunk] = field(default_factory=list)
+    result: Any = None
+    error: BaseException | None = None
+
+
+def on_cpu(runner: Any) -> bool:
+    """Whether a runner (through our wrappers) is an ONNX Runtime session on the CPU only."""
+    for _ in range(8):
+        providers = getattr(runner, "providers", None)
+        if providers is not None:
+            return list(providers) == ["CPUExecutionProvider"]
+        runner = getattr(runner, "primary", None) or getattr(runner, "inner", None)
+        if runner is None:
+            return False
+    return False
+
+
+def split_rows(outputs: list[np.ndarray], counts: list[int]) -> list[list[np.ndarray]]:
+    """Batch-major outputs of one call -> one list of arrays per consecutive part of ``counts``."""
+    parts, start = [], 0
+    for n in counts:
+        parts.append([out[start : start + n] for out in outputs])
+        start += n
+    return parts
+
+
+def split_like_paddlex(pred: dict[str, Any]) -> list[dict[str, Any]]:
+    """One dict per instance, as ``BasePredictor.apply`` (paddlex 3.7.2) splits a dict of lists:
+    list values are indexed, anything else (a numpy array too) is given whole to every item."""
+    first = next(iter(pred.values()), None)
+    n = len(first) if isinstance(first, list) else 1
+    return [
+        {k: v[idx] if isinstance(v, list) and idx < len(v) else v for k, v in pred.items()}
+        for idx in range(n)
+    ]
+
+
+def _cls_preprocess(cls: Any, crops: list[np.ndarray]) -> list[np.ndarray]:
+    """``ClasRunnerPredictor.process`` (paddlex 3.7.2) up to its runner call."""
+    ops = cls.preprocessors
+    imgs = ops["Resize"](imgs=ops["Read"](imgs=crops))
+    if "Crop" in ops:
+        imgs = ops["Crop"](imgs=imgs)
+    imgs = ops["ToCHW"](imgs=ops["Normalize"](imgs=imgs))
+    return list(ops["ToBatch"](imgs=imgs))
+
+
+class OCRSteps:
+    """The steps for one ``predict`` call of one ``_OCRPipeline`` (its models, its arguments)."""
+
+    def __init__(self, pipeline: Any, det_params: dict, settings: dict) -> None:
+        self.pipeline = pipeline
+        self.det = pipeline.text_det_model
+        self.rec = pipeline.text_rec_model
+        self.det_params = det_params
+        self.use_orientation = bool(settings["model_settings"]["use_textline_orientation"])
+        self.return_word_box = bool(settings["return_word_box"])
+        self.score_thresh = settings["text_rec_score_thresh"]
+        self.settings = settings
+        self.rec_batch = max(1, int(self.rec.batch_sampler.batch_size))
+        self.stats = {"images": 0, "det_calls": 0, "cls_calls": 0, "rec_calls": 0, "rec_rows": 0}
+        runners = [self.det.runner, self.rec.runner]
+        if self.use_orientation:
+            runners.append(pipeline.textline_orientation_model.runner)
+        #: engines that all compute on the CPU share its cores: one model call at a time (host
+        #: work still overlaps); GPU engines run concurrently
+        gate = all(map(on_cpu, runners))
+        self._gate: Any = threading.Lock() if gate else contextlib.nullcontext()
+
+    def _engine(self, runner: Any, x: list[np.ndarray]) -> list[np.ndarray]:
+        with self._gate:
+            return list(runner(x=x))
+
+    # --- read + det pre-processing (TextDetRunnerPredictor.process, up to the runner) --------
+    def det_preprocess(self, item: PageItem) -> None:
+        det, p = self.det, self.det_params
+        raw = det.pre_tfs["Read"](imgs=[item.image])
+        imgs, shapes = det.pre_tfs["Resize"](
+            imgs=raw,
+            limit_side_len=p["limit_side_len"] or det.limit_side_len,
+            limit_type=p["limit_type"] or det.limit_type,
+            max_side_limit=(
+                p["max_side_limit"] if p["max_side_limit"] is not None else det.max_side_limit
+            ),
+        )
+        imgs = det.pre_tfs["Normalize"](imgs=imgs)
+        imgs = det.pre_tfs["ToCHW"](imgs=imgs)
+        item.det_x, item.det_shape = imgs[0], shapes[0]
+
+    def det_engine(self, items: list[PageItem]) -> None:
+        """Stack consecutive same-shape inputs (at most DET_MAX_BATCH) into one call."""
+        groups: list[list[PageItem]] = []
+        for item in items:
+            last = groups[-1] if groups else None
+            same = last and last[0].det_x.shape == item.det_x.shape  # type: ignore[union-attr]
+            if same and last[0].det_x.dtype == item.det_x.dtype and len(last) < DET_MAX_BATCH:
+                last.append(item)
+            else:
+                groups.append([item])
+        for group in groups:
+            x = self.det.pre_tfs["ToBatch"](imgs=[it.det_x for it in group])
+            preds = self._engine(self.det.runner, x)
+            self.stats["det_calls"] += 1
+            for it, part in zip(group, split_rows(list(preds), [1] * len(group)), strict=True):
+                it.det_preds, it.det_x = part, None
+
+    # --- DB post-processing, sort, crop (TextDetRunnerPredictor + _OCRPipeline.predict) -------
+    def det_postprocess(self, item: PageItem) -> None:
+        det, p, pipe = self.det, self.det_params, self.pipeline
+        polys, _scores = det.post_op(
+            item.det_preds,
+            [item.det_shape],
+            thresh=p["thresh"] or det.thresh,
+            box_thresh=p["box_thresh"] or det.box_thresh,
+            unclip_ratio=p["unclip_ratio"] or det.unclip_ratio,
+        )
+        item.det_preds = None
+        item.sorted_polys = pipe._sort_boxes(polys[0])
+        if len(item.sorted_polys) == 0:
+            return
+        subs = list(pipe._crop_by_polys(item.image, item.sorted_polys))
+        item.polys, item.crops = [], []
+        for sub_img, poly in zip(subs, item.sorted_polys, strict=False):  # as stock
+            if sub_img.size > 0 and sub_img.shape[0] > 0 and sub_img.shape[1] > 0:
+                item.crops.append(sub_img)
+                item.polys.append(poly)
+
+    # --- text-line orientation: PaddleX's per-image chunks, engine calls shared ------------
+    def orientation(self, items: list[PageItem]) -> None:
+        """Angles exactly as stock computes them, engine rows shared by several images.
+
+        Stock calls the orientation predictor once per image; it cuts the crops into chunks of
+        its ``batch_size`` and (paddlex 3.7.2 ``BasePredictor.apply``) hands every crop of a
+        chunk the chunk's whole ``class_ids`` array, of which the pipeline reads element 0: each
+        crop gets the angle of the first crop of its chunk. The chunks are therefore formed per
+        image here too and their results split by :func:`split_like_paddlex`; only the engine
+        call (fixed-size input, batch-invariant rows) is shared.
+        """
+        with_polys = [it for it in items if it.polys is not None]
+        if not self.use_orientation:
+            for it in with_polys:
+                it.angles = [-1] * len(it.crops)
+            return
+        cls = self.pipeline.textline_orientation_model
+        size = max(1, int(cls.batch_sampler.batch_size))
+        chunks: list[tuple[PageItem, list[np.ndarray], list[np.ndarray]]] = []
+        for it in with_polys:
+            for start in range(0, len(it.crops), size):
+                crops = it.crops[start : start + size]
+                chunks.append((it, crops, _cls_preprocess(cls, crops)))
+        outputs: list[list[np.ndarray]] = []
+        for first in range(0, len(chunks), max(1, REC_MAX_ROWS // size)):
+            call = chunks[first : first + max(1, REC_MAX_ROWS // size)]
+            x = [np.concatenate([c[2][k] for c in call]) for k in range(len(call[0][2]))]
+            preds = self._engine(cls.runner, x)
+            self.stats["cls_calls"] += 1
+            outputs.extend(split_rows(preds, [len(c[1]) for c in call]))
+        angles: dict[int, list[int]] = {id(it): [] for it in with_polys}
+        for (it, crops, _x), preds in zip(chunks, outputs, strict=True):
+            class_ids, scores, label_names = cls.postprocessors["Topk"](preds, topk=cls.topk)
+            pred = {
+                "input_path": [None] * len(crops),
+                "page_index": [None] * len(crops),
+                "input_img": crops,
+                "class_ids": class_ids,
+                "scores": scores,
+                "label_names": label_names,
+            }
+            angles[id(it)] += [
+                int(np.asarray(info["class_ids"], dtype=np.int64).ravel()[0])
+                for info in split_like_paddlex(pred)
+            ]
+        for it in with_polys:
+            it.angles = angles[id(it)]
+            it.crops = self.pipeline.rotate_image(it.crops, it.angles)
+
+    # --- rec pre-processing per image, as PaddleX chunks it ----------------------------------
+    def rec_preprocess(self, item: PageItem) -> None:
+        if not item.crops:
+            return
+        ratios = [sub.shape[1] / float(sub.shape[0]) for sub in item.crops]
+        item.order = sorted(range(len(item.crops)), key=lambda i: ratios[i])
+        ordered = [item.crops[i] for i in item.order]
+        for start in range(0, len(ordered), self.rec_batch):
+            item.chunks.append(self._rec_chunk(ordered[start : start + self.rec_batch]))
+        item.crops = []
+
+    def _rec_chunk(self, crops: list[np.ndarray]) -> RecChunk:
+        """``TextRecRunnerPredictor.process`` up to its runner call, plus its decode arguments."""
+        from paddlex.inference.models.text_recognition.processors import (
+            validate_text_rec_image_array,
+        )
+
+        rec = self.rec
+        raw = rec.pre_tfs["Read"](imgs=crops)
+        for i, img in enumerate(raw):
+            validate_text_rec_image_array(img, index=i)
+        indices = np.argsort(np.array([img.shape[1] / float(img.shape[0]) for img in raw]))
+        x = rec.pre_tfs["ToBatch"](imgs=rec.pre_tfs["ReisizeNorm"](imgs=raw))
+        image_shape = next(
+            op["RecResizeImg"]["image_shape"]
+            for op in rec.config["PreProcess"]["transform_ops"]
+            if "RecResizeImg" in op
+        )
+        _c, img_h, img_w = image_shape[:3]
+        max_wh_ratio = img_w / img_h
+        wh_ratio_list = []
+        for ino in range(min(len(raw), self.rec_batch)):
+            h, w = raw[indices[ino]].shape[0:2]
+            max_wh_ratio = max(max_wh_ratio, w * 1.0 / h)
+            wh_ratio_list.append(w * 1.0 / h)
+        return RecChunk(list(x), wh_ratio_list, max_wh_ratio)
+
+    def rec_engine(self, items: list[PageItem]) -> None:
+        """Chunks of equal padded width, from any image, share calls of <= REC_MAX_ROWS rows."""
+        by_width: dict[tuple, list[RecChunk]] = {}
+        for item in items:
+            for chunk in item.chunks:
+                by_width.setdefault(chunk.width_key, []).append(chunk)
+        for chunks in by_width.values():
+            calls: list[list[RecChunk]] = [[]]
+            for chunk in chunks:
+                if calls[-1] and sum(c.rows for c in calls[-1]) + chunk.rows > REC_MAX_ROWS:
+                    calls.append([])
+                calls[-1].append(chunk)
+            for call in calls:
+                self._rec_call(call)
+
+    def _rec_call(self, call: list[RecChunk]) -> None:
+        if len(call) == 1:
+            x = call[0].x
+        else:
+            x = [np.concatenate([c.x[k] for c in call], axis=0) for k in range(len(call[0].x))]
+        preds = self._engine(self.rec.runner, x)
+        self.stats["rec_calls"] += 1
+        self.stats["rec_rows"] += sum(c.rows for c in call)
+        for chunk, part in zip(call, split_rows(preds, [c.rows for c in call]), strict=True):
+            chunk.preds, chunk.x = part, []
+
+    # --- CTC decode (TextRecRunnerPredictor.process after its runner) ------------------------
+    def rec_decode(self, item: PageItem) -> list[dict]:
+        """Rec results in crop order (PaddleX's ``rec_res`` fields the pipeline reads)."""
+        rec = self.rec
+        decoded: list[tuple[Any, Any]] = []
+        for chunk in item.chunks:
+            texts, scores = rec.post_op(
+                chunk.preds,
+                return_word_box=self.return_word_box or rec.return_word_box,
+                wh_ratio_list=chunk.wh_ratio_list,
+                max_wh_ratio=chunk.max_wh_ratio,
+            )
+            if rec.model_name in ("arabic_PP-OCRv3_mobile_rec", "arabic_PP-OCRv5_mobile_rec"):
+                from paddlex.inference.models.text_recognition.predictor import get_display
+
+                texts = [
+                    (get_display(s[0]), s[1]) if isinstance(s, tuple) else get_display(s)
+                    for s in texts
+                ]
+            decoded.extend(zip(texts, scores, strict=True))
+        item.chunks = []
+        by_crop: list[dict] = [{} for _ in decoded]
+        for position, crop_id in enumerate(item.order):
+            text, score = decoded[position]
+            by_crop[crop_id] = {"rec_text": text, "rec_score": score, "vis_font": rec.vis_font}
+        return by_crop

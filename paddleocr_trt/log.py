@@ -63,8 +63,15 @@ def parse_level(raw: str | None) -> int | None:
     return level
 
 
+_applied_level: int | None = None  # the package logger level this module last set
+
+
 def configure_from_env(environ: dict[str, str] | None = None) -> None:
-    """Install the stderr handler once and apply ``PADDLEOCR_TRT_LOG_LEVEL``."""
+    """Install the stderr handler once and apply ``PADDLEOCR_TRT_LOG_LEVEL``.
+
+    Unset, a level the application gave the ``paddleocr_trt`` logger itself is kept (an
+    application may configure it before this package is first imported)."""
+    global _applied_level
     env = os.environ if environ is None else environ
     if not any(isinstance(h, _StderrUnlessConfigured) for h in logger.handlers):
         handler = _StderrUnlessConfigured()
@@ -77,10 +84,13 @@ def configure_from_env(environ: dict[str, str] | None = None) -> None:
         logger.warning("%s; using the default levels", exc)
         level = None
     if level is None:
-        logger.setLevel(logging.NOTSET)  # the application's root level decides, as usual
+        if logger.level == (_applied_level or logging.NOTSET):
+            logger.setLevel(logging.NOTSET)  # the application's root level decides, as usual
+            _applied_level = logging.NOTSET
         progress.setLevel(logging.INFO)  # but build progress is always shown
     else:
         logger.setLevel(level)
+        _applied_level = level
         progress.setLevel(logging.NOTSET)
 
 

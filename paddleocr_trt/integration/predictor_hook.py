@@ -90,6 +90,14 @@ def _wrap_process(cls: type) -> None:
             log.debug("timing and adapting %s.process", cls.__name__)
 
 
+def ensure_prepared(predictor: Any) -> None:
+    """Adapt ``predictor`` now if it holds our runner and was not yet: for callers that use its
+    steps (``pre_tfs``, ``post_op``...) without going through ``process`` (the pipelined path)."""
+    runner = predictor.__dict__.get("runner")
+    if _is_ours(runner) and predictor.__dict__.get(_SEEN) is not runner:
+        prepare(predictor, runner)
+
+
 def prepare(predictor: Any, runner: Any) -> None:
     """Adapt ``predictor`` to ``runner``'s fused graph (if it runs one), once per runner."""
     predictor.__dict__[_SEEN] = runner

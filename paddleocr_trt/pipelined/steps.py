@@ -128,9 +128,14 @@ class OCRSteps:
         self.settings = settings
         self.rec_batch = max(1, int(self.rec.batch_sampler.batch_size))
         self.stats = {"images": 0, "det_calls": 0, "cls_calls": 0, "rec_calls": 0, "rec_rows": 0}
-        runners = [self.det.runner, self.rec.runner]
+        predictors = [self.det, self.rec]
         if self.use_orientation:
-            runners.append(pipeline.textline_orientation_model.runner)
+            predictors.append(pipeline.textline_orientation_model)
+        from ..integration.predictor_hook import ensure_prepared
+
+        for predictor in predictors:  # fused engines: the steps below must be the adapted ones
+            ensure_prepared(predictor)
+        runners = [p.runner for p in predictors]
         #: engines that all compute on the CPU share its cores: one model call at a time (host
         #: work still overlaps); GPU engines run concurrently
         gate = all(map(on_cpu, runners))

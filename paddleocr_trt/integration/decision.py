@@ -31,16 +31,23 @@ class Availability:
 READY = Availability(True, "ready")
 
 
+def _not_installed(module: str, name: str, remedy: str) -> Availability | None:
+    """The "not installed" answer for an engine whose module cannot be found, else None."""
+    if importlib.util.find_spec(module) is not None:
+        return None
+    return Availability(False, f"{module}-missing", f"{name} is not installed", remedy)
+
+
 @functools.lru_cache(maxsize=1)
 def tensorrt_status() -> Availability:
-    if importlib.util.find_spec("tensorrt") is None:
-        return Availability(
-            False,
-            "tensorrt-missing",
-            "TensorRT is not installed",
-            "install TensorRT 10.x or 11.x for your CUDA version, e.g. "
-            "pip install 'paddleocr-trt[tensorrt]', on a machine with an NVIDIA GPU",
-        )
+    missing = _not_installed(
+        "tensorrt",
+        "TensorRT",
+        "install TensorRT 10.x or 11.x for your CUDA version, e.g. "
+        "pip install 'paddleocr-trt[tensorrt]', on a machine with an NVIDIA GPU",
+    )
+    if missing is not None:
+        return missing
     from ..backend.trt import adapter
     from ..errors import TensorRTUnavailableError
 
@@ -120,13 +127,11 @@ def decide(request: TensorRTRequest, engine_config: Mapping[str, Any]) -> Availa
 
 @functools.lru_cache(maxsize=1)
 def onnxruntime_status() -> Availability:
-    if importlib.util.find_spec("onnxruntime") is None:
-        return Availability(
-            False,
-            "onnxruntime-missing",
-            "ONNX Runtime is not installed",
-            "pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA)",
-        )
+    missing = _not_installed(
+        "onnxruntime", "ONNX Runtime", "pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA)"
+    )
+    if missing is not None:
+        return missing
     try:
         import onnxruntime as ort
     except Exception as exc:  # a broken install: say so, run native

@@ -59,6 +59,27 @@ class ValidationReport:
         return _json_safe(asdict(self))
 
 
+def task_settings(
+    mtype: ModelType,
+    post_config: dict[str, Any],
+    character_dict: Sequence[str] | None,
+    db_params: dict[str, Any] | None,
+    *,
+    remedy: str,
+) -> tuple[Sequence[str] | None, dict[str, Any] | None]:
+    """(rec character dictionary, det DB settings) for the task metrics: the caller's, else the
+    model's inference.yml PostProcess; a rec comparison without a dictionary is refused."""
+    if mtype is ModelType.RECOGNITION:
+        character_dict = character_dict or post_config.get("character_dict")
+        if not character_dict:
+            raise ValueError(
+                f"recognition comparison needs the model's character dictionary: {remedy}"
+            )
+    if mtype is ModelType.DETECTION and db_params is None:
+        db_params = {k: v for k, v in post_config.items() if k != "name"}
+    return character_dict, db_params
+
+
 def compare(
     model_type: ModelType | str,
     reference: BaseRunner,
@@ -80,16 +101,13 @@ def compare(
     mtype = ModelType.parse(model_type)
     if not inputs:
         raise ValueError("compare needs at least one input tensor")
-    post_config = _postprocess_config(reference)
-    if mtype is ModelType.RECOGNITION:
-        character_dict = character_dict or post_config.get("character_dict")
-        if not character_dict:
-            raise ValueError(
-                "recognition comparison needs the model's character dictionary: pass "
-                "character_dict= (PostProcess.character_dict of its inference.yml)"
-            )
-    if mtype is ModelType.DETECTION and db_params is None:
-        db_params = {k: v for k, v in post_config.items() if k != "name"}
+    character_dict, db_params = task_settings(
+        mtype,
+        _postprocess_config(reference),
+        character_dict,
+        db_params,
+        remedy="pass character_dict= (PostProcess.character_dict of its inference.yml)",
+    )
 
     started = time.perf_counter()
     timings = {"reference": 0.0, "candidate": 0.0, "metrics": 0.0}

@@ -29,7 +29,14 @@ from ..backend.base import BaseRunner
 from ..log import get_logger
 from ..model_types import ModelType
 from . import metrics
-from .compare import _METRIC_NAMES, ValidationReport, _merge_stats, _postprocess_config, _Totals
+from .compare import (
+    _METRIC_NAMES,
+    ValidationReport,
+    _merge_stats,
+    _postprocess_config,
+    _Totals,
+    task_settings,
+)
 from .compare import _task_detail as _base_task_detail
 
 log = get_logger("comparator")
@@ -115,15 +122,9 @@ def compare_fused(
         post_config = metrics.load_postprocess_config(model_dir)
     else:
         post_config = _postprocess_config(reference)
-    if mtype is ModelType.RECOGNITION:
-        character_dict = character_dict or post_config.get("character_dict")
-        if not character_dict:
-            raise ValueError(
-                "rec comparison needs the model's character dictionary: pass model_dir= or "
-                "character_dict="
-            )
-    if mtype is ModelType.DETECTION and db_params is None:
-        db_params = {k: v for k, v in post_config.items() if k != "name"}
+    character_dict, db_params = task_settings(
+        mtype, post_config, character_dict, db_params, remedy="pass model_dir= or character_dict="
+    )
     decoder = _index_decoder(character_dict) if mtype is ModelType.RECOGNITION else None
 
     started = time.perf_counter()

@@ -102,6 +102,17 @@ def device_type_of(request: TensorRTRequest, engine_config: Mapping[str, Any]) -
     return target_of(request, engine_config).device_type
 
 
+def _unsupported_precision(request: TensorRTRequest) -> Availability | None:
+    if request.precision in SUPPORTED_PRECISIONS:
+        return None
+    return Availability(
+        False,
+        "unsupported-precision",
+        f"precision {request.precision!r} is not supported by paddleocr_trt",
+        f"use one of {', '.join(SUPPORTED_PRECISIONS)}",
+    )
+
+
 def decide(request: TensorRTRequest, engine_config: Mapping[str, Any]) -> Availability:
     """The TensorRT engine's answer (the default engine)."""
     device_type = device_type_of(request, engine_config)
@@ -112,13 +123,9 @@ def decide(request: TensorRTRequest, engine_config: Mapping[str, Any]) -> Availa
             f"use_tensorrt=True needs an NVIDIA GPU, but the device is {device_type!r}",
             "pass device='gpu' on a machine with an NVIDIA GPU",
         )
-    if request.precision not in SUPPORTED_PRECISIONS:
-        return Availability(
-            False,
-            "unsupported-precision",
-            f"precision {request.precision!r} is not supported by paddleocr_trt",
-            f"use one of {', '.join(SUPPORTED_PRECISIONS)}",
-        )
+    unsupported = _unsupported_precision(request)
+    if unsupported is not None:
+        return unsupported
     status = tensorrt_status()
     if not status.ok:
         return status
@@ -155,14 +162,7 @@ def onnxruntime_provider(target: Target) -> str:
 
 def decide_onnxruntime(request: TensorRTRequest, engine_config: Mapping[str, Any]) -> Availability:
     """ONNX Runtime runs on any device; precision is the validated fp32 graph's either way."""
-    if request.precision not in SUPPORTED_PRECISIONS:
-        return Availability(
-            False,
-            "unsupported-precision",
-            f"precision {request.precision!r} is not supported by paddleocr_trt",
-            f"use one of {', '.join(SUPPORTED_PRECISIONS)}",
-        )
-    return onnxruntime_status()
+    return _unsupported_precision(request) or onnxruntime_status()
 
 
 def decide_engine(

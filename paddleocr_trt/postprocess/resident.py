@@ -1,0 +1,111 @@
+"""Engine outputs left where the engine wrote them; the host copies only the windows it reads.
+
+Why: DB post-processing needs the det probability map only inside each candidate box (its
+score is the map's mean over the box), while the contours come from the thresholded bitmap the
+fused det graph returns packed (1 bit a pixel). Copying the whole float32 map (5.6 MB for a
+1000x1400 page, 48 MB for 3000x4000) is what made det the biggest engine output; a resident map
+is read window by window, exactly (the same float32 values), and counts what it copied.
+
+Two kinds share :class:`ResidentMap`: :class:`HostResidentMap` (an engine whose output already
+lives in host memory: ONNX Runtime on the CPU) and the CUDA executor's device-side one
+(:mod:`paddleocr_trt.backend.cuda`), which copies each window with one 2-D ``cudaMemcpy``.
+Both count ``fetched_bytes`` the same way, so a CPU run measures what a GPU would transfer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+OnFetch = Callable[[int], None]
+
+
+@runtime_checkable
+class ResidentMap(Protocol):
+    """A batch-major (N, C, H, W) engine output; ``window`` copies ``[b, c, y0:y1, x0:x1]``."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    #: bytes copied to the host so far (windows); the map itself counts 0
+    fetched_bytes: int
+
+    def window(self, b: int, c: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray: ...
+
+    def release(self) -> None: ...
+
+
+def check_window(shape: tuple[int, ...], b: int, c: int, y0: int, y1: int, x0: int, x1: int):
+    """Refuse a window outside the map (numpy would clip silently; a device copy would not)."""
+    n, channels, h, w = shape
+    if not (0 <= b < n and 0 <= c < channels and 0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
+        raise ValueError(
+            f"window [{b}, {c}, {y0}:{y1}, {x0}:{x1}] is outside the resident map of shape {shape}"
+        )
+
+
+class HostResidentMap:
+    """:class:`ResidentMap` over a host array (an engine that computed in host memory)."""
+
+    nbytes = 0  # what crossed the engine boundary when the output was returned
+
+    def __init__(self, array: np.ndarray, on_fetch: OnFetch | None = None) -> None:
+        if array.ndim != 4:
+            raise ValueError(f"a resident map is (N, C, H, W), got shape {array.shape}")
+        self._array: np.ndarray | None = array
+        self.shape = tuple(int(d) for d in array.shape)
+        self.dtype = array.dtype
+        self.fetched_bytes = 0
+        self._on_fetch = on_fetch
+        self._lock = threading.Lock()
+
+    def window(self, b: int, c: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        check_window(self.shape, b, c, y0, y1, x0, x1)
+        array = self._array
+        if array is None:
+            raise RuntimeError("resident map read after release()")
+        out = np.array(array[b, c, y0:y1, x0:x1])
+        with self._lock:
+            self.fetched_bytes += out.nbytes
+        if self._on_fetch is not None:
+            self._on_fetch(out.nbytes)
+        return out
+
+    def release(self) -> None:
+        self._array = None
+
+    def to_numpy(self) -> np.ndarray:
+        """The whole map (counted as fetched): for a caller that needs it all."""
+        array = self._array
+        if array is None:
+            raise RuntimeError("resident map read after release()")
+        n, c, h, w = self.shape
+        out = np.empty(self.shape, self.dtype)
+        for b in range(n):
+            for ch in range(c):
+                out[b, ch] = self.window(b, ch, 0, h, 0, w)
+        return out
+
+
+class ImageWindows:
+    """One image's 2-D plane of a resident map, sliceable like the numpy array PaddleX's
+    ``DBPostProcess.box_score_fast/slow`` index (``pred[ymin:ymax + 1, xmin:xmax + 1]``): each
+    slice is one exact window copy. ``shape`` is (H, W) as they read it."""
+
+    def __init__(self, resident: Any, b: int, c: int = 0) -> None:
+        self.resident = resident
+        self.b, self.c = b, c
+        self.shape = tuple(resident.shape[2:])
+        self.dtype = resident.dtype
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if not (
+            isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, slice) for k in key)
+        ):
+            raise TypeError(f"a resident map image is read by [y0:y1, x0:x1] windows, not {key!r}")
+        (y0, y1, ys), (x0, x1, xs) = (k.indices(n) for k, n in zip(key, self.shape, strict=True))
+        if ys != 1 or xs != 1:
+            raise TypeError("a resident map image is read with step-1 slices only")
+        return self.resident.window(self.b, self.c, y0, y1, x0, x1)

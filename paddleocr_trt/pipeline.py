@@ -345,7 +345,7 @@ class ArtifactPipeline:
         ``image_uint8``, rec returns (index, max prob); validated on the fused inputs against
         native Paddle on the same images (``comparator.fused``, task agreement).
         """
-        from .fusion.artifacts import fused_input_name
+        from .fusion.artifacts import fused_input_name, with_side_inputs
         from .profiles import profiles_to_dict
 
         model_dir = locate_model_files(model_dir).model_dir.resolve()
@@ -353,7 +353,9 @@ class ArtifactPipeline:
         onnx = self.onnx(model_dir, mtype)
         base_input = (onnx.entry.metadata.get("input_names") or ["x"])[0]
         input_name = fused_input_name(mtype, base_input)
-        profiles = self.profiles_for(mtype, input_name, base_input)
+        profiles = with_side_inputs(
+            mtype, self.profiles_for(mtype, input_name, base_input), input_name
+        )
         settings = self.build_settings()
         key = self.engine_key(model_dir, mtype, profiles_to_dict(profiles), settings)
         timeout_s = self.options.effective_build_timeout_s()

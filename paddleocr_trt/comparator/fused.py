@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..backend.base import BaseRunner
+from ..backend.onnx.fuse_db import db_thresh_input, unpack_db_bitmap
 from ..log import get_logger
 from ..model_types import ModelType
 from . import metrics
@@ -52,6 +53,12 @@ class FusedPair:
 
     base: np.ndarray  # float32 NCHW, as the stock predictor feeds the unfused graph
     fused: np.ndarray  # uint8 NHWC (det/cls) or ``base`` itself (rec)
+    #: the fused graph's further inputs (det: ``db_thresh``)
+    extra: tuple[np.ndarray, ...] = ()
+
+    @property
+    def fused_inputs(self) -> list[np.ndarray]:
+        return [self.fused, *self.extra]
 
 
 def build_fused_pairs(
@@ -88,6 +95,11 @@ def build_fused_pairs(
             raise ValueError("no text crops found in the validation images")
         finish = vinputs.cls_finisher(config)
         batches = vinputs.cls_resized(crops, config, batch_sizes, max_shape=None)
+    thresh = None
+    if mtype is ModelType.DETECTION:
+        post = metrics.load_postprocess_config(model_dir)
+        _chars, db = task_settings(mtype, post, None, None, remedy="")
+        thresh = float((db or {}).get("thresh", 0.3))
     pairs = []
     for resized in batches:
         stacked = np.ascontiguousarray(np.stack(resized, axis=0))
@@ -95,7 +107,8 @@ def build_fused_pairs(
             raise ValueError(
                 f"PaddleX's resize gave {stacked.dtype} {stacked.shape}, not uint8 NHWC"
             )
-        pairs.append(FusedPair(finish(list(resized)), stacked))
+        extra = () if thresh is None else (db_thresh_input(thresh, stacked.shape[0]),)
+        pairs.append(FusedPair(finish(list(resized)), stacked, extra))
     return pairs
 
 
@@ -132,7 +145,7 @@ def compare_fused(
     reason: str | None = None
     for index, pair in enumerate(pairs):
         ref_out = reference.infer([pair.base])
-        cand_out = candidate.infer([pair.fused])
+        cand_out = candidate.infer(pair.fused_inputs)
         where = f"input {index} {tuple(pair.fused.shape)}"
         detail: dict[str, Any] = {"index": index, "input_shape": list(pair.fused.shape)}
         problem = _structure_problem(mtype, ref_out, cand_out)
@@ -161,6 +174,11 @@ def compare_fused(
             detail.update(
                 _base_task_detail(mtype, ref_out[0], cand_out[0], totals, None, db_params, 0.5)
             )
+            if mtype is ModelType.DETECTION:
+                wrong = _bitmap_mismatches(cand_out, pair.extra[0])
+                detail["bitmap_mismatches"] = wrong
+                if tolerance is not None and wrong and reason is None:
+                    reason = f"{where}: {wrong} DB bitmap pixels differ from map > thresh"
         stats.append(s)
         detail["max_abs_diff"] = s.max_abs_diff
         if reason is None and not s.finite:
@@ -217,11 +235,24 @@ def _structure_problem(
         if not np.issubdtype(cand_out[0].dtype, np.integer):
             return f"fused rec indices are {cand_out[0].dtype}, not integers"
         return None
-    if len(cand_out) != len(ref_out):
-        return f"fused graph returned {len(cand_out)} outputs, base graph {len(ref_out)}"
+    expected_outputs = len(ref_out) + (1 if mtype is ModelType.DETECTION else 0)
+    if len(cand_out) != expected_outputs:
+        return f"fused graph returned {len(cand_out)} outputs, expected {expected_outputs}"
+    if mtype is ModelType.DETECTION:
+        n, c, h, w = ref_out[0].shape
+        packed = (n, c, h, w // 8)
+        if cand_out[1].dtype != np.uint8 or cand_out[1].shape != packed:
+            return f"DB bitmap is {cand_out[1].dtype} {cand_out[1].shape}, not uint8 {packed}"
     if cand_out[0].shape != ref_out[0].shape:
         return f"output shape {cand_out[0].shape} != base graph's {ref_out[0].shape}"
     return None
+
+
+def _bitmap_mismatches(cand_out: list[np.ndarray], thresh: np.ndarray) -> int:
+    """Pixels where the engine's packed bitmap disagrees with its own map > thresh."""
+    prob = cand_out[0]
+    expected = prob > thresh.reshape(-1, 1, 1, 1)
+    return int((unpack_db_bitmap(cand_out[1]) != expected).sum())
 
 
 def _stats_line(report: ValidationReport) -> str:

@@ -15,7 +15,7 @@ from ..model_types import ModelType
 
 #: Cache-key setting of every engine artifact built from a fused graph. Bump it when
 #: :func:`~paddleocr_trt.fusion.fuse_model` changes what it produces.
-FUSED_GRAPH = "fused-v1"
+FUSED_GRAPH = "fused-v2"  # v2: det also returns the packed DB bitmap
 
 
 def fused_input_name(model_type: ModelType, base_input: str) -> str:
@@ -23,6 +23,22 @@ def fused_input_name(model_type: ModelType, base_input: str) -> str:
     from ..backend.onnx.fuse import UINT8_INPUT
 
     return base_input if model_type is ModelType.RECOGNITION else UINT8_INPUT
+
+
+def with_side_inputs(model_type: ModelType, profiles: list[Any], image_input: str) -> list[Any]:
+    """Profiles of a fused graph's extra inputs added to each image profile: det's ``db_thresh``
+    (N,) follows the image input's batch range."""
+    if model_type is not ModelType.DETECTION:
+        return profiles
+    from ..backend.onnx.fuse_db import DB_THRESH_INPUT
+    from ..profiles import ShapeProfile
+
+    out = []
+    for prof in profiles:
+        image = prof[image_input]
+        side = ShapeProfile((image.min[0],), (image.opt[0],), (image.max[0],))
+        out.append({**prof, DB_THRESH_INPUT: side})
+    return out
 
 
 def write_fused_onnx(

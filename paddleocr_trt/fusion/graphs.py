@@ -13,6 +13,7 @@ from pathlib import Path
 import onnx
 
 from ..backend.onnx.fuse import append_ctc_argmax, load_normalize_args, prepend_uint8_normalize
+from ..backend.onnx.fuse_db import append_db_bitmap
 from ..model_types import ModelType
 
 
@@ -25,7 +26,8 @@ def fuse_model(
 ) -> onnx.ModelProto:
     """The fused copy of ``model`` (converted from ``model_dir``) for its PaddleX predictor.
 
-    rec: outputs (index, max prob). det and text-line orientation: input uint8 NHWC in the
+    rec: outputs (index, max prob). det also returns the packed DB bitmap (input ``db_thresh``).
+    det and text-line orientation: input uint8 NHWC in the
     channel order PaddleX's predictor holds after reading (det: the ``DecodeImage`` mode of
     inference.yml, BGR for PP-OCR; orientation: RGB, its reader converts), normalised with the
     ``NormalizeImage`` parameters of the same inference.yml.
@@ -34,4 +36,5 @@ def fuse_model(
     if mtype is ModelType.RECOGNITION:
         return append_ctc_argmax(model, index_dtype=index_dtype)
     args = load_normalize_args(model_dir)
-    return prepend_uint8_normalize(model, **args)
+    fused = prepend_uint8_normalize(model, **args)
+    return append_db_bitmap(fused) if mtype is ModelType.DETECTION else fused

@@ -9,6 +9,9 @@ objects stay PaddleX's own code, and other instances are untouched.
 
 * det / orientation: the host stops after resizing; the batch is the uint8 NHWC stack the fused
   graph normalises itself (4x fewer bytes than float32 NCHW).
+* det also: ``ToBatch`` adds the ``db_thresh`` input (the call's ``thresh``, read from the
+  ``process`` call in flight, :data:`PROCESS_CALL`) and ``post_op`` becomes
+  :class:`~paddleocr_trt.postprocess.db.BitmapDBPostProcess` (packed bitmap + resident map).
 * rec: ``post_op`` becomes :class:`~paddleocr_trt.postprocess.ctc.ArgmaxCTCDecoder` over the
   same character list, fed (index, max prob) instead of the softmax.
 
@@ -17,7 +20,11 @@ The caller owns the predictor's previous runner when it passes a new one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import contextvars
+import functools
+import inspect
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,13 +32,50 @@ import cv2
 import numpy as np
 
 from ..backend.onnx.fuse import CTC_INDEX_OUTPUT, CTC_PROB_OUTPUT, UINT8_INPUT
+from ..backend.onnx.fuse_db import db_thresh_input
 from ..log import get_logger
 from ..postprocess.ctc import ArgmaxCTCDecoder
+from ..postprocess.db import BitmapDBPostProcess
 
 log = get_logger("fusion")
 
 #: Attribute set on an adapted predictor (what was replaced); refuses a second pass.
 ADAPTED_ATTR = "_paddleocr_trt_fused"
+#: The predictor ``process`` call in flight in this thread: (predictor, args, kwargs). Set by
+#: the hook around every ``process`` of a predictor holding our runner, and by
+#: :func:`process_call` for callers that run the steps themselves (the pipelined path).
+PROCESS_CALL: contextvars.ContextVar[tuple[Any, tuple, dict] | None] = contextvars.ContextVar(
+    "paddleocr_trt_process_call", default=None
+)
+
+
+@contextlib.contextmanager
+def process_call(predictor: Any, *args: Any, **kwargs: Any) -> Iterator[None]:
+    """Run the block as if inside ``predictor.process(*args, **kwargs)`` (its arguments are
+    what the adapted steps read, e.g. det's ``thresh``)."""
+    token = PROCESS_CALL.set((predictor, args, kwargs))
+    try:
+        yield
+    finally:
+        PROCESS_CALL.reset(token)
+
+
+@functools.lru_cache(maxsize=32)
+def _process_signature(cls: type) -> inspect.Signature:
+    return inspect.signature(cls.process)
+
+
+def call_argument(predictor: Any, name: str) -> Any:
+    """Argument ``name`` of ``predictor``'s ``process`` call in flight (None when none is)."""
+    call = PROCESS_CALL.get()
+    if call is None or call[0] is not predictor:
+        return None
+    _, args, kwargs = call
+    try:
+        bound = _process_signature(type(predictor)).bind_partial(predictor, *args, **kwargs)
+    except TypeError:
+        return kwargs.get(name)
+    return bound.arguments.get(name)
 
 
 class KeepUint8:
@@ -71,6 +115,26 @@ class StackUint8:
                     f"the fused engine takes uint8 images, the resized image is {img.dtype}"
                 )
         return [np.ascontiguousarray(np.stack(imgs, axis=0))]
+
+
+class StackUint8WithThresh(StackUint8):
+    """det's ``ToBatch``: the uint8 stack plus ``db_thresh``, the threshold stock would apply
+    (``thresh or predictor.thresh``, then ``DBPostProcess``'s own, as PaddleX chains them)."""
+
+    def __init__(self, predictor: Any, stock_post_op: Any) -> None:
+        self.predictor = predictor
+        self.stock_post_op = stock_post_op
+
+    def __call__(self, imgs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        batch = super().__call__(imgs)
+        if not batch:
+            return batch
+        thresh = (
+            call_argument(self.predictor, "thresh")
+            or getattr(self.predictor, "thresh", None)
+            or self.stock_post_op.thresh
+        )
+        return [batch[0], db_thresh_input(thresh, batch[0].shape[0])]
 
 
 @dataclass
@@ -130,11 +194,18 @@ def _adapt_preprocessing(predictor: Any, ops: Any, runner: Any | None, kind: str
 
 
 def adapt_text_det_predictor(predictor: Any, runner: Any | None = None) -> Any:
-    """Make a ``TextDetRunnerPredictor`` feed uint8 NHWC to a det engine fused by
-    :func:`~paddleocr_trt.backend.onnx.fuse.prepend_uint8_normalize`."""
-    return _adapt_preprocessing(
-        predictor, getattr(predictor, "pre_tfs", None), runner, "text detection"
-    )
+    """Make a ``TextDetRunnerPredictor`` feed uint8 NHWC + ``db_thresh`` to a det engine fused
+    by :func:`~paddleocr_trt.fusion.graphs.fuse_model` and post-process its (resident map,
+    packed bitmap)."""
+    post_op = getattr(predictor, "post_op", None)
+    if not callable(getattr(post_op, "boxes_from_bitmap", None)):
+        raise TypeError(f"{type(predictor).__name__} has no PaddleX DBPostProcess")
+    _adapt_preprocessing(predictor, getattr(predictor, "pre_tfs", None), runner, "text detection")
+    record = getattr(predictor, ADAPTED_ATTR)
+    predictor.pre_tfs["ToBatch"] = StackUint8WithThresh(predictor, post_op)
+    record.old_post_op = post_op
+    predictor.post_op = BitmapDBPostProcess(post_op)
+    return predictor
 
 
 def adapt_textline_orientation_predictor(predictor: Any, runner: Any | None = None) -> Any:

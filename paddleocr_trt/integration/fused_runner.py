@@ -57,7 +57,8 @@ class HostNormalizingNative(BaseRunner):
                 raise RuntimeError(
                     f"{self.name}: got uint8 images but no host normalisation was handed over"
                 )
-            inputs[0] = self.host_steps(inputs[0])
+            # Paddle takes the normalised image only (det's db_thresh is the fused graph's)
+            inputs = [self.host_steps(inputs[0])]
         return self.native.infer(inputs)
 
     def close(self) -> None:
@@ -107,7 +108,31 @@ class FusedEngineRunner(GuardedRunner):
                 f"the {self.primary.backend} engine runs a fused graph but its PaddleX "
                 "predictor was not adapted to it"
             )
-        return super().infer(inputs)
+        outputs = super().infer(inputs)
+        if self.fused_model_type is ModelType.DETECTION and len(outputs) == 2:
+            outputs[0] = self._resident(outputs[0])
+        return outputs
+
+    def _resident(self, prob: object) -> object:
+        """det's map as a resident output read window by window (``postprocess.db``).
+
+        An engine that computed in host memory (ONNX Runtime on the CPU) copies nothing: only
+        the windows read count as output bytes. Any other engine that returned the whole map
+        as an array copied it all, and it is counted so.
+        """
+        from ..postprocess.resident import HostResidentMap
+        from .report import add_output_bytes
+
+        def count(nbytes: int) -> None:
+            add_output_bytes(self.name, nbytes)
+
+        if not isinstance(prob, np.ndarray):  # already resident (a device-side map)
+            if hasattr(prob, "on_fetch"):
+                prob.on_fetch = count  # type: ignore[attr-defined]
+            return prob
+        if getattr(self.primary, "providers", None) != ["CPUExecutionProvider"]:
+            count(prob.nbytes)
+        return HostResidentMap(prob, on_fetch=count)
 
 
 def host_steps_of(record: object) -> HostSteps | None:

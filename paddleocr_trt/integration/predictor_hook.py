@@ -77,9 +77,12 @@ def _wrap_process(cls: type) -> None:
             return original(self, *args, **kwargs)
         if self.__dict__.get(_SEEN) is not runner:
             prepare(self, runner)
+        from ..fusion.predictors import process_call
+
         start = time.perf_counter()
         try:
-            return original(self, *args, **kwargs)
+            with process_call(self, *args, **kwargs):  # adapted steps read its arguments
+                return original(self, *args, **kwargs)
         finally:
             add_process_time(runner.model_name, time.perf_counter() - start)
 

@@ -136,6 +136,12 @@ def _add(model_name: str, **amounts: float) -> None:
             entry[key] += value
 
 
+def add_output_bytes(model_name: str, nbytes: int) -> None:
+    """Bytes an engine output copied to the host after the call returned (windows of a
+    resident map): counted in ``output_bytes`` like the arrays it returned."""
+    _add(model_name, nbytes=nbytes)
+
+
 def add_process_time(model_name: str, seconds: float) -> None:
     """One PaddleX predictor ``process`` call of ``model_name`` (engine time included)."""
     _add(model_name, process=seconds)

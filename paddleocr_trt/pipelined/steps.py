@@ -84,11 +84,14 @@ def on_cpu(runner: Any) -> bool:
     return False
 
 
-def split_rows(outputs: list[np.ndarray], counts: list[int]) -> list[list[np.ndarray]]:
-    """Batch-major outputs of one call -> one list of arrays per consecutive part of ``counts``."""
+def split_rows(outputs: list[Any], counts: list[int]) -> list[list[Any]]:
+    """Batch-major outputs of one call -> one list per consecutive part of ``counts`` (arrays
+    are sliced; a resident map gives views of its rows, ``postprocess.resident``)."""
+    from ..postprocess.resident import take_rows
+
     parts, start = [], 0
     for n in counts:
-        parts.append([out[start : start + n] for out in outputs])
+        parts.append([take_rows(out, start, n) for out in outputs])
         start += n
     return parts
 
@@ -171,8 +174,11 @@ class OCRSteps:
                 last.append(item)
             else:
                 groups.append([item])
+        from ..fusion.predictors import process_call
+
         for group in groups:
-            x = self.det.pre_tfs["ToBatch"](imgs=[it.det_x for it in group])
+            with process_call(self.det, thresh=self.det_params["thresh"]):  # det's db_thresh
+                x = self.det.pre_tfs["ToBatch"](imgs=[it.det_x for it in group])
             preds = self._engine(self.det.runner, x)
             self.stats["det_calls"] += 1
             for it, part in zip(group, split_rows(list(preds), [1] * len(group)), strict=True):

@@ -31,6 +31,8 @@ class ResidentMap(Protocol):
     dtype: np.dtype
     #: bytes copied to the host so far (windows); the map itself counts 0
     fetched_bytes: int
+    #: called with the bytes of each copy (the stage timers count them); may be None
+    on_fetch: OnFetch | None
 
     def window(self, b: int, c: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray: ...
 
@@ -58,7 +60,7 @@ class HostResidentMap:
         self.shape = tuple(int(d) for d in array.shape)
         self.dtype = array.dtype
         self.fetched_bytes = 0
-        self._on_fetch = on_fetch
+        self.on_fetch = on_fetch
         self._lock = threading.Lock()
 
     def window(self, b: int, c: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
@@ -69,8 +71,8 @@ class HostResidentMap:
         out = np.array(array[b, c, y0:y1, x0:x1])
         with self._lock:
             self.fetched_bytes += out.nbytes
-        if self._on_fetch is not None:
-            self._on_fetch(out.nbytes)
+        if self.on_fetch is not None:
+            self.on_fetch(out.nbytes)
         return out
 
     def release(self) -> None:
@@ -109,3 +111,36 @@ class ImageWindows:
         if ys != 1 or xs != 1:
             raise TypeError("a resident map image is read with step-1 slices only")
         return self.resident.window(self.b, self.c, y0, y1, x0, x1)
+
+
+class ResidentSlice:
+    """Rows ``start:start + count`` of a resident map (one image of a stacked det call): the
+    owner keeps the map alive; this view never releases it."""
+
+    def __init__(self, resident: Any, start: int, count: int) -> None:
+        n = resident.shape[0]
+        if not (start >= 0 and count >= 1 and start + count <= n):
+            raise ValueError(f"rows {start}:{start + count} outside a batch of {n}")
+        self.resident = resident
+        self.start = start
+        self.shape = (count, *resident.shape[1:])
+        self.dtype = resident.dtype
+        self.nbytes = 0
+
+    @property
+    def fetched_bytes(self) -> int:
+        return int(self.resident.fetched_bytes)
+
+    def window(self, b: int, c: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        check_window(self.shape, b, c, y0, y1, x0, x1)
+        return self.resident.window(self.start + b, c, y0, y1, x0, x1)
+
+    def release(self) -> None:
+        """Nothing: the map belongs to the whole call."""
+
+
+def take_rows(output: Any, start: int, count: int) -> Any:
+    """Rows of one engine output, whether an array or a resident map."""
+    if isinstance(output, np.ndarray):
+        return output[start : start + count]
+    return ResidentSlice(output, start, count)

@@ -40,6 +40,8 @@ def append_db_bitmap(model: onnx.ModelProto) -> onnx.ModelProto:
     float32 (N,) input (one threshold per image, batch-major like the image input).
     """
     graph = model.graph
+    if any(i.name == DB_THRESH_INPUT for i in graph.input):
+        raise ValueError("graph already returns the DB bitmap (fused twice?)")
     if len(graph.output) != 1:
         raise ValueError(
             f"append_db_bitmap expects one output (the DB probability map), got "
@@ -49,8 +51,6 @@ def append_db_bitmap(model: onnx.ModelProto) -> onnx.ModelProto:
     dims = _dims(source)
     if len(dims) != 4 or source.type.tensor_type.elem_type != TensorProto.FLOAT:
         raise ValueError(f"det output {source.name!r} must be float32 (N, 1, H, W), got {dims}")
-    if any(i.name == DB_THRESH_INPUT for i in graph.input):
-        raise ValueError("graph already returns the DB bitmap (fused twice?)")
 
     fused = copy.deepcopy(model)
     g = fused.graph

@@ -298,7 +298,9 @@ def test_worker_round_trip_with_onnxruntime_in_tensorrts_place(
 
     built = onnx.load(str(artifact.path))  # the stand-in "plan" is the graph it was given
     assert [i.name for i in built.graph.input] == [UINT8_INPUT]  # the fused graph, uint8 NHWC
-    assert artifact.entry.metadata["graph"] == "fused-v1"
+    from paddleocr_trt.fusion.artifacts import FUSED_GRAPH
+
+    assert artifact.entry.metadata["graph"] == FUSED_GRAPH
 
 
 def test_build_timeout_setting(ocr_models, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -139,7 +139,11 @@ def det_maps(ocr_models, onnx_models, sample_images):
     )
     assert [o.name for o in fused.graph.output][1] == DB_BITMAP_OUTPUT
     session = _session(fused)
-    images = [s.path for s in sample_images if s.name in ("english_document", "rotated_180", "chinese_lines")]
+    images = [
+        s.path
+        for s in sample_images
+        if s.name in ("english_document", "rotated_180", "chinese_lines")
+    ]
     pairs = build_fused_pairs(ModelType.DETECTION, images, model_dir=det_dir)
     out = []
     for pair in pairs[:4]:

@@ -17,6 +17,7 @@ from paddleocr_trt.backend.onnx.fuse import (
     normalize_constants,
     prepend_uint8_normalize,
 )
+from paddleocr_trt.backend.onnx.fuse_db import db_thresh_input
 from paddleocr_trt.backend.onnxrt.runner import OnnxRuntimeRunner
 from paddleocr_trt.fusion import fuse_model
 from paddleocr_trt.model_types import ModelType
@@ -108,7 +109,7 @@ def test_fused_det_matches_paddlex_preprocessing_plus_model(
     for image in det_resized[:: len(_DET_IMAGES) - 1]:  # one per size limit, few for speed
         image = image[..., :3]
         want = stock([_paddlex_det_input(ocr_models, [image])])[0]
-        got = fused([image[None]])[0]
+        got = fused([image[None], db_thresh_input(0.3, 1)])[0]
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
 
 
@@ -122,7 +123,7 @@ def test_fused_det_batch(ocr_models, det_runners, sample_images) -> None:
     pages = [reader.read(str(s.path))[..., :3] for s in sample_images[:3]]
     resized = DetResizeForTest(image_shape=[320, 480])(imgs=pages)[0]
     want = stock([_paddlex_det_input(ocr_models, resized)])[0]
-    got = fused([np.stack(resized)])[0]
+    got = fused([np.stack(resized), db_thresh_input(0.3, 3)])[0]
     assert got.shape == want.shape == (3, 1, 320, 480)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
 

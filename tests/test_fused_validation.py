@@ -10,10 +10,11 @@ import onnx
 import pytest
 
 from paddleocr_trt.backend.onnx.fuse import UINT8_INPUT, prepend_uint8_normalize
+from paddleocr_trt.backend.onnx.fuse_db import append_db_bitmap
 from paddleocr_trt.backend.onnxrt.runner import OnnxRuntimeRunner
 from paddleocr_trt.comparator.fused import build_fused_pairs, compare_fused, uint8_like
 from paddleocr_trt.fusion import fuse_model
-from paddleocr_trt.fusion.artifacts import engine_onnx
+from paddleocr_trt.fusion.artifacts import engine_onnx, with_side_inputs
 from paddleocr_trt.model_types import ModelType
 from paddleocr_trt.profiles import default_profiles, fit_static_dims
 
@@ -80,6 +81,7 @@ def test_wrong_normalisation_fails_exact_check_only_when_asked(
     model = onnx.load(str(onnx_models[DET].onnx_path))
     off = [0.485 + 2 / 255, 0.456, 0.406]
     wrong = prepend_uint8_normalize(model, scale=1 / 255, mean=off, std=[0.229, 0.224, 0.225])
+    wrong = append_db_bitmap(wrong)  # the det engine contract (db_thresh in, bitmap out)
     path = tmp_path / "det.wrong.onnx"
     onnx.save(wrong, str(path))
     with OnnxRuntimeRunner(onnx_models[DET].onnx_path) as base, OnnxRuntimeRunner(path) as cand:
@@ -106,7 +108,9 @@ def test_tensorrt_onnx_is_fused_after_fp16(mtype, onnx_models, ocr_models, pairs
     assert fused16 is not None
     for path in (fused32, fused16):
         graph = onnx.load(str(path)).graph
-        (inp,) = [i for i in graph.input if i.name not in {t.name for t in graph.initializer}]
+        inputs = [i for i in graph.input if i.name not in {t.name for t in graph.initializer}]
+        inp = inputs[0]
+        assert [i.name for i in inputs[1:]] == (["db_thresh"] if mtype is DET else [])
         elem = inp.type.tensor_type.elem_type
         dims = [
             d.dim_value if d.HasField("dim_value") else -1 for d in inp.type.tensor_type.shape.dim
@@ -118,11 +122,14 @@ def test_tensorrt_onnx_is_fused_after_fp16(mtype, onnx_models, ocr_models, pairs
                 onnx.TensorProto.INT32, onnx.TensorProto.FLOAT]  # fmt: skip
         else:
             assert inp.name == UINT8_INPUT and elem == onnx.TensorProto.UINT8 and dims[3] == 3
-            assert fit_static_dims(default_profiles(mtype, inp.name), {inp.name: dims})
+            profiles = with_side_inputs(mtype, default_profiles(mtype, inp.name), inp.name)
+            shapes = {i.name: [d.dim_value if d.HasField("dim_value") else -1
+                               for d in i.type.tensor_type.shape.dim] for i in inputs}  # fmt: skip
+            assert fit_static_dims(profiles, shapes)
     # the fp16 graph still runs on the fused inputs; rec indices agree with the fp32 graph's
     pair = pairs[mtype][0]
     with OnnxRuntimeRunner(fused32) as f32, OnnxRuntimeRunner(fused16) as f16:
-        out32, out16 = f32.infer([pair.fused]), f16.infer([pair.fused])
+        out32, out16 = f32.infer(pair.fused_inputs), f16.infer(pair.fused_inputs)
     assert [o.shape for o in out16] == [o.shape for o in out32]
     if mtype is REC:
         assert (out16[0] == out32[0]).mean() > 0.95

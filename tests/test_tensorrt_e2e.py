@@ -216,7 +216,6 @@ def test_shipped_default_profiles_build_load_and_run(
         assert runner.fallback_calls == 0 and runner.disabled_reason is None
 
 
-
 def test_cuda_graphs_replay_across_shape_changes_within_their_bound(engines) -> None:
     """Graph replays (shapes re-set on the context first) equal eager runs; the cache evicts."""
     plan = engines[ModelType.RECOGNITION, "fp32"].plan_path
@@ -233,6 +232,8 @@ def test_cuda_graphs_replay_across_shape_changes_within_their_bound(engines) -> 
         stats = executor.stats
     assert stats.graph_launches >= 2 and stats.shape_resets >= 1
     assert stats.graph_evictions >= 1 and executor.cached_graphs <= 2
+
+
 def test_isolated_pipeline_and_selftest_build_real_engines(ocr_models, tmp_path: Path) -> None:
     """The whole engine path as users get it: each attempt in a child process, the history in
     the manifest, a cache hit on the second call; then ``doctor --selftest`` end to end."""

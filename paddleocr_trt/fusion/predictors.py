@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from ..backend.onnx.fuse import CTC_INDEX_OUTPUT, CTC_PROB_OUTPUT, UINT8_INPUT
-from ..backend.onnx.fuse_db import db_thresh_input
+from ..backend.onnx.fuse_db import DB_THRESH_INPUT, db_thresh_input
 from ..log import get_logger
 from ..postprocess.ctc import ArgmaxCTCDecoder
 from ..postprocess.db import BitmapDBPostProcess
@@ -173,11 +173,13 @@ def _set_runner(predictor: Any, runner: Any | None, record: _Adapted) -> None:
 _UINT8_STEPS = {"Normalize": KeepUint8, "ToCHW": KeepHWC, "ToBatch": StackUint8}
 
 
-def _adapt_preprocessing(predictor: Any, ops: Any, runner: Any | None, kind: str) -> Any:
+def _adapt_preprocessing(
+    predictor: Any, ops: Any, runner: Any | None, kind: str, inputs: tuple[str, ...] = ()
+) -> Any:
     if not isinstance(ops, dict) or "Resize" not in ops:
         raise TypeError(f"{type(predictor).__name__} is not a PaddleX {kind} predictor")
     _check_unadapted(predictor)
-    _check_runner(runner, inputs=[UINT8_INPUT], outputs=None)
+    _check_runner(runner, inputs=[UINT8_INPUT, *inputs], outputs=None)
     missing = [k for k in _UINT8_STEPS if k not in ops]
     if missing:
         raise ValueError(
@@ -199,8 +201,12 @@ def adapt_text_det_predictor(predictor: Any, runner: Any | None = None) -> Any:
     packed bitmap)."""
     post_op = getattr(predictor, "post_op", None)
     if not callable(getattr(post_op, "boxes_from_bitmap", None)):
-        raise TypeError(f"{type(predictor).__name__} has no PaddleX DBPostProcess")
-    _adapt_preprocessing(predictor, getattr(predictor, "pre_tfs", None), runner, "text detection")
+        raise TypeError(
+            f"{type(predictor).__name__} is not a PaddleX text detection predictor "
+            "(no DBPostProcess)"
+        )
+    ops = getattr(predictor, "pre_tfs", None)
+    _adapt_preprocessing(predictor, ops, runner, "text detection", (DB_THRESH_INPUT,))
     record = getattr(predictor, ADAPTED_ATTR)
     predictor.pre_tfs["ToBatch"] = StackUint8WithThresh(predictor, post_op)
     record.old_post_op = post_op

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from ..backend.onnx.fuse_db import unpack_db_bitmap
-from .resident import ImageWindows, ResidentSlice
+from .resident import HostResidentMap, ImageWindows, ResidentSlice
 
 
 class BitmapDBPostProcess:
@@ -45,6 +45,8 @@ class BitmapDBPostProcess:
         if len(preds) == 1:  # the whole map: native Paddle or an unfused engine
             return self.stock(preds, img_shapes, thresh, box_thresh, unclip_ratio)
         resident, packed = preds[0], preds[1]
+        if isinstance(resident, np.ndarray):  # an engine runner that returns arrays
+            resident = HostResidentMap(resident)
         stock = self.stock
         boxes, scores = [], []
         try:

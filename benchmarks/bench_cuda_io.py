@@ -1,6 +1,6 @@
 """Copy time per det/rec call: staged (before) vs zero-copy pinned views (after), real GPU.
 
-Run on a CUDA machine:  python benchmarks/bench_cuda_io.py [out.json]
+Run on a CUDA machine:  python benchmarks/bench_cuda_io.py [--resident] [out.json]
 
 The engine is a STAND-IN, not TensorRT (none on the measuring machine): it declares the real
 det/rec output shapes and does one cudaMemsetAsync per output, so a call's time is the
@@ -14,6 +14,14 @@ Methods, per shape:
              no host copy either way
 The producer's own write (preprocessing) is excluded from all three: it happens once per image
 whichever way the data then travels.
+
+Resident det map (``--resident`` runs only this part): a 1x1x1408x992 float32 probability map
+(the stand-in engine writes it; its input is 192 bytes, so only the output counts), read
+  whole      run(copy_outputs=False): the whole map D2H into pinned memory (zero-copy view)
+  staged     run(): the whole map D2H + host copy into a fresh array
+  windows    the map stays on the device (resident_outputs); 30 windows of 30x700 px are
+             copied (one cudaMemcpy2D each, pageable destination), then release()
+plus the fetch alone on an already-returned resident map: to_numpy() vs the 30 windows.
 """
 
 from __future__ import annotations
@@ -128,6 +136,85 @@ def measure(reps: int = 50) -> list[dict]:
     return rows
 
 
+DET_MAP = (1, 1, 1408, 992)
+N_WINDOWS, WIN_H, WIN_W = 30, 30, 700
+
+
+def _det_windows(seed: int = 0) -> list[tuple[int, int, int, int]]:
+    """30 text-line boxes (30x700 px) at random places on the map: (y0, y1, x0, x1)."""
+    rng = np.random.default_rng(seed)
+    _, _, h, w = DET_MAP
+    out = []
+    for _ in range(N_WINDOWS):
+        y0, x0 = int(rng.integers(0, h - WIN_H)), int(rng.integers(0, w - WIN_W))
+        out.append((y0, y0 + WIN_H, x0, x0 + WIN_W))
+    return out
+
+
+def measure_resident(reps: int = 100) -> list[dict]:
+    from cuda_test_kernels import StandInEnqueuer
+
+    boxes = _det_windows()
+    tiny = np.zeros((1, 3, 4, 4), np.float32)
+    map_bytes = int(np.prod(DET_MAP)) * 4
+    win_bytes = N_WINDOWS * WIN_H * WIN_W * 4
+
+    def enq():
+        return StandInEnqueuer(lambda _shapes: [DET_MAP], [np.float32])
+
+    kw = {"input_dtypes": [np.float32], "output_dtypes": [np.float32]}
+    rows = []
+    with (
+        CudaExecutor(enq(), **kw) as plain,
+        CudaExecutor(enq(), output_names=["prob"], resident_outputs=["prob"], **kw) as res,
+    ):
+        view = plain.input_view(0, tiny.shape)
+
+        def windows(m) -> None:
+            for y0, y1, x0, x1 in boxes:
+                m.window(0, 0, y0, y1, x0, x1)
+
+        def resident_call() -> None:
+            (m,) = res.run([tiny])
+            windows(m)
+            m.release()
+
+        (kept,) = res.run([tiny])
+        methods = {
+            "call: whole map D2H (zero-copy view)": (
+                lambda: plain.run([view], copy_outputs=False), map_bytes),
+            "call: whole map D2H + host copy (staged)": (lambda: plain.run([tiny]), map_bytes),
+            "call: resident + 30 windows + release": (resident_call, win_bytes),
+            "call: resident, no read (floor)": (lambda: res.run([tiny])[0].release(), 0),
+            "fetch only: to_numpy() of a resident map": (kept.to_numpy, map_bytes),
+            "fetch only: 30 windows of a resident map": (lambda: windows(kept), win_bytes),
+        }  # fmt: skip
+        for method, (fn, nbytes) in methods.items():
+            times = _time(fn, reps, warmup=5)
+            rows.append({
+                "case": "det map 1x1x1408x992 f32", "method": method, "bytes_to_host": nbytes,
+                "median_ms": statistics.median(times) * 1e3, "min_ms": min(times) * 1e3,
+                "p90_ms": sorted(times)[int(0.9 * (len(times) - 1))] * 1e3, "reps": reps,
+            })  # fmt: skip
+        kept.release()
+        assert res.resident_pool("prob").created <= 2  # released maps were reused
+    return rows
+
+
+def resident_table(rows: list[dict]) -> str:
+    lines = [
+        f"resident det map {DET_MAP} f32, {N_WINDOWS} windows of {WIN_H}x{WIN_W} px "
+        "(stand-in engine, not TensorRT)",
+        f"{'method':<44} {'to host MB':>10} {'median ms':>10} {'min ms':>8} {'p90 ms':>8}",
+    ]
+    for r in rows:
+        lines.append(
+            f"{r['method']:<44} {r['bytes_to_host'] / 1e6:10.2f} {r['median_ms']:10.3f}"
+            f" {r['min_ms']:8.3f} {r['p90_ms']:8.3f}"
+        )
+    return "\n".join(lines)
+
+
 def table(rows: list[dict]) -> str:
     by_case: dict[str, dict[str, dict]] = {}
     for r in rows:
@@ -147,10 +234,15 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    rows = measure()
-    if len(argv) > 1:
-        Path(argv[1]).write_text(json.dumps(rows, indent=1))
-    sys.stdout.write(table(rows) + "\n")
+    args = [a for a in argv[1:] if a != "--resident"]
+    only_resident = "--resident" in argv[1:]
+    rows = [] if only_resident else measure()
+    res_rows = measure_resident()
+    if args:
+        Path(args[0]).write_text(json.dumps({"io": rows, "resident": res_rows}, indent=1))
+    if rows:
+        sys.stdout.write(table(rows) + "\n\n")
+    sys.stdout.write(resident_table(res_rows) + "\n")
     return 0
 
 

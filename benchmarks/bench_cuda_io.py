@@ -21,6 +21,8 @@ Resident det map (``--resident`` runs only this part): 1x1x1408x992 and 1x1x3008
   staged     run(): the whole map D2H + host copy into a fresh array
   windows    the map stays on the device (resident_outputs); 30 windows of 30x700 px are
              copied (one cudaMemcpy2D each, pageable destination), then release()
+  windows()  the same 30 boxes in one DeviceResidentMap.windows() batch (async copies into
+             pinned staging, one sync, a host copy each)
 plus the fetch alone on an already-returned resident map: to_numpy() vs the 30 windows, and
 (raw cuda-python, no package API) the 30 windows as async copies into pinned memory, one sync.
 """
@@ -214,15 +216,25 @@ def _measure_resident(shape: Shape, reps: int) -> list[dict]:
             windows(m)
             m.release()
 
+        def resident_batch_call() -> None:
+            (m,) = res.run([tiny])
+            m.windows(batch)
+            m.release()
+
+        batch = [(0, 0, *box) for box in boxes]
+
         (kept,) = res.run([tiny])
         methods = {
             "call: whole map D2H (zero-copy view)": (
                 lambda: plain.run([view], copy_outputs=False), map_bytes),
             "call: whole map D2H + host copy (staged)": (lambda: plain.run([tiny]), map_bytes),
             "call: resident + 30 windows + release": (resident_call, win_bytes),
+            "call: resident + windows() (one batch) + release": (resident_batch_call, win_bytes),
             "call: resident, no read (floor)": (lambda: res.run([tiny])[0].release(), 0),
             "fetch only: to_numpy() of a resident map": (kept.to_numpy, map_bytes),
             "fetch only: 30 windows of a resident map": (lambda: windows(kept), win_bytes),
+            "fetch only: windows() of the 30 boxes (one batch)": (
+                lambda: kept.windows(batch), win_bytes),
             "fetch only: 30 windows async->pinned, 1 sync (raw)": (
                 _batched_windows(kept, boxes), win_bytes),
         }  # fmt: skip

@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 
 from paddleocr_trt.backend.cuda import run_with_backoff
+from paddleocr_trt.backend.cuda.concat import BatchConcatMap, concat_outputs
 from paddleocr_trt.backend.cuda.resident import (
-    BatchConcatMap,
     DeviceResidentMap,
     ResidentOutputs,
     ResidentPool,
-    concat_outputs,
     resident_indices,
 )
 from paddleocr_trt.errors import OutOfMemoryError
@@ -146,6 +145,14 @@ def test_batch_concat_map_reads_each_image_from_its_piece() -> None:
     for b in range(5):
         np.testing.assert_array_equal(joined.window(b, 1, 2, 7, 3, 9), full[b, 1, 2:7, 3:9])
     assert joined.fetched_bytes == 5 * 5 * 6 * 4
+    boxes = [(4, 0, 0, 7, 0, 9), (0, 1, 1, 3, 2, 4), (2, 0, 6, 7, 8, 9), (1, 1, 0, 1, 0, 9)]
+    for box, win in zip(boxes, joined.windows(boxes), strict=True):  # order kept across pieces
+        b, c, y0, y1, x0, x1 = box
+        np.testing.assert_array_equal(win, full[b, c, y0:y1, x0:x1])
+    with pytest.raises(ValueError, match="outside"):
+        joined.windows([(0, 0, 0, 1, 0, 1), (0, 2, 0, 1, 0, 1)])
+    joined_before = joined.fetched_bytes
+    assert joined_before == 5 * 5 * 6 * 4 + (63 + 4 + 1 + 9) * 4
     np.testing.assert_array_equal(joined.to_numpy(), full)
     with pytest.raises(ValueError, match="outside"):
         joined.window(5, 0, 0, 1, 0, 1)

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from paddleocr_trt.backend.cuda.resident import BatchConcatMap, resident_indices
+from paddleocr_trt.backend.cuda.concat import BatchConcatMap
+from paddleocr_trt.backend.cuda.resident import resident_indices
 from paddleocr_trt.backend.onnxrt import OnnxRuntimeRunner
 from paddleocr_trt.backend.trt import runner as runner_mod
 from paddleocr_trt.backend.trt.adapter import EngineExecutionError, TensorInfo

@@ -85,15 +85,27 @@ def test_windows_equal_numpy_slices(shape, dtype) -> None:
             expected_bytes += win.nbytes
         np.testing.assert_array_equal(resident.to_numpy(), prob)
         expected_bytes += prob.nbytes
+        boxes = list(_windows(shape))
+        for box, win in zip(boxes, resident.windows(boxes), strict=True):  # one batch
+            b, c, y0, y1, x0, x1 = box
+            np.testing.assert_array_equal(win, prob[b, c, y0:y1, x0:x1])
+            assert win.flags.owndata  # a copy, not a view of the pool's staging
+            expected_bytes += win.nbytes
+        assert resident.windows([]) == []
         assert resident.fetched_bytes == expected_bytes == sum(fetched)
         n, c, h, w = shape
         for bad in [(n, 0, 0, 1, 0, 1), (0, c, 0, 1, 0, 1), (0, 0, 0, h + 1, 0, 1),
                     (0, 0, 0, 1, 0, w + 1), (0, 0, 1, 1, 0, 1), (0, 0, -1, 1, 0, 1)]:  # fmt: skip
             with pytest.raises(ValueError, match="outside the resident map"):
                 resident.window(*bad)
+            with pytest.raises(ValueError, match="outside the resident map"):
+                resident.windows([(0, 0, 0, 1, 0, 1), bad])
+        assert resident.fetched_bytes == expected_bytes  # refused reads copied nothing
         resident.release()
         with pytest.raises(RuntimeError, match="after release"):
             resident.window(0, 0, 0, 1, 0, 1)
+        with pytest.raises(RuntimeError, match="after release"):
+            resident.windows([(0, 0, 0, 1, 0, 1)])
 
 
 def test_a_map_stays_valid_while_the_executor_runs_again() -> None:
@@ -180,6 +192,8 @@ def test_close_with_live_maps() -> None:
     ex.close()
     with pytest.raises(RuntimeError, match="executor was closed"):
         kept.window(0, 0, 0, 1, 0, 1)
+    with pytest.raises(RuntimeError, match="executor was closed"):
+        kept.windows([(0, 0, 0, 1, 0, 1)])
     with pytest.raises(RuntimeError, match="after release"):
         released.window(0, 0, 0, 1, 0, 1)
     kept.release()  # no double free
@@ -199,6 +213,9 @@ def test_windows_read_from_another_thread_while_the_executor_runs() -> None:
                 for y in range(0, 256, 32):
                     win = m.window(0, 0, y, y + 30, 10, 300)
                     np.testing.assert_array_equal(win, data[0, 0, y : y + 30, 10:300])
+                boxes = [(0, 0, y, y + 20, 5 + y, 200 + y) for y in range(0, 230, 23)]
+                for (_, _, y0, y1, x0, x1), win in zip(boxes, m.windows(boxes), strict=True):
+                    np.testing.assert_array_equal(win, data[0, 0, y0:y1, x0:x1])
                 m.release()
             except BaseException as exc:  # reported below
                 errors.append(exc)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ...errors import OutOfMemoryError
 from ...log import get_logger
-from .resident import concat_outputs
+from .concat import concat_outputs
 
 logger = get_logger("cuda.oom")
 

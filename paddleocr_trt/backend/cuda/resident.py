@@ -18,14 +18,14 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from ...log import get_logger, warn_once
 from ...postprocess.resident import OnFetch, check_window
-from .memory import DeviceBuffer
+from .memory import DeviceBuffer, PinnedBuffer
 from .runtime import check, cudart, device_scope
+from .stream import Stream
 
 logger = get_logger("cuda.resident")
 
@@ -51,6 +51,29 @@ class ResidentPool:
         self._leased: dict[int, DeviceBuffer] = {}  # id(buffer) -> buffer
         #: buffers ever created (a pool that keeps growing means maps are not released)
         self.created = 0
+        #: batched window reads (``DeviceResidentMap.windows``): a stream and pinned staging,
+        #: made on first use and used under ``lock``
+        self._read_stream: Stream | None = None
+        self._staging = PinnedBuffer()
+
+    def read_batch(self, copies: Sequence[tuple[int, int, int, int]], total: int) -> np.ndarray:
+        """Run ``(src, spitch, width, height)`` device copies back to back into pinned staging
+        with one sync; returns the staged bytes (a view, valid until the next batch). Caller
+        holds ``lock``."""
+        rt = cudart()
+        with device_scope(self.device_id):
+            if self._read_stream is None:
+                self._read_stream = Stream(self.device_id)
+            self._staging.ensure(total)
+            kind = rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
+            dst = self._staging.ptr
+            raw = self._read_stream.raw
+            for src, spitch, width, height in copies:
+                err = rt.cudaMemcpy2DAsync(dst, width, src, spitch, width, height, kind, raw)
+                check(err, "cudaMemcpy2DAsync D2H (resident windows)")
+                dst += width * height
+            self._read_stream.synchronize()
+        return self._staging.view((total,), np.uint8)
 
     @property
     def free_count(self) -> int:
@@ -98,6 +121,9 @@ class ResidentPool:
                 buf.free()
             self._free.clear()
             self._leased.clear()
+            self._staging.free()
+            if self._read_stream is not None:
+                self._read_stream.close()
 
 
 class ResidentOutputs:
@@ -251,6 +277,34 @@ class DeviceResidentMap:
         self._copy(out, offset, w * isz, (x1 - x0) * isz, y1 - y0)
         return out
 
+    def windows(self, boxes: Sequence[tuple[int, int, int, int, int, int]]) -> list[np.ndarray]:
+        """Several windows ``(b, c, y0, y1, x0, x1)`` in one batch: async copies into pinned
+        staging, one sync, then a host copy each. Why: a synchronous copy costs ~25 us of
+        latency whatever its size (measured on an H100), so 30 boxes read one by one cost more
+        than the whole 1408x992 map; batched they cost about one copy's latency."""
+        _, channels, h, w = self.shape
+        isz = self.dtype.itemsize
+        copies, sizes = [], []
+        for box in boxes:
+            b, c, y0, y1, x0, x1 = box
+            check_window(self.shape, b, c, y0, y1, x0, x1)
+            offset = (((b * channels + c) * h + y0) * w + x0) * isz
+            copies.append((offset, w * isz, (x1 - x0) * isz, y1 - y0))
+            sizes.append((y1 - y0, x1 - x0))
+        total = sum(width * height for _, _, width, height in copies)
+        lease, pool = self._lease, self._lease.pool
+        with pool.lock:
+            self._check_live()
+            base = lease.buf.ptr
+            staged = pool.read_batch([(base + o, p, wd, ht) for o, p, wd, ht in copies], total)
+            out, pos = [], 0
+            for shape in sizes:
+                n = shape[0] * shape[1] * isz
+                out.append(staged[pos : pos + n].view(self.dtype).reshape(shape).copy())
+                pos += n
+        self._count(total)
+        return out
+
     def to_numpy(self) -> np.ndarray:
         """The whole map (counted as fetched): for a caller that needs it all."""
         n, c, h, w = self.shape
@@ -278,18 +332,22 @@ class DeviceResidentMap:
         pool = lease.pool
         # The pool lock keeps close() (which frees leased buffers) from running mid-copy.
         with pool.lock:
-            if not lease.active:
-                raise RuntimeError("resident map read after release()")
-            if pool.closed:
-                raise RuntimeError("resident map read after its executor was closed")
-            if width == 0 or height == 0:
-                pass  # an empty map: nothing to copy (its buffer may be unallocated)
-            else:
+            self._check_live()
+            if width and height:  # an empty map's buffer may be unallocated: nothing to copy
                 self._copy_locked(out, lease.buf.ptr + offset, spitch, width, height)
+        self._count(out.nbytes)
+
+    def _check_live(self) -> None:
+        if not self._lease.active:
+            raise RuntimeError("resident map read after release()")
+        if self._lease.pool.closed:
+            raise RuntimeError("resident map read after its executor was closed")
+
+    def _count(self, nbytes: int) -> None:
         with self._count_lock:
-            self.fetched_bytes += out.nbytes
+            self.fetched_bytes += nbytes
         if self.on_fetch is not None:
-            self.on_fetch(out.nbytes)
+            self.on_fetch(nbytes)
 
     def _copy_locked(self, out: np.ndarray, src: int, spitch: int, width: int, height: int) -> None:
         rt = cudart()
@@ -297,62 +355,6 @@ class DeviceResidentMap:
             kind = rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
             err = rt.cudaMemcpy2D(out.ctypes.data, width, src, spitch, width, height, kind)
             check(err, "cudaMemcpy2D D2H (resident window)")
-
-
-class BatchConcatMap:
-    """Maps of consecutive batch slices read as one (N, C, H, W) map: a split batch's outputs.
-
-    Windows go to the part that holds image ``b``; nothing is copied to join them.
-    """
-
-    nbytes = 0
-
-    def __init__(self, parts: Sequence[Any]) -> None:
-        if not parts:
-            raise ValueError("no resident maps to join")
-        self.parts = list(parts)
-        first = self.parts[0]
-        tail = tuple(first.shape[1:])
-        for p in self.parts:
-            if tuple(p.shape[1:]) != tail or p.dtype != first.dtype:
-                raise ValueError(f"cannot join resident maps {p.shape} and {first.shape}")
-        self.shape = (sum(int(p.shape[0]) for p in self.parts), *tail)
-        self.dtype = first.dtype
-
-    @property
-    def fetched_bytes(self) -> int:
-        return sum(p.fetched_bytes for p in self.parts)
-
-    def _locate(self, b: int) -> tuple[Any, int]:
-        if not 0 <= b < self.shape[0]:
-            raise ValueError(f"batch index {b} outside the resident map of shape {self.shape}")
-        for p in self.parts:
-            n = int(p.shape[0])
-            if b < n:
-                return p, b
-            b -= n
-        raise AssertionError("unreachable")
-
-    def window(self, b: int, c: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        check_window(self.shape, b, c, y0, y1, x0, x1)
-        part, local = self._locate(b)
-        return part.window(local, c, y0, y1, x0, x1)
-
-    def to_numpy(self) -> np.ndarray:
-        return np.concatenate([p.to_numpy() for p in self.parts], axis=0)
-
-    def release(self) -> None:
-        for p in self.parts:
-            p.release()
-
-
-def concat_outputs(parts: Sequence[Any]) -> Any:
-    """Join one output's batch pieces: arrays are concatenated, resident maps joined."""
-    if all(isinstance(p, np.ndarray) for p in parts):
-        return np.concatenate(parts, axis=0)
-    if any(isinstance(p, np.ndarray) for p in parts):
-        raise TypeError("cannot join arrays with resident maps of the same output")
-    return BatchConcatMap(parts)
 
 
 def resident_indices(

@@ -310,7 +310,7 @@ class TensorRTRunner(BaseRunner):
 
 
 def concat_outputs(parts: Sequence[Any]) -> Any:
-    from ..cuda.resident import concat_outputs as concat
+    from ..cuda.concat import concat_outputs as concat
 
     return concat(parts)
 

@@ -1,6 +1,6 @@
 """Copy time per det/rec call: staged (before) vs zero-copy pinned views (after), real GPU.
 
-Run on a CUDA machine:  python benchmarks/bench_cuda_io.py [out.json]
+Run on a CUDA machine:  python benchmarks/bench_cuda_io.py [--resident] [out.json]
 
 The engine is a STAND-IN, not TensorRT (none on the measuring machine): it declares the real
 det/rec output shapes and does one cudaMemsetAsync per output, so a call's time is the
@@ -14,6 +14,17 @@ Methods, per shape:
              no host copy either way
 The producer's own write (preprocessing) is excluded from all three: it happens once per image
 whichever way the data then travels.
+
+Resident det map (``--resident`` runs only this part): 1x1x1408x992 and 1x1x3008x4000 float32 maps
+(the stand-in engine writes it; its input is 192 bytes, so only the output counts), read
+  whole      run(copy_outputs=False): the whole map D2H into pinned memory (zero-copy view)
+  staged     run(): the whole map D2H + host copy into a fresh array
+  windows    the map stays on the device (resident_outputs); 30 windows of 30x700 px are
+             copied (one cudaMemcpy2D each, pageable destination), then release()
+  windows()  the same 30 boxes in one DeviceResidentMap.windows() batch (async copies into
+             pinned staging, one sync, a host copy each)
+plus the fetch alone on an already-returned resident map: to_numpy() vs the 30 windows, and
+(raw cuda-python, no package API) the 30 windows as async copies into pinned memory, one sync.
 """
 
 from __future__ import annotations
@@ -128,6 +139,133 @@ def measure(reps: int = 50) -> list[dict]:
     return rows
 
 
+DET_MAPS = [(1, 1, 1408, 992), (1, 1, 3008, 4000)]  # a 960-limit page; a full-size scan
+N_WINDOWS, WIN_H, WIN_W = 30, 30, 700
+
+
+def _det_windows(shape: Shape, seed: int = 0) -> list[tuple[int, int, int, int]]:
+    """30 text-line boxes (30x700 px) at random places on the map: (y0, y1, x0, x1)."""
+    rng = np.random.default_rng(seed)
+    _, _, h, w = shape
+    out = []
+    for _ in range(N_WINDOWS):
+        y0, x0 = int(rng.integers(0, h - WIN_H)), int(rng.integers(0, w - WIN_W))
+        out.append((y0, y0 + WIN_H, x0, x0 + WIN_W))
+    return out
+
+
+def _batched_windows(m, boxes) -> Callable[[], None]:
+    """NOT an API of the package: every window as one cudaMemcpy2DAsync into one pinned buffer,
+    one stream sync; what a batched window read could cost (the windows stay in pinned memory)."""
+    from paddleocr_trt.backend.cuda.memory import PinnedBuffer
+    from paddleocr_trt.backend.cuda.stream import Stream
+
+    rt = cudart()
+    kind = rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
+    stream = Stream(0)
+    staging = PinnedBuffer()
+    staging.ensure(len(boxes) * WIN_H * WIN_W * 4)
+    pitch = m.shape[3] * 4
+
+    def run() -> None:
+        dst = staging.ptr
+        for y0, y1, x0, x1 in boxes:
+            width = (x1 - x0) * 4
+            src = m.device_ptr + (y0 * m.shape[3] + x0) * 4
+            err = rt.cudaMemcpy2DAsync(dst, width, src, pitch, width, y1 - y0, kind, stream.raw)
+            check(err, "cudaMemcpy2DAsync")
+            dst += width * (y1 - y0)
+        stream.synchronize()
+
+    run.keep = (stream, staging)  # type: ignore[attr-defined]
+    return run
+
+
+def measure_resident(reps: int = 100) -> list[dict]:
+    rows = []
+    for shape in DET_MAPS:
+        rows += _measure_resident(shape, reps)
+    return rows
+
+
+def _measure_resident(shape: Shape, reps: int) -> list[dict]:
+    from cuda_test_kernels import StandInEnqueuer
+
+    boxes = _det_windows(shape)
+    tiny = np.zeros((1, 3, 4, 4), np.float32)
+    map_bytes = int(np.prod(shape)) * 4
+    win_bytes = N_WINDOWS * WIN_H * WIN_W * 4
+
+    def enq():
+        return StandInEnqueuer(lambda _shapes: [shape], [np.float32])
+
+    kw = {"input_dtypes": [np.float32], "output_dtypes": [np.float32]}
+    rows = []
+    with (
+        CudaExecutor(enq(), **kw) as plain,
+        CudaExecutor(enq(), output_names=["prob"], resident_outputs=["prob"], **kw) as res,
+    ):
+        view = plain.input_view(0, tiny.shape)
+
+        def windows(m) -> None:
+            for y0, y1, x0, x1 in boxes:
+                m.window(0, 0, y0, y1, x0, x1)
+
+        def resident_call() -> None:
+            (m,) = res.run([tiny])
+            windows(m)
+            m.release()
+
+        def resident_batch_call() -> None:
+            (m,) = res.run([tiny])
+            m.windows(batch)
+            m.release()
+
+        batch = [(0, 0, *box) for box in boxes]
+
+        (kept,) = res.run([tiny])
+        methods = {
+            "call: whole map D2H (zero-copy view)": (
+                lambda: plain.run([view], copy_outputs=False), map_bytes),
+            "call: whole map D2H + host copy (staged)": (lambda: plain.run([tiny]), map_bytes),
+            "call: resident + 30 windows + release": (resident_call, win_bytes),
+            "call: resident + windows() (one batch) + release": (resident_batch_call, win_bytes),
+            "call: resident, no read (floor)": (lambda: res.run([tiny])[0].release(), 0),
+            "fetch only: to_numpy() of a resident map": (kept.to_numpy, map_bytes),
+            "fetch only: 30 windows of a resident map": (lambda: windows(kept), win_bytes),
+            "fetch only: windows() of the 30 boxes (one batch)": (
+                lambda: kept.windows(batch), win_bytes),
+            "fetch only: 30 windows async->pinned, 1 sync (raw)": (
+                _batched_windows(kept, boxes), win_bytes),
+        }  # fmt: skip
+        for method, (fn, nbytes) in methods.items():
+            times = _time(fn, reps, warmup=5)
+            rows.append({
+                "case": f"det map {'x'.join(map(str, shape))} f32", "method": method,
+                "bytes_to_host": nbytes,
+                "median_ms": statistics.median(times) * 1e3, "min_ms": min(times) * 1e3,
+                "p90_ms": sorted(times)[int(0.9 * (len(times) - 1))] * 1e3, "reps": reps,
+            })  # fmt: skip
+        kept.release()
+        assert res.resident_pool("prob").created <= 2  # released maps were reused
+    return rows
+
+
+def resident_table(rows: list[dict]) -> str:
+    lines = [
+        f"resident det map f32, {N_WINDOWS} windows of {WIN_H}x{WIN_W} px "
+        "(stand-in engine, not TensorRT)",
+        f"{'case':<26} {'method':<52} {'to host MB':>10} {'median ms':>10} {'min ms':>8}"
+        f" {'p90 ms':>8}",
+    ]
+    for r in rows:
+        lines.append(
+            f"{r['case']:<26} {r['method']:<52} {r['bytes_to_host'] / 1e6:10.2f}"
+            f" {r['median_ms']:10.3f} {r['min_ms']:8.3f} {r['p90_ms']:8.3f}"
+        )
+    return "\n".join(lines)
+
+
 def table(rows: list[dict]) -> str:
     by_case: dict[str, dict[str, dict]] = {}
     for r in rows:
@@ -147,10 +285,15 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    rows = measure()
-    if len(argv) > 1:
-        Path(argv[1]).write_text(json.dumps(rows, indent=1))
-    sys.stdout.write(table(rows) + "\n")
+    args = [a for a in argv[1:] if a != "--resident"]
+    only_resident = "--resident" in argv[1:]
+    rows = [] if only_resident else measure()
+    res_rows = measure_resident()
+    if args:
+        Path(args[0]).write_text(json.dumps({"io": rows, "resident": res_rows}, indent=1))
+    if rows:
+        sys.stdout.write(table(rows) + "\n\n")
+    sys.stdout.write(resident_table(res_rows) + "\n")
     return 0
 
 

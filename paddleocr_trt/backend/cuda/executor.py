@@ -9,6 +9,10 @@ fresh output arrays (a host memcpy each way, ~10 GB/s on one core). Zero-copy: t
 writes into ``input_view(i, shape)`` (a numpy array over the pinned input buffer), passes that
 view to ``run(..., copy_outputs=False)`` and reads the returned views over the pinned output
 buffers; no host copy is made, so the transfers run at the copy engines' speed.
+
+Resident outputs (``resident_outputs``) are not copied back at all: ``run`` returns a
+:class:`~.resident.DeviceResidentMap` over a device buffer leased from a per-output pool, and
+the host copies only the windows it reads (the det probability map; see ``resident.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from ...errors import OutOfMemoryError
 from ...log import get_logger, warn_once
 from .graph import CudaGraph, GraphCache, capture
 from .memory import DeviceBuffer, PinnedBuffer
+from .resident import DeviceResidentMap, OnFetch, ResidentOutputs, ResidentPool
 from .runtime import CudaError, device_scope
 from .stream import Stream
 
@@ -67,6 +72,8 @@ class ExecutorStats:
     #: input shapes re-set on the enqueuer before a replay (the last ones set were others)
     shape_resets: int = 0
     buffer_reallocations: int = 0
+    #: resident outputs returned as device maps (their bytes were not copied to the host)
+    resident_outputs: int = 0
     #: inputs copied into pinned memory (staged) vs. used in place (zero-copy views)
     staged_inputs: int = 0
     zero_copy_inputs: int = 0
@@ -103,6 +110,11 @@ class CudaExecutor:
     shapes differ from the enqueuer's current ones, ``set_input_shapes`` is called again. Graph
     replay assumes output shapes depend only on input shapes (true for TensorRT engines without
     data-dependent shapes). Not re-entrant: calls are serialised by a lock.
+
+    ``resident_outputs`` (indices, or names with ``output_names``) stay on the device: each
+    call binds a buffer leased from that output's pool and returns a DeviceResidentMap holding
+    it until ``release()``; a graph is kept per leased address like any other buffer address.
+    ``on_fetch`` is passed to every map (called with the bytes of each window read).
     """
 
     def __init__(
@@ -115,6 +127,9 @@ class CudaExecutor:
         use_cuda_graphs: bool = False,
         graph_cache_size: int = DEFAULT_GRAPH_CACHE_SIZE,
         input_names: Sequence[str] | None = None,
+        output_names: Sequence[str] | None = None,
+        resident_outputs: Sequence[int | str] = (),
+        on_fetch: OnFetch | None = None,
     ) -> None:
         self._enqueuer = enqueuer
         self._in_dtypes = [np.dtype(d) for d in input_dtypes]
@@ -122,6 +137,16 @@ class CudaExecutor:
         if input_names is not None and len(input_names) != len(self._in_dtypes):
             raise ValueError(f"{len(input_names)} input names for {len(self._in_dtypes)} inputs")
         self._in_names = list(input_names) if input_names is not None else None
+        if output_names is not None and len(output_names) != len(self._out_dtypes):
+            raise ValueError(
+                f"{len(output_names)} output names for {len(self._out_dtypes)} outputs"
+            )
+        self._out_names = list(output_names) if output_names is not None else None
+        # resolved (and refused) before anything touches the GPU; pools allocate lazily
+        self._res = ResidentOutputs(
+            device_id, resident_outputs, self._out_names, len(self._out_dtypes)
+        )
+        self.on_fetch = on_fetch
         self.device_id = device_id
         self.use_cuda_graphs = use_cuda_graphs
         self._graphs = GraphCache(graph_cache_size)  # validates the size before any allocation
@@ -154,6 +179,15 @@ class CudaExecutor:
     def cached_graphs(self) -> int:
         return len(self._graphs)
 
+    @property
+    def resident_outputs(self) -> tuple[int, ...]:
+        """Indices of the outputs returned as device-resident maps."""
+        return tuple(self._res.pools)
+
+    def resident_pool(self, output: int | str) -> ResidentPool:
+        """The buffer pool of a resident output (for inspection: sizes, leases)."""
+        return self._res.pool(output)
+
     def input_view(
         self, input: int | str, shape: Sequence[int], dtype: np.dtype | type | None = None
     ) -> np.ndarray:
@@ -180,14 +214,17 @@ class CudaExecutor:
                 self._invalidate_graphs()
             return self._host_in[index].view(shape_t, dt)
 
-    def run(self, inputs: Sequence[np.ndarray], *, copy_outputs: bool = True) -> list[np.ndarray]:
-        """Inputs in model order -> one array per output.
+    def run(
+        self, inputs: Sequence[np.ndarray], *, copy_outputs: bool = True
+    ) -> list[np.ndarray | DeviceResidentMap]:
+        """Inputs in model order -> one array (or resident map) per output.
 
         Inputs obtained from :meth:`input_view` are used in place; any other array is copied
         into pinned memory (converted to the input dtype). With ``copy_outputs`` (default) the
         outputs are fresh arrays, safe to keep. With ``copy_outputs=False`` they are read-only
         views over the pinned output buffers: no copy, but their contents are only valid until
-        the next call on this executor (copy what must outlive it).
+        the next call on this executor (copy what must outlive it). A resident output is a
+        DeviceResidentMap either way; ``release()`` it once read.
         """
         t0 = time.perf_counter()
         with self._lock:
@@ -217,6 +254,7 @@ class CudaExecutor:
             except Exception as exc:
                 logger.debug("sync on close failed: %s", exc)
             self._graphs.clear()
+            self._res.close(self._dev_out)  # leased buffers too: their maps raise on read
             for buf in (*self._dev_in, *self._dev_out, *self._host_in, *self._host_out):
                 buf.free()
             self._stream.close()
@@ -269,12 +307,13 @@ class CudaExecutor:
                 n = _nbytes(shape, dt)
                 grew |= dev.ensure(n)
                 grew |= host.ensure(n)
-            for shape, dt, dev, host in zip(
-                out_shapes, self._out_dtypes, self._dev_out, self._host_out, strict=True
+            for i, (shape, dt, dev, host) in enumerate(
+                zip(out_shapes, self._out_dtypes, self._dev_out, self._host_out, strict=True)
             ):
                 n = _nbytes(shape, dt)
-                grew |= dev.ensure(n)
-                grew |= host.ensure(n)
+                grew |= dev.ensure(n)  # a resident output's dev buffer is this call's lease
+                if i not in self._res:
+                    grew |= host.ensure(n)
         except OutOfMemoryError:
             self._invalidate_graphs()  # a failed ensure() has already released its old memory
             raise
@@ -301,8 +340,11 @@ class CudaExecutor:
         for dev, host, n in zip(self._dev_in, self._host_in, in_bytes, strict=True):
             stream.copy_h2d(dev.ptr, host.ptr, n)
         self._enqueuer.enqueue(stream.handle)
-        for dev, host, n in zip(self._dev_out, self._host_out, out_bytes, strict=True):
-            stream.copy_d2h(host.ptr, dev.ptr, n)
+        for i, (dev, host, n) in enumerate(
+            zip(self._dev_out, self._host_out, out_bytes, strict=True)
+        ):
+            if i not in self._res:
+                stream.copy_d2h(host.ptr, dev.ptr, n)
 
     def _key(self, shapes: tuple[Shape, ...]) -> tuple:
         ptrs = tuple(
@@ -329,12 +371,35 @@ class CudaExecutor:
 
     def _run_locked(
         self, inputs: Sequence[np.ndarray], shapes: tuple[Shape, ...], copy_outputs: bool
-    ) -> tuple[list[np.ndarray], float]:
+    ) -> tuple[list[np.ndarray | DeviceResidentMap], float]:
+        leased = self._res.bind(self._dev_out)  # before the graph key: it holds their addresses
+        try:
+            outputs, wait = self._run_leased(inputs, shapes, copy_outputs)
+        except BaseException:
+            self._res.unbind(self._dev_out, leased, give_back=True)
+            raise
+        self._res.unbind(self._dev_out, leased, give_back=False)
+        for index, buf in leased.items():
+            outputs[index] = DeviceResidentMap(
+                self._res.pools[index], buf, outputs[index], self._out_dtypes[index], self.on_fetch
+            )
+        self._stats.resident_outputs += len(leased)
+        return outputs, wait
+
+    def _run_leased(
+        self, inputs: Sequence[np.ndarray], shapes: tuple[Shape, ...], copy_outputs: bool
+    ) -> tuple[list, float]:
+        """One call with the leases bound; a resident output's slot holds its shape."""
         entry = self._graphs.get(self._key(shapes)) if self.use_cuda_graphs else None
+        if entry is not None and not self._res.fit(
+            self._dev_out, entry.out_shapes, self._out_dtypes
+        ):
+            entry = None
         if entry is not None:
             out_shapes = entry.out_shapes
         else:
             out_shapes = self._declare(shapes)
+            self._res.check_shapes(out_shapes)
             self._reserve(shapes, out_shapes)
         self._stage(inputs, shapes)
         in_bytes = [_nbytes(s, dt) for s, dt in zip(shapes, self._in_dtypes, strict=True)]
@@ -362,12 +427,16 @@ class CudaExecutor:
                 self._seen[shapes] = None
                 while len(self._seen) > 4 * self._graphs.max_size:
                     self._seen.popitem(last=False)
-        views = [
-            host.view(s, dt)
-            for s, dt, host in zip(out_shapes, self._out_dtypes, self._host_out, strict=True)
-        ]
-        if copy_outputs:
-            return [np.array(v) for v in views], wait
-        for v in views:
-            v.flags.writeable = False
-        return views, wait
+        outputs: list = []
+        for i, (s, dt, host) in enumerate(
+            zip(out_shapes, self._out_dtypes, self._host_out, strict=True)
+        ):
+            if i in self._res:
+                outputs.append(s)  # becomes a DeviceResidentMap in _run_locked
+            elif copy_outputs:
+                outputs.append(np.array(host.view(s, dt)))
+            else:
+                view = host.view(s, dt)
+                view.flags.writeable = False
+                outputs.append(view)
+        return outputs, wait

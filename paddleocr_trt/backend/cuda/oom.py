@@ -2,7 +2,7 @@
 
 TensorRT has no automatic back-off, and dropping images is never acceptable, so on
 OutOfMemoryError the batch is halved until it fits (down to ``min_batch``) and the pieces'
-outputs are concatenated in the original order.
+outputs are concatenated in the original order (resident maps are joined, not copied).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import numpy as np
 
 from ...errors import OutOfMemoryError
 from ...log import get_logger
+from .concat import concat_outputs
 
 logger = get_logger("cuda.oom")
 
@@ -64,4 +65,4 @@ def run_with_backoff(
     if len(pieces) == 1:
         return pieces[0]
     n_out = len(pieces[0])
-    return [np.concatenate([p[i] for p in pieces], axis=0) for i in range(n_out)]
+    return [concat_outputs([p[i] for p in pieces]) for i in range(n_out)]

@@ -6,6 +6,11 @@ unusable (after one retry with the other contexts released) and the call is rout
 covering profile or the fallback; any other TensorRT/CUDA failure switches the runner to its
 fallback for good (``disabled_reason``, ``runtime_fallback_calls``, one warning), because a
 context that failed once is not trusted again. Without a fallback every failure is raised.
+
+Resident outputs (``resident_outputs``, by name) stay on the GPU: they come back as
+``DeviceResidentMap`` (read window by window, ``release()`` once read), a split batch's pieces
+joined without a copy; the fallback's arrays for them are wrapped in ``HostResidentMap`` so a
+caller always gets the same kind of object for the same output.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 
 from ...errors import CacheError, OutOfMemoryError
 from ...log import get_logger, warn_once
+from ...postprocess.resident import HostResidentMap
 from ...profiles import (
     ShapeNotCoveredError,
     ShapeProfile,
@@ -62,6 +68,7 @@ class TensorRTRunner(BaseRunner):
         device_id: int = 0,
         use_cuda_graphs: bool = False,
         cuda_graph_cache_size: int = 16,
+        resident_outputs: Sequence[str] = (),
     ) -> None:
         super().__init__(name)
         data = plan if isinstance(plan, bytes) else Path(plan).read_bytes()
@@ -86,6 +93,9 @@ class TensorRTRunner(BaseRunner):
         #: CUDA graphs kept per execution context (LRU); one per input-shape set
         self.cuda_graph_cache_size = cuda_graph_cache_size
         self.input_names = list(engine.input_names)
+        self.output_names = list(engine.output_names)
+        #: Outputs left on the device (ResidentMap results), in the engine's output order.
+        self.resident_outputs = _resident_names(resident_outputs, self.output_names, name)
         self.profiles: list[dict[str, ShapeProfile]] = [
             {n: ShapeProfile(*shapes) for n, shapes in engine.profile_shapes(i).items()}
             for i in range(engine.num_profiles)
@@ -116,6 +126,8 @@ class TensorRTRunner(BaseRunner):
                 use_cuda_graphs=self.use_cuda_graphs,
                 graph_cache_size=self.cuda_graph_cache_size,
                 input_names=self.input_names,
+                output_names=self.output_names,
+                resident_outputs=self.resident_outputs,
             )
             try:
                 enqueuer.select_profile(executor.stream_handle)
@@ -177,11 +189,12 @@ class TensorRTRunner(BaseRunner):
             return run_with_backoff(inputs[0], lambda x: executor.run([x]), what=self.name)
         return executor.run(inputs)  # multi-input models: no per-input halving
 
-    def infer(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def infer(self, inputs: Sequence[np.ndarray]) -> list[Any]:
+        """Outputs in engine order: arrays, and ResidentMaps for the resident outputs."""
         self.check_inputs(inputs)
         if self.disabled_reason is not None and self.fallback is not None:
             self.runtime_fallback_calls += 1
-            return self.fallback.infer(list(inputs))
+            return self._host_resident(self.fallback.infer(list(inputs)))
         arrays = [
             np.ascontiguousarray(x, dtype=t.dtype)
             for x, t in zip(inputs, self.engine.inputs, strict=True)
@@ -195,9 +208,9 @@ class TensorRTRunner(BaseRunner):
             except (ShapeNotCoveredError, NoContextMemoryError):
                 if self.fallback is None:
                     raise
-                return self._fallback(shapes, list(inputs))
+                return self._host_resident(self._fallback(shapes, list(inputs)))
             except Exception as exc:
-                return self._disable(exc, list(inputs))
+                return self._host_resident(self._disable(exc, list(inputs)))
         raise AssertionError("unreachable: every profile was marked unusable")
 
     def _infer_engine(
@@ -214,7 +227,7 @@ class TensorRTRunner(BaseRunner):
                 self._run_profile_marked(index, [a[s] for a in arrays])
                 for s in split_batch(arrays[0].shape[0], chunk)
             ]
-            return [np.concatenate(outs, axis=0) for outs in zip(*parts, strict=True)]
+            return [concat_outputs(outs) for outs in zip(*parts, strict=True)]
         if self.unusable_profiles and (
             select_profile(self.profiles, shapes) is not None
             or select_profile_for_split(self.profiles, shapes) is not None
@@ -238,6 +251,17 @@ class TensorRTRunner(BaseRunner):
                     f"{self.name}: no GPU memory for the context of profile {index}: {exc}"
                 ) from exc
         return self._run_profile(index, arrays)
+
+    def _host_resident(self, outputs: list[Any]) -> list[Any]:
+        """The fallback's arrays for resident outputs as HostResidentMaps (same kind of result
+        whichever engine ran; ``fetched_bytes`` then counts what the caller reads)."""
+        if not self.resident_outputs:
+            return outputs
+        out = list(outputs)
+        for i, n in enumerate(self.output_names):
+            if n in self.resident_outputs and isinstance(out[i], np.ndarray):
+                out[i] = HostResidentMap(out[i])
+        return out
 
     def _disable(self, exc: Exception, inputs: list[np.ndarray]) -> list[np.ndarray]:
         if self.fallback is None:
@@ -283,6 +307,23 @@ class TensorRTRunner(BaseRunner):
         with self._lock:
             self._close_executors()
         super().close()
+
+
+def concat_outputs(parts: Sequence[Any]) -> Any:
+    from ..cuda.concat import concat_outputs as concat
+
+    return concat(parts)
+
+
+def _resident_names(names: Sequence[str], outputs: Sequence[str], runner: str) -> list[str]:
+    if isinstance(names, str):
+        raise TypeError(f"{runner}: resident_outputs is a sequence of names, not {names!r}")
+    unknown = [n for n in names if n not in outputs]
+    if unknown:
+        raise ValueError(f"{runner}: no output named {unknown} (outputs: {list(outputs)})")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{runner}: resident_outputs names an output twice: {list(names)}")
+    return [n for n in outputs if n in names]
 
 
 def _device_scope(device_id: int):  # -> ContextManager[None]

@@ -40,6 +40,7 @@ def tensorrt_runner(
     graphs = {
         "use_cuda_graphs": options.use_cuda_graphs,
         "cuda_graph_cache_size": options.cuda_graph_cache_size,
+        "resident_outputs": resident_outputs(model_type, artifact),
     }
     try:
         runner = TensorRTRunner(
@@ -62,3 +63,13 @@ def tensorrt_runner(
     if agreement is not None:
         description += f", agreement {agreement:.4f}"
     return runner, description + ")"
+
+
+def resident_outputs(model_type: ModelType, artifact: Any) -> list[str]:
+    """Outputs left on the GPU: det's probability map (the fused graph's first output; DB
+    post-processing reads it window by window, ``postprocess.db``), nothing else."""
+    if model_type is not ModelType.DETECTION:
+        return []
+    onnx = (getattr(artifact, "extra", None) or {}).get("onnx")
+    names = onnx.entry.metadata.get("output_names") if onnx is not None else None
+    return list(names[:1]) if names else []

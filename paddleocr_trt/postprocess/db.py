@@ -43,7 +43,8 @@ class BitmapDBPostProcess:
         unclip_ratio: float | None = None,
     ) -> tuple[list[Any], list[Any]]:
         if len(preds) == 1:  # the whole map: native Paddle or an unfused engine
-            return self.stock(preds, img_shapes, thresh, box_thresh, unclip_ratio)
+            whole = preds[0] if isinstance(preds[0], np.ndarray) else preds[0].to_numpy()
+            return self.stock([whole], img_shapes, thresh, box_thresh, unclip_ratio)
         resident, packed = preds[0], preds[1]
         if isinstance(resident, np.ndarray):  # an engine runner that returns arrays
             resident = HostResidentMap(resident)

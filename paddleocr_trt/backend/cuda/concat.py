@@ -35,6 +35,15 @@ class BatchConcatMap:
     def fetched_bytes(self) -> int:
         return sum(p.fetched_bytes for p in self.parts)
 
+    @property
+    def on_fetch(self) -> Any:
+        return self.parts[0].on_fetch
+
+    @on_fetch.setter
+    def on_fetch(self, callback: Any) -> None:  # every piece reports to the same counter
+        for p in self.parts:
+            p.on_fetch = callback
+
     def _locate(self, b: int) -> tuple[Any, int]:
         if not 0 <= b < self.shape[0]:
             raise ValueError(f"batch index {b} outside the resident map of shape {self.shape}")

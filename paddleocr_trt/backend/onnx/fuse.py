@@ -76,6 +76,18 @@ def _unused_name(graph: onnx.GraphProto, base: str) -> str:
     return name
 
 
+def single_output(
+    model: onnx.ModelProto, transform: str, what: str
+) -> tuple[onnx.ValueInfoProto, list[int | str | None]]:
+    """The graph's one output and its dims; a transform that extends it refuses any other."""
+    outputs = model.graph.output
+    if len(outputs) != 1:
+        raise ValueError(
+            f"{transform} expects one output ({what}), got {[o.name for o in outputs]}"
+        )
+    return outputs[0], _dims(outputs[0])
+
+
 def append_ctc_argmax(model: onnx.ModelProto, *, index_dtype: str = "int32") -> onnx.ModelProto:
     """A copy of a rec graph whose outputs are (argmax index, max probability) over classes.
 
@@ -87,13 +99,7 @@ def append_ctc_argmax(model: onnx.ModelProto, *, index_dtype: str = "int32") -> 
     if index_dtype not in _INDEX_DTYPES:
         raise ValueError(f"index_dtype must be one of {sorted(_INDEX_DTYPES)}, got {index_dtype!r}")
     graph = model.graph
-    if len(graph.output) != 1:
-        raise ValueError(
-            f"append_ctc_argmax expects one output (the CTC softmax), got "
-            f"{[o.name for o in graph.output]}"
-        )
-    source = graph.output[0]
-    dims = _dims(source)
+    source, dims = single_output(model, "append_ctc_argmax", "the CTC softmax")
     if len(dims) != 3:
         raise ValueError(f"rec output {source.name!r} must be rank 3 (N, T, classes), got {dims}")
     if source.type.tensor_type.elem_type != TensorProto.FLOAT:

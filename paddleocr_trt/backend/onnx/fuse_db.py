@@ -22,7 +22,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ...log import get_logger
-from .fuse import _dims, _opset, _unused_name
+from .fuse import _opset, _unused_name, single_output
 
 log = get_logger("onnx.fuse")
 
@@ -42,13 +42,7 @@ def append_db_bitmap(model: onnx.ModelProto) -> onnx.ModelProto:
     graph = model.graph
     if any(i.name == DB_THRESH_INPUT for i in graph.input):
         raise ValueError("graph already returns the DB bitmap (fused twice?)")
-    if len(graph.output) != 1:
-        raise ValueError(
-            f"append_db_bitmap expects one output (the DB probability map), got "
-            f"{[o.name for o in graph.output]}"
-        )
-    source = graph.output[0]
-    dims = _dims(source)
+    source, dims = single_output(model, "append_db_bitmap", "the DB probability map")
     if len(dims) != 4 or source.type.tensor_type.elem_type != TensorProto.FLOAT:
         raise ValueError(f"det output {source.name!r} must be float32 (N, 1, H, W), got {dims}")
 

@@ -51,7 +51,7 @@ class ReplayRunner:
         outputs = list(self.inner(x=inputs))
         if self.mode == "record":
             for n, row in enumerate(inputs[0]):
-                self._rows[row_key(row)] = [out[n].copy() for out in outputs]
+                self._rows[row_key(row)] = [_row(out, n) for out in outputs]
         return outputs
 
     def close(self) -> None:
@@ -61,6 +61,15 @@ class ReplayRunner:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+def _row(output: Any, n: int) -> np.ndarray:
+    """Row ``n`` of an engine output as an array (a resident map is read whole: replayed, it
+    comes back as an array, which the adapted steps accept)."""
+    if isinstance(output, np.ndarray):
+        return output[n].copy()
+    _, channels, h, w = output.shape
+    return np.stack([output.window(n, c, 0, h, 0, w) for c in range(channels)])
 
 
 def wrap_pipeline(pipeline: Any) -> list[ReplayRunner]:

@@ -281,17 +281,7 @@ class EngineCache:
                 log.info("cache entry %s was created by another process meanwhile", entry.path)
                 return entry
             self.clean_temp()
-            return self._build(key, create_fn, artifact_name, validate_fn, keep_extra_files)
-
-    def _build(
-        self,
-        key: CacheKey,
-        create_fn: CreateFn,
-        artifact_name: str,
-        validate_fn: ValidateFn | None,
-        keep_extra_files: bool,
-    ) -> CacheEntry:
-        return build_entry(self, key, create_fn, artifact_name, validate_fn, keep_extra_files)
+            return build_entry(self, key, create_fn, artifact_name, validate_fn, keep_extra_files)
 
     # -- housekeeping --------------------------------------------------------------------------
 

@@ -103,3 +103,15 @@ class GuardedRunner(BaseRunner):
             self._close_primary()
         self.fallback.close()
         super().close()
+
+
+def on_cpu(runner: Any) -> bool:
+    """Whether a runner (through our wrappers) is an ONNX Runtime session on the CPU only."""
+    for _ in range(8):
+        providers = getattr(runner, "providers", None)
+        if providers is not None:
+            return list(providers) == ["CPUExecutionProvider"]
+        runner = getattr(runner, "primary", None) or getattr(runner, "inner", None)
+        if runner is None:
+            return False
+    return False

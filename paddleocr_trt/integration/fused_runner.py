@@ -28,7 +28,7 @@ import numpy as np
 from ..backend.base import BaseRunner
 from ..log import get_logger, warn_once
 from ..model_types import ModelType
-from .fallback import GuardedRunner, LazyNativeRunner
+from .fallback import GuardedRunner, LazyNativeRunner, on_cpu
 
 log = get_logger("integration")
 
@@ -130,7 +130,7 @@ class FusedEngineRunner(GuardedRunner):
             if hasattr(prob, "on_fetch"):
                 prob.on_fetch = count  # type: ignore[attr-defined]
             return prob
-        if getattr(self.primary, "providers", None) != ["CPUExecutionProvider"]:
+        if not on_cpu(self.primary):
             count(prob.nbytes)
         return HostResidentMap(prob, on_fetch=count)
 

@@ -72,18 +72,6 @@ class PageItem:
     error: BaseException | None = None
 
 
-def on_cpu(runner: Any) -> bool:
-    """Whether a runner (through our wrappers) is an ONNX Runtime session on the CPU only."""
-    for _ in range(8):
-        providers = getattr(runner, "providers", None)
-        if providers is not None:
-            return list(providers) == ["CPUExecutionProvider"]
-        runner = getattr(runner, "primary", None) or getattr(runner, "inner", None)
-        if runner is None:
-            return False
-    return False
-
-
 def split_rows(outputs: list[Any], counts: list[int]) -> list[list[Any]]:
     """Batch-major outputs of one call -> one list per consecutive part of ``counts`` (arrays
     are sliced; a resident map gives views of its rows, ``postprocess.resident``)."""
@@ -134,6 +122,7 @@ class OCRSteps:
         predictors = [self.det, self.rec]
         if self.use_orientation:
             predictors.append(pipeline.textline_orientation_model)
+        from ..integration.fallback import on_cpu
         from ..integration.predictor_hook import ensure_prepared
 
         for predictor in predictors:  # fused engines: the steps below must be the adapted ones

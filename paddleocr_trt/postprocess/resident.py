@@ -15,12 +15,81 @@ Both count ``fetched_bytes`` the same way, so a CPU run measures what a GPU woul
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 OnFetch = Callable[[int], None]
+
+#: bytes a masked sum returns to the host (one float64)
+SUM_BYTES = 8
+
+
+@dataclass(frozen=True)
+class MaskedWindow:
+    """One DB box score asked of the map: ``cv2.mean(map[b, c, y0:y0 + h, x0:x0 + w], mask)``.
+
+    ``mask`` is the (h, w) uint8 mask PaddleX draws with ``cv2.fillPoly`` (nonzero = counted).
+    The engine side returns the *sum* (see :func:`masked_sum_of`); the host divides.
+    """
+
+    b: int
+    c: int
+    y0: int
+    x0: int
+    mask: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return int(np.count_nonzero(self.mask))
+
+
+def masked_sum_of(plane: np.ndarray, window: MaskedWindow) -> float:
+    """The reference every engine side must equal bit for bit: the float64 sum, from +0.0, of
+    the window's values under nonzero mask pixels, added one at a time in row-major order.
+
+    That is exactly what ``cv2.mean(window, mask)`` accumulates for a float32 window, with or
+    without IPP (checked on random windows, and on real maps against PaddleX's own
+    ``box_score_fast``/``box_score_slow`` in tests/test_masked_sums.py); its mean is
+    ``sum * (1.0 / count)`` (:func:`masked_mean`).
+    """
+    h, w = window.mask.shape
+    values = plane[window.y0 : window.y0 + h, window.x0 : window.x0 + w][window.mask != 0]
+    if values.size == 0:
+        return 0.0
+    return float(np.add.accumulate(values.astype(np.float64))[-1])  # sequential, not pairwise
+
+
+def masked_mean(total: float, count: int) -> float:
+    """``cv2.mean``'s last step: ``sum * (1. / count)`` (0 when nothing is masked)."""
+    return float(total * (1.0 / count)) if count else 0.0
+
+
+def check_masked_window(shape: tuple[int, ...], window: MaskedWindow) -> None:
+    """Refuse a masked window outside the map or with a mask that is not 2-D uint8."""
+    mask = window.mask
+    if not (isinstance(mask, np.ndarray) and mask.ndim == 2 and mask.dtype == np.uint8):
+        raise ValueError(f"a window mask is a 2-D uint8 array, got {getattr(mask, 'shape', mask)}")
+    h, w = mask.shape
+    check_window(shape, window.b, window.c, window.y0, window.y0 + h, window.x0, window.x0 + w)
+
+
+def pack_masked_windows(windows: Sequence[MaskedWindow]) -> tuple[np.ndarray, np.ndarray]:
+    """Masked windows as a device kernel reads them: ``meta`` (K, 7) int64 rows
+    ``b, c, y0, x0, h, w, byte offset`` and ``bits``, every mask flattened row-major and packed
+    8 pixels a byte, most significant bit first (``np.packbits``), each starting on a byte."""
+    meta = np.zeros((len(windows), 7), np.int64)
+    chunks, offset = [], 0
+    for k, win in enumerate(windows):
+        h, w = win.mask.shape
+        packed = np.packbits(win.mask.reshape(-1) != 0)
+        meta[k] = (win.b, win.c, win.y0, win.x0, h, w, offset)
+        chunks.append(packed)
+        offset += packed.size
+    bits = np.concatenate(chunks) if chunks else np.zeros(0, np.uint8)
+    return meta, bits
 
 
 @runtime_checkable
@@ -35,6 +104,11 @@ class ResidentMap(Protocol):
     on_fetch: OnFetch | None
 
     def window(self, b: int, c: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray: ...
+
+    def masked_sums(self, windows: Sequence[MaskedWindow]) -> np.ndarray:
+        """(K,) float64, each equal to :func:`masked_sum_of` bit for bit, computed where the
+        map lives; counts :data:`SUM_BYTES` per window as fetched."""
+        ...
 
     def release(self) -> None: ...
 
@@ -73,6 +147,24 @@ class HostResidentMap:
             self.fetched_bytes += out.nbytes
         if self.on_fetch is not None:
             self.on_fetch(out.nbytes)
+        return out
+
+    def masked_sums(self, windows: Sequence[MaskedWindow]) -> np.ndarray:
+        """Summed on the host from the array: counts the values read (the host, not an engine,
+        does the reduction here)."""
+        array = self._array
+        if array is None:
+            raise RuntimeError("resident map read after release()")
+        out = np.zeros(len(windows), np.float64)
+        read = 0
+        for k, win in enumerate(windows):
+            check_masked_window(self.shape, win)
+            out[k] = masked_sum_of(array[win.b, win.c], win)
+            read += win.count * self.dtype.itemsize
+        with self._lock:
+            self.fetched_bytes += read
+        if self.on_fetch is not None:
+            self.on_fetch(read)
         return out
 
     def release(self) -> None:
@@ -134,6 +226,12 @@ class ResidentSlice:
     def window(self, b: int, c: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         check_window(self.shape, b, c, y0, y1, x0, x1)
         return self.resident.window(self.start + b, c, y0, y1, x0, x1)
+
+    def masked_sums(self, windows: Sequence[MaskedWindow]) -> np.ndarray:
+        for win in windows:
+            check_masked_window(self.shape, win)
+        shifted = [MaskedWindow(self.start + w.b, w.c, w.y0, w.x0, w.mask) for w in windows]
+        return self.resident.masked_sums(shifted)
 
     def release(self) -> None:
         """Nothing: the map belongs to the whole call."""

@@ -156,6 +156,30 @@ def det_maps(ocr_models, onnx_models, sample_images):
     return out
 
 
+def _resident(kind: str, prob: np.ndarray, seen: list[int]):
+    """The map as an engine keeps it: a host array, or an OrtValue inside ONNX Runtime."""
+    if kind == "host":
+        return HostResidentMap(prob.copy(), on_fetch=seen.append)
+    import onnxruntime as ort
+
+    from paddleocr_trt.backend.onnxrt.resident import OrtResidentMap
+
+    value = ort.OrtValue.ortvalue_from_numpy(prob.copy())
+    return OrtResidentMap(value, _sum_session(), on_fetch=seen.append)
+
+
+_SESSIONS: list = []
+
+
+def _sum_session():
+    from paddleocr_trt.backend.onnxrt.resident import MaskedSumSession
+
+    if not _SESSIONS:
+        _SESSIONS.append(MaskedSumSession())
+    return _SESSIONS[0]
+
+
+@pytest.mark.parametrize("kind", ["host", "onnxruntime"])
 @pytest.mark.parametrize(
     "settings",
     [
@@ -167,29 +191,39 @@ def det_maps(ocr_models, onnx_models, sample_images):
     ],
     ids=["default", "dilation", "slow-score", "poly", "low-box-thresh"],
 )
-def test_db_postprocess_over_bitmap_and_windows_equals_paddlex_exactly(det_maps, settings):
+def test_db_postprocess_over_bitmap_and_resident_map_equals_paddlex_exactly(
+    det_maps, settings, kind
+):
+    """Boxes and scores equal PaddleX's own DBPostProcess on the whole map, as doubles; the
+    host gets the bitmap, 8 bytes a box score and the one window that checks the first."""
     from paddlex.inference.models.text_detection.processors import DBPostProcess
 
     from paddleocr_trt.postprocess.db import BitmapDBPostProcess
 
+    settings = dict(settings)
     box_thresh = settings.pop("box_thresh", 0.6)
     unclip = settings.pop("unclip_ratio", 1.5)
     checked = 0
+    post = None
     for prob, packed, thresh, shape in det_maps:
         stock = DBPostProcess(thresh=thresh, box_thresh=box_thresh, unclip_ratio=unclip, **settings)
         want_boxes, want_scores = stock([prob], [shape], thresh, box_thresh, unclip)
         seen: list[int] = []
-        resident = HostResidentMap(prob.copy(), on_fetch=seen.append)
-        got_boxes, got_scores = BitmapDBPostProcess(stock)(
-            [resident, packed], [shape], thresh, box_thresh, unclip
+        post = BitmapDBPostProcess(stock)
+        got_boxes, got_scores = post(
+            [_resident(kind, prob, seen), packed], [shape], thresh, box_thresh, unclip
         )
         assert len(got_boxes[0]) == len(want_boxes[0])
         for got, want in zip(got_boxes[0], want_boxes[0], strict=True):
             assert np.array_equal(np.asarray(got), np.asarray(want))
         assert got_scores == want_scores  # the same doubles, not merely close
+        assert not post.read_windows
         checked += len(want_boxes[0])
-        if len(want_boxes[0]):
-            assert 0 < sum(seen) < prob.nbytes / 2  # windows, not the map
+        if kind == "onnxruntime" and len(want_boxes[0]):
+            # 8 bytes per score asked for (one call), then one window: the first score's check
+            sums, window = seen
+            assert sums % 8 == 0 and sums >= 8 * len(want_boxes[0])
+            assert window % 4 == 0 and sums + window < prob.nbytes / 2, seen
     assert checked >= 10
 
 

@@ -37,6 +37,7 @@ class RecordingRunner(BaseRunner):
         self.providers = getattr(real, "providers", None)  # where the engine computes
         self.calls: list[tuple[list[tuple], list[tuple]]] = []
         self.output_bytes = 0
+        self.resident_kinds: set[str] = set()
 
     def infer(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         outputs = self.real.infer(inputs)
@@ -44,6 +45,9 @@ class RecordingRunner(BaseRunner):
             ([(x.dtype, x.shape) for x in inputs], [(o.dtype, o.shape) for o in outputs])
         )
         self.output_bytes += sum(o.nbytes for o in outputs)
+        self.resident_kinds.update(
+            type(o).__name__ for o in outputs if not isinstance(o, np.ndarray)
+        )
         return outputs
 
     def close(self) -> None:
@@ -179,10 +183,12 @@ def test_engines_get_uint8_nhwc_and_return_ctc_indices(
         assert t.process_calls >= 1 and t.engine_seconds > 0
         assert t.host_seconds is not None and t.host_seconds > 0
         assert t.process_seconds >= t.engine_seconds
-    # det: the packed bitmap, plus the map windows the box scores read (the map stays with
-    # the engine): far less than the map itself.
-    windows = timings["det"].output_bytes - det_bitmap_bytes
-    assert 0 < windows < det_map_bytes / 4, (windows, det_map_bytes)
+    # det: the packed bitmap, plus 8 bytes per box score summed inside ONNX Runtime (the map
+    # stays there) and one window per post-processor that checks the first score the stock
+    # way: a small fraction of the map.
+    assert recorders[ModelType.DETECTION].resident_kinds == {"OrtResidentMap"}
+    sums = timings["det"].output_bytes - det_bitmap_bytes
+    assert 0 < sums < det_map_bytes / 40, (sums, det_map_bytes)
     # rec returns (int32 index, float32 prob) per time step: 8 bytes, not 6625 * 4.
     rec_steps = sum(int(np.prod(c[1][0][1])) for c in recorders[ModelType.RECOGNITION].calls)
     assert timings["rec"].output_bytes == rec_steps * 8

@@ -57,6 +57,8 @@ def onnxruntime_runner(
         device_id=target.device_id,
         threads=cpu_threads(engine_config) if provider == "CPUExecutionProvider" else None,
         name=model_name,
+        # det's map stays in ONNX Runtime: DB box scores are summed there (postprocess.db)
+        resident_outputs=[0] if model_type is ModelType.DETECTION else [],
     )
     native = HostNormalizingNative(LazyNativeRunner(f"paddle:{model_name}", native_factory))
     runner = FusedEngineRunner(engine, native, model_name, model_type)

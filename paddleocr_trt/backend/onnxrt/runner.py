@@ -27,6 +27,7 @@ class OnnxRuntimeRunner(BaseRunner):
         name: str | None = None,
         threads: int | None = None,
         device_id: int = 0,
+        resident_outputs: Sequence[str | int] = (),
     ) -> None:
         import onnxruntime as ort
 
@@ -46,6 +47,17 @@ class OnnxRuntimeRunner(BaseRunner):
         self.input_names: list[str] = [i.name for i in self._session.get_inputs()]
         self.output_names: list[str] = [o.name for o in self._session.get_outputs()]
         self.providers: list[str] = list(self._session.get_providers())
+        names = [self.output_names[r] if isinstance(r, int) else r for r in resident_outputs]
+        unknown = [n for n in names if n not in self.output_names]
+        if unknown:
+            raise KeyError(f"no output named {unknown} (outputs: {self.output_names})")
+        #: outputs returned as resident maps (kept in ONNX Runtime; CPU provider only: a map
+        #: on another device would be copied whole to meet the CPU masked-sum graph)
+        self.resident_outputs: tuple[str, ...] = (
+            tuple(names) if self.providers[0] == "CPUExecutionProvider" else ()
+        )
+        self._threads = threads
+        self._sums: object | None = None
         log.debug("onnxruntime runner %s: %s on %s", self.name, self.onnx_path, self.providers)
 
     def infer(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -58,7 +70,26 @@ class OnnxRuntimeRunner(BaseRunner):
             name: np.ascontiguousarray(array)
             for name, array in zip(self.input_names, inputs, strict=True)
         }
-        return list(session.run(self.output_names, feed))
+        if not self.resident_outputs:
+            return list(session.run(self.output_names, feed))
+        return self._infer_resident(session, feed)
+
+    def _infer_resident(self, session: object, feed: dict[str, np.ndarray]) -> list:
+        """Outputs as ``OrtValue`` s: resident ones wrapped, the others copied to numpy."""
+        import onnxruntime as ort
+
+        from .resident import MaskedSumSession, OrtResidentMap
+
+        if self._sums is None:
+            self._sums = MaskedSumSession(self._threads)
+        values = session.run_with_ort_values(  # type: ignore[attr-defined]
+            self.output_names,
+            {name: ort.OrtValue.ortvalue_from_numpy(a) for name, a in feed.items()},
+        )
+        return [
+            OrtResidentMap(value, self._sums) if name in self.resident_outputs else value.numpy()
+            for name, value in zip(self.output_names, values, strict=True)
+        ]
 
     def close(self) -> None:
         self._session = None

@@ -86,7 +86,8 @@ extern "C" __global__ void __launch_bounds__(THREADS) masked_sums_f32(
             const double* src = buf[i & 1];
             long long left = n - i * CHUNK;
             int len = left < CHUNK ? (int)left : CHUNK;
-            for (int j = 0; j < len; ++j) sum += src[j];
+            #pragma unroll 8
+            for (int j = 0; j < len; ++j) sum += src[j];  // loads run ahead, adds in order
         } else if (threadIdx.x >= 32 && i + 1 < chunks) {  // warps 1..: the next chunk
             load_chunk(plane, map_w, mask, w, n, (i + 1) * CHUNK, buf[(i + 1) & 1],
                        threadIdx.x - 32, THREADS - 32);
@@ -134,8 +135,9 @@ def compile_cubin(arch: str) -> bytes:
         prog = _nvrtc_call(
             nvrtc, nvrtc.nvrtcCreateProgram(KERNEL_SRC, b"masked_sums.cu", 0, [], []), "create"
         )
-    except (OSError, RuntimeError) as exc:  # the bindings load libnvrtc on first use
-        raise KernelUnavailable(f"NVRTC could not be loaded ({exc})") from exc
+    except Exception as exc:  # the bindings load libnvrtc on first use
+        reason = " ".join(str(exc).split())  # one line
+        raise KernelUnavailable(f"NVRTC could not be loaded ({reason})") from exc
     try:
         opts = [f"--gpu-architecture={arch}".encode(), b"--fmad=false"]
         err = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)[0]

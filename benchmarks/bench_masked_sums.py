@@ -150,6 +150,7 @@ def _measure_case(shape: tuple[int, ...], count: int, reps: int) -> list[dict]:
                 lambda: host_sums(kept.to_numpy()[0, 0], windows), map_bytes, 0),
             "host sums only (no copy)": (lambda: host_sums(plane, windows), 0, 0),
         }  # fmt: skip
+        methods["pack_masked_windows() alone (host)"] = (lambda: pack_masked_windows(windows), 0, 0)
         for method, (fn, d2h, h2d) in methods.items():
             times = _time(fn, reps)
             rows.append({
@@ -158,8 +159,39 @@ def _measure_case(shape: tuple[int, ...], count: int, reps: int) -> list[dict]:
                 "min_ms": min(times) * 1e3, "reps": reps,
                 "host_sums": "cv2.mean" if cv2 is not None else "masked_sum_of",
             })  # fmt: skip
+        kernel_ms = _kernel_ms(kept, windows, meta.nbytes)
+        rows.append({
+            "case": rows[-1]["case"], "method": "kernel alone (cudaEvent, mean of 20 launches)",
+            "d2h_bytes": 0, "h2d_bytes": 0, "median_ms": kernel_ms, "min_ms": kernel_ms,
+            "reps": 20, "host_sums": rows[-1]["host_sums"],
+        })  # fmt: skip
         kept.release()
     return rows
+
+
+def _kernel_ms(kept, windows: list[MaskedWindow], meta_bytes: int, launches: int = 20) -> float:
+    """The kernel alone on the pool's stream, over the masks the last masked_sums() uploaded
+    (so the device buffers hold exactly these windows)."""
+    from paddleocr_trt.backend.cuda.runtime import check, cudart, device_scope
+
+    rt = cudart()
+    kept.masked_sums(windows)
+    pool = kept._lease.pool
+    staging, stream, kernel = pool.extras["masked_sums"], pool.stream(), ms.kernel_for(0)
+    dev_in = staging.dev_in.ptr
+    ptrs = (kept.device_ptr, dev_in, dev_in + meta_bytes, staging.dev_out.ptr)
+    with device_scope(0):
+        start, end = check(rt.cudaEventCreate(), "event"), check(rt.cudaEventCreate(), "event")
+        kernel.launch(stream, len(windows), kept.shape, ptrs)  # warm
+        check(rt.cudaEventRecord(start, stream.raw), "record")
+        for _ in range(launches):
+            kernel.launch(stream, len(windows), kept.shape, ptrs)
+        check(rt.cudaEventRecord(end, stream.raw), "record")
+        stream.synchronize()
+        elapsed = check(rt.cudaEventElapsedTime(start, end), "elapsed")
+        for event in (start, end):
+            check(rt.cudaEventDestroy(event), "destroy")
+    return float(elapsed) / launches
 
 
 def masked_table(rows: list[dict]) -> str:

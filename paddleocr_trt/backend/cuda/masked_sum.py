@@ -35,7 +35,7 @@ from ...postprocess.resident import (
     pack_masked_windows,
 )
 from .memory import DeviceBuffer, PinnedBuffer
-from .runtime import check, cudart, device_info, device_scope
+from .runtime import CudaError, check, cudart, device_info, device_scope
 
 if TYPE_CHECKING:
     from .resident import DeviceResidentMap, ResidentPool
@@ -177,7 +177,7 @@ class MaskedSumKernel:
             params.ctypes.data, 0,
         )  # fmt: skip
         if err[0] != driver.CUresult.CUDA_SUCCESS:
-            raise RuntimeError(f"cuLaunchKernel (masked sums) failed: {err[0]}")
+            raise CudaError(f"cuLaunchKernel (masked sums) failed: {err[0]}")
 
 
 _lock = threading.Lock()

@@ -59,7 +59,9 @@ def masked_sum_of(plane: np.ndarray, window: MaskedWindow) -> float:
     values = plane[window.y0 : window.y0 + h, window.x0 : window.x0 + w][window.mask != 0]
     if values.size == 0:
         return 0.0
-    return float(np.add.accumulate(values.astype(np.float64))[-1])  # sequential, not pairwise
+    # sequential, not pairwise; accumulate starts from values[0], not from +0.0 + values[0]:
+    # "+ 0.0" turns an all -0.0 sum into cv2's +0.0 and changes no other value
+    return float(np.add.accumulate(values.astype(np.float64))[-1] + 0.0)
 
 
 def masked_mean(total: float, count: int) -> float:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ...postprocess.resident import check_window
+from ...postprocess.resident import MaskedWindow, check_masked_window, check_window
 
 
 class BatchConcatMap:
@@ -76,6 +76,22 @@ class BatchConcatMap:
             arrays = batch(local_boxes) if batch else [part.window(*b) for b in local_boxes]
             for (k, _), array in zip(items, arrays, strict=True):
                 out[k] = array
+        return out
+
+    def masked_sums(self, windows: Sequence[MaskedWindow]) -> np.ndarray:
+        """Each piece sums its windows (image index made local) in one call; results in the
+        order asked. Every window is checked before any piece is asked."""
+        groups: dict[int, list[tuple[int, MaskedWindow]]] = {}
+        for k, win in enumerate(windows):
+            check_masked_window(self.shape, win)
+            part, local = self._locate(win.b)
+            groups.setdefault(id(part), []).append(
+                (k, MaskedWindow(local, win.c, win.y0, win.x0, win.mask))
+            )
+        parts = {id(p): p for p in self.parts}
+        out = np.zeros(len(windows), np.float64)
+        for key, items in groups.items():
+            out[[k for k, _ in items]] = parts[key].masked_sums([win for _, win in items])
         return out
 
     def to_numpy(self) -> np.ndarray:

@@ -18,11 +18,13 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ...log import get_logger, warn_once
-from ...postprocess.resident import OnFetch, check_window
+from ...postprocess.resident import MaskedWindow, OnFetch, check_window
+from .masked_sum import device_masked_sums
 from .memory import DeviceBuffer, PinnedBuffer
 from .runtime import check, cudart, device_scope
 from .stream import Stream
@@ -55,6 +57,14 @@ class ResidentPool:
         #: made on first use and used under ``lock``
         self._read_stream: Stream | None = None
         self._staging = PinnedBuffer()
+        #: more helpers made on first use under ``lock`` (masked-sum staging); closed with it
+        self.extras: dict[str, Any] = {}
+
+    def stream(self) -> Stream:
+        """The pool's own stream for reads (made on first use); caller holds ``lock``."""
+        if self._read_stream is None:
+            self._read_stream = Stream(self.device_id)
+        return self._read_stream
 
     def read_batch(self, copies: Sequence[tuple[int, int, int, int]], total: int) -> np.ndarray:
         """Run ``(src, spitch, width, height)`` device copies back to back into pinned staging
@@ -62,17 +72,16 @@ class ResidentPool:
         holds ``lock``."""
         rt = cudart()
         with device_scope(self.device_id):
-            if self._read_stream is None:
-                self._read_stream = Stream(self.device_id)
+            stream = self.stream()
             self._staging.ensure(total)
             kind = rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
             dst = self._staging.ptr
-            raw = self._read_stream.raw
+            raw = stream.raw
             for src, spitch, width, height in copies:
                 err = rt.cudaMemcpy2DAsync(dst, width, src, spitch, width, height, kind, raw)
                 check(err, "cudaMemcpy2DAsync D2H (resident windows)")
                 dst += width * height
-            self._read_stream.synchronize()
+            stream.synchronize()
         return self._staging.view((total,), np.uint8)
 
     @property
@@ -122,6 +131,9 @@ class ResidentPool:
             self._free.clear()
             self._leased.clear()
             self._staging.free()
+            for extra in self.extras.values():
+                extra.close()
+            self.extras.clear()
             if self._read_stream is not None:
                 self._read_stream.close()
 
@@ -304,6 +316,10 @@ class DeviceResidentMap:
                 pos += n
         self._count(total)
         return out
+
+    def masked_sums(self, windows: Sequence[MaskedWindow]) -> np.ndarray:
+        """Box sums computed on the device, 8 bytes back each (see ``masked_sum.py``)."""
+        return device_masked_sums(self, windows)
 
     def to_numpy(self) -> np.ndarray:
         """The whole map (counted as fetched): for a caller that needs it all."""

@@ -58,7 +58,8 @@ def _windows(rng: np.random.Generator, shape: tuple[int, ...], count: int) -> li
         else:
             mask = (rng.random((wh, ww)) < rng.random()).astype(np.uint8)
         out.append(MaskedWindow(int(rng.integers(n)), int(rng.integers(c)), y0, x0, mask))
-    # the edges, a single pixel, an empty mask, a mask of 0/255 values
+    # the edges, a single pixel, an empty mask, a mask of 0/255 values, then (for maps that
+    # hold -0.0 there) a window whose masked values are all -0.0
     out.append(MaskedWindow(n - 1, c - 1, h - 7, w - 9, np.ones((7, 9), np.uint8)))
     out.append(MaskedWindow(0, 0, 0, 0, np.ones((h, w), np.uint8)))
     out.append(MaskedWindow(0, 0, 3, 4, np.ones((1, 1), np.uint8)))
@@ -110,11 +111,16 @@ def test_onnxruntime_sums_are_the_reference_bit_for_bit() -> None:
         covered[win.b, win.c, win.y0 : win.y0 + h, win.x0 : win.x0 + w] |= win.mask != 0
     poisoned[~covered] = np.where(rng.random((~covered).sum()) < 0.5, np.nan, np.inf)
 
+    negative_zero = MaskedWindow(1, 0, 100, 300, np.ones((3, 4), np.uint8))
+    windows.append(negative_zero)
+    array[1, 0, 100:103, 300:304] = -0.0
+    poisoned[1, 0, 100:103, 300:304] = -0.0
     seen: list[int] = []
     resident = _ort_map(poisoned, seen)
     got = resident.masked_sums(windows)
     want = np.array([masked_sum_of(array[w.b, w.c], w) for w in windows])
     assert got.dtype == np.float64 and np.array_equal(got.view(np.int64), want.view(np.int64))
+    assert np.signbit(got[-1]) == np.signbit(cv2.mean(np.full((3, 4), -0.0, np.float32))[0])
     assert seen == [8 * len(windows)] and resident.fetched_bytes == 8 * len(windows)
     assert resident.nbytes == 0
     # windows are sliced inside ONNX Runtime too

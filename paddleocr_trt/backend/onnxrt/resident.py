@@ -52,7 +52,10 @@ def masked_sum_graph() -> bytes:
         helper.make_node("Where", ["valid", "values", "zero"], ["kept"]),
         helper.make_node("Cast", ["kept"], ["kept64"], to=TensorProto.DOUBLE),
         helper.make_node("CumSum", ["kept64", "row_axis"], ["running"]),
-        helper.make_node("Gather", ["running", "last"], ["sums"], axis=1),
+        helper.make_node("Gather", ["running", "last"], ["last_sums"], axis=1),
+        # cv2 starts from +0.0: masked values all -0.0 sum to +0.0 there, not -0.0
+        const("zero64", TensorProto.DOUBLE, [], [0.0]),
+        helper.make_node("Add", ["last_sums", "zero64"], ["sums"]),
     ]
     graph = helper.make_graph(
         nodes,

@@ -262,3 +262,20 @@ def test_a_paddlex_whose_box_score_differs_makes_us_read_windows(caplog) -> None
                 assert [b.tolist() for b in got_boxes[0]] == [b.tolist() for b in want_boxes[0]]
         assert post.read_windows is mismatch
         assert ("reading box windows instead" in caplog.text) is mismatch
+
+
+def test_box_sums_count_as_engine_time_of_the_model_not_as_calls() -> None:
+    from paddleocr_trt.integration.fused_runner import EngineTimedMap
+    from paddleocr_trt.integration.report import take_stage_timings
+
+    rng = np.random.default_rng(12)
+    array = _sigmoid_map(rng, (1, 1, 200, 640))
+    windows = _windows(rng, array.shape, 40)
+    take_stage_timings()
+    timed = EngineTimedMap(_ort_map(array), "PP-OCRv4_mobile_det")
+    got = timed.masked_sums(windows)
+    want = np.array([masked_sum_of(array[0, 0], w) for w in windows])
+    assert np.array_equal(got.view(np.int64), want.view(np.int64))
+    assert timed.shape == (1, 1, 200, 640) and timed.fetched_bytes == 8 * len(windows)
+    (timing,) = take_stage_timings().values()
+    assert timing.stage == "det" and timing.calls == 0 and timing.engine_seconds > 0

@@ -21,6 +21,7 @@ later call identically, without reaching back into the predictor from its runner
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -126,13 +127,34 @@ class FusedEngineRunner(GuardedRunner):
         def count(nbytes: int) -> None:
             add_output_bytes(self.name, nbytes)
 
-        if not isinstance(prob, np.ndarray):  # already resident (a device-side map)
+        if not isinstance(prob, np.ndarray):  # resident where the engine keeps it
             if hasattr(prob, "on_fetch"):
                 prob.on_fetch = count  # type: ignore[attr-defined]
-            return prob
+            return EngineTimedMap(prob, self.name)
         if not on_cpu(self.primary):
             count(prob.nbytes)
         return HostResidentMap(prob, on_fetch=count)
+
+
+class EngineTimedMap:
+    """A resident map whose box sums count as its model's engine time: they run in the engine
+    that keeps the map (a graph on ONNX Runtime, a kernel on the GPU), not in host code."""
+
+    def __init__(self, inner: object, model_name: str) -> None:
+        self.inner = inner
+        self.model_name = model_name
+
+    def masked_sums(self, windows: Sequence) -> np.ndarray:
+        from .report import add_engine_time
+
+        start = time.perf_counter()
+        try:
+            return self.inner.masked_sums(windows)  # type: ignore[attr-defined]
+        finally:
+            add_engine_time(self.model_name, time.perf_counter() - start)
+
+    def __getattr__(self, name: str) -> object:  # shape, dtype, window, release, ...
+        return getattr(self.inner, name)
 
 
 def host_steps_of(record: object) -> HostSteps | None:

@@ -133,13 +133,19 @@ def _add(model_name: str, **amounts: float) -> None:
         if "process" in amounts:
             entry["process_calls"] += 1
         for key, value in amounts.items():
-            entry[key] += value
+            entry["engine" if key == "extra_engine" else key] += value
 
 
 def add_output_bytes(model_name: str, nbytes: int) -> None:
     """Bytes an engine output copied to the host after the call returned (windows of a
     resident map): counted in ``output_bytes`` like the arrays it returned."""
     _add(model_name, nbytes=nbytes)
+
+
+def add_engine_time(model_name: str, seconds: float) -> None:
+    """Engine work asked for after the call returned (box sums over a resident map, run by the
+    engine that holds it): engine seconds of the same model, not another call."""
+    _add(model_name, extra_engine=seconds)
 
 
 def add_process_time(model_name: str, seconds: float) -> None:

@@ -194,9 +194,11 @@ class OrtResidentMap:
         _, channels, h, w = self.shape
         flat: list[np.ndarray] = []
         for win in windows:
-            ys, xs = np.nonzero(win.mask)  # row-major: cv2.mean's order
+            wh, ww = win.mask.shape
             base = (win.b * channels + win.c) * h * w
-            flat.append(base + (win.y0 + ys.astype(np.int64)) * w + win.x0 + xs)
+            rows = base + (win.y0 + np.arange(wh, dtype=np.int64)) * w + win.x0
+            # boolean indexing walks row-major: cv2.mean's order
+            flat.append((rows[:, None] + np.arange(ww, dtype=np.int64))[win.mask != 0])
         counts = [f.size for f in flat]
         for group in padded_groups(counts):
             longest = max(counts[group[0]], 1)

@@ -93,7 +93,9 @@ class _Setup:
         self.fake = ViewAdapterDouble(fused_paths[mtype], _profiles(session, mtype))
         # native Paddle's stand-in behind the engine: the plain graph on ONNX Runtime
         host = HostNormalizingNative(LazyNativeRunner("native", lambda: OnnxRuntimeRunner(plain)))
-        trt = make_runner(monkeypatch, self.fake, ViewExecutorDouble, mtype.value, fallback=host)
+        trt = make_runner(
+            monkeypatch, self.fake, ViewExecutorDouble, f"{mtype.value}-views", fallback=host
+        )
         self.fused = FusedEngineRunner(trt, host, _NAMES[mtype], mtype)
         self.adapted.runner = TimedRunner(self.fused, _NAMES[mtype], "tensorrt")
         predictor_hook._wrap_process(type(self.adapted))  # what install() does at __init__

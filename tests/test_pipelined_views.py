@@ -73,7 +73,9 @@ def _engines_on_doubles(monkeypatch, ocr) -> dict[str, ViewAdapterDouble]:
         onnx_path = fused.primary.onnx_path  # the fused graph ONNX Runtime runs
         fake = ViewAdapterDouble(onnx_path, [])
         fake.profiles = _profiles(fake.session)
-        trt = make_runner(monkeypatch, fake, ViewExecutorDouble, key, fallback=fused.host)
+        trt = make_runner(
+            monkeypatch, fake, ViewExecutorDouble, f"{key}-views", fallback=fused.host
+        )
         monkeypatch.setattr(fused, "primary", trt)
         fakes[key] = fake
     return fakes

@@ -45,7 +45,7 @@ def native(cls_onnx) -> Iterator[OnnxRuntimeRunner]:
 
 
 def _runner(monkeypatch, fake: ViewAdapterDouble, fallback=None) -> TensorRTRunner:
-    return make_runner(monkeypatch, fake, ViewExecutorDouble, "cls", fallback=fallback)
+    return make_runner(monkeypatch, fake, ViewExecutorDouble, "cls-views", fallback=fallback)
 
 
 def _x(batch: int, width: int = 192, seed: int = 0) -> np.ndarray:

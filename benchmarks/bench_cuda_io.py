@@ -1,6 +1,8 @@
 """Copy time per det/rec call: staged (before) vs zero-copy pinned views (after), real GPU.
 
-Run on a CUDA machine:  python benchmarks/bench_cuda_io.py [--resident] [out.json]
+Run on a CUDA machine:  python benchmarks/bench_cuda_io.py [--resident | --producer] [out.json]
+(``--producer``: the producer + TensorRTRunner path before/after input leases, see
+bench_producer_views.py)
 
 The engine is a STAND-IN, not TensorRT (none on the measuring machine): it declares the real
 det/rec output shapes and does one cudaMemsetAsync per output, so a call's time is the
@@ -287,6 +289,8 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    if "--producer" in argv[1:]:
+        return producer_main([a for a in argv[1:] if a != "--producer"])
     args = [a for a in argv[1:] if a != "--resident"]
     only_resident = "--resident" in argv[1:]
     rows = [] if only_resident else measure()
@@ -300,6 +304,18 @@ def main(argv: list[str]) -> int:
     if rows:
         sys.stdout.write(table(rows) + "\n\n")
     sys.stdout.write(resident_table(res_rows) + "\n\n" + masked_table(masked_rows) + "\n")
+    return 0
+
+
+def producer_main(args: list[str]) -> int:
+    """``--producer``: the producer -> runner -> executor path, before and after input leases
+    (``bench_producer_views.py``)."""
+    from bench_producer_views import measure_producer, producer_table
+
+    rows = measure_producer()
+    if args:
+        Path(args[0]).write_text(json.dumps({"producer": rows}, indent=1))
+    sys.stdout.write(producer_table(rows) + "\n")
     return 0
 
 

@@ -3,7 +3,8 @@
 Nothing here runs TensorRT or a GPU, and nothing here shows that TensorRT works: the failure
 modes (no GPU memory for an execution context, a failing enqueue, the order of profile
 selection and enqueue on streams) cannot be produced without a GPU, so a named double stands in
-for the adapter (:class:`FakeTensorRTAdapter`) and for the CUDA executor (:class:`FakeExecutor`).
+for the adapter (:class:`FakeTensorRTAdapter`, over the shared doubles of
+``fixtures.trt_runner_doubles``) and for the CUDA executor (:class:`FakeExecutor`).
 The double's "engine" computes with a real ONNX Runtime session of the real text-line
 orientation model, and the fallback is a real ONNX Runtime runner, so every output compared
 below is a real model output.
@@ -11,7 +12,6 @@ below is a real model output.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 from collections.abc import Iterator, Sequence
@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fixtures.trt_runner_doubles import OrtAdapterDouble, make_runner
 
 from paddleocr_trt.backend.onnxrt import OnnxRuntimeRunner
-from paddleocr_trt.backend.trt import runner as runner_mod
-from paddleocr_trt.backend.trt.adapter import EngineExecutionError, TensorInfo
+from paddleocr_trt.backend.trt.adapter import EngineExecutionError
 from paddleocr_trt.backend.trt.runner import NoContextMemoryError, TensorRTRunner
 from paddleocr_trt.errors import OutOfMemoryError
 from paddleocr_trt.model_types import ModelType
@@ -36,11 +36,11 @@ PROFILES = [
 ]
 
 
-class FakeTensorRTAdapter:
+class FakeTensorRTAdapter(OrtAdapterDouble):
     """Test double of the adapter's interface as TensorRTRunner uses it.
 
-    Not TensorRT: ``deserialize_engine`` returns a :class:`FakeEngine` whose contexts record
-    every call (``events``) and can be told to fail; results come from ONNX Runtime on CPU.
+    Not TensorRT: ``deserialize_engine`` returns an engine double whose contexts record every
+    call (``events``) and can be told to fail; results come from ONNX Runtime on CPU.
     """
 
     def __init__(
@@ -51,52 +51,19 @@ class FakeTensorRTAdapter:
         oom_while_other_contexts: bool = False,
         fail_enqueue: bool = False,
     ) -> None:
-        import onnxruntime as ort
-
-        self.session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        super().__init__(onnx_path, PROFILES)
         self.oom_profiles = set(oom_profiles)
         self.oom_while_other_contexts = oom_while_other_contexts
         self.fail_enqueue = fail_enqueue
         self.events: list[tuple[Any, ...]] = []
         self.live: list[FakeEnqueuer] = []
-        #: profile -> bytes its context needs (what get_device_memory_size_for_profile_v2 says)
-        self.profile_memory: dict[int, int] = {}
-        #: free device memory the runner's preflight sees (None: not queryable)
-        self.free_memory: int | None = None
-
-    def tensorrt_version(self) -> str:
-        return "fake (test double)"
-
-    def deserialize_engine(self, plan: bytes) -> FakeEngine:
-        return FakeEngine(self)
-
-
-class FakeEngine:
-    """Test double of ``adapter.Engine``."""
-
-    def __init__(self, fake: FakeTensorRTAdapter) -> None:
-        self.fake = fake
-        inp, out = fake.session.get_inputs()[0], fake.session.get_outputs()[0]
-        self.inputs = [TensorInfo(inp.name, True, np.dtype(np.float32), (-1, 3, -1, -1))]
-        self.outputs = [TensorInfo(out.name, False, np.dtype(np.float32), (-1, 2))]
-        self.input_names = [inp.name]
-        self.output_names = [out.name]
-        self.num_profiles = len(PROFILES)
-
-    def profile_shapes(self, index: int) -> dict[str, tuple[Shape, Shape, Shape]]:
-        p = PROFILES[index]
-        return {self.input_names[0]: (p.min, p.opt, p.max)}
-
-    def profile_memory_size(self, index: int) -> int | None:
-        return self.fake.profile_memory.get(index)
 
     def create_enqueuer(self, index: int) -> FakeEnqueuer:
-        fake = self.fake
-        fake.events.append(("create", index))
-        if index in fake.oom_profiles or (fake.oom_while_other_contexts and fake.live):
+        self.events.append(("create", index))
+        if index in self.oom_profiles or (self.oom_while_other_contexts and self.live):
             raise OutOfMemoryError(f"creating a TensorRT execution context: fake OOM ({index})")
-        enq = FakeEnqueuer(fake, index)
-        fake.live.append(enq)
+        enq = FakeEnqueuer(self, index)
+        self.live.append(enq)
         return enq
 
 
@@ -148,17 +115,11 @@ class FakeExecutor:
         self.enqueuer.set_input_shapes([a.shape for a in inputs])
         self.enqueuer.bind([0], [0])
         self.enqueuer.enqueue(self.stream_handle)
-        session = self.enqueuer.fake.session
-        return list(session.run(None, {session.get_inputs()[0].name: inputs[0]}))
+        return self.enqueuer.fake.compute(inputs)
 
     def close(self) -> None:
         self.enqueuer.fake.events.append(("close", self.enqueuer.profile_index))
         self.enqueuer.release()
-
-
-@contextlib.contextmanager
-def _no_device(device_id: int) -> Iterator[None]:
-    yield
 
 
 @pytest.fixture(scope="module")
@@ -173,11 +134,7 @@ def native(cls_onnx) -> Iterator[OnnxRuntimeRunner]:
 
 
 def _runner(monkeypatch, fake: FakeTensorRTAdapter, fallback=None) -> TensorRTRunner:
-    monkeypatch.setattr(runner_mod, "adapter", fake)
-    monkeypatch.setattr(runner_mod, "_make_executor", FakeExecutor)
-    monkeypatch.setattr(runner_mod, "_device_scope", _no_device)
-    monkeypatch.setattr(runner_mod, "_free_device_memory", lambda device_id: fake.free_memory)
-    return TensorRTRunner(b"plan", "cls", fallback=fallback)
+    return make_runner(monkeypatch, fake, FakeExecutor, "cls", fallback=fallback)
 
 
 def _x(batch: int, width: int = 192, seed: int = 0) -> np.ndarray:

@@ -1,7 +1,8 @@
 """TensorRTRunner with resident outputs, driven through test doubles of the adapter and executor.
 
-Nothing here runs TensorRT or a GPU: :class:`FakeDetAdapter` and :class:`FakeResidentExecutor`
-are test doubles that compute with a real ONNX Runtime session of the real PP-OCRv4 det model.
+Nothing here runs TensorRT or a GPU: :class:`FakeDetAdapter` (over the shared doubles of
+``fixtures.trt_runner_doubles``) and :class:`FakeResidentExecutor` are test doubles that compute
+with a real ONNX Runtime session of the real PP-OCRv4 det model.
 The executor double returns ``HostResidentMap`` where the real CudaExecutor returns a
 ``DeviceResidentMap`` (same protocol; the device version is tested on a GPU in
 tests/gpu/test_cuda_resident_gpu.py). What is tested is the runner's control flow: names
@@ -11,18 +12,17 @@ fallback results wrapped so the caller always gets a ResidentMap, nothing change
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pytest
+from fixtures.trt_runner_doubles import OrtAdapterDouble, ProfileEnqueuerDouble, make_runner
 
 from paddleocr_trt.backend.cuda.concat import BatchConcatMap
 from paddleocr_trt.backend.cuda.resident import resident_indices
 from paddleocr_trt.backend.onnxrt import OnnxRuntimeRunner
-from paddleocr_trt.backend.trt import runner as runner_mod
-from paddleocr_trt.backend.trt.adapter import EngineExecutionError, TensorInfo
+from paddleocr_trt.backend.trt.adapter import EngineExecutionError
 from paddleocr_trt.backend.trt.runner import TensorRTRunner
 from paddleocr_trt.errors import OutOfMemoryError
 from paddleocr_trt.model_types import ModelType
@@ -33,61 +33,24 @@ Shape = tuple[int, ...]
 PROFILE = ShapeProfile((1, 3, 64, 64), (2, 3, 96, 128), (2, 3, 128, 128))
 
 
-class FakeDetAdapter:
+class FakeDetAdapter(OrtAdapterDouble):
     """Test double of the adapter: one profile; "engine" = ONNX Runtime over the det model."""
 
     def __init__(self, onnx_path: Any, *, fail_enqueue: bool = False, oom_above: int = 99):
-        import onnxruntime as ort
-
-        self.session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        super().__init__(onnx_path, [PROFILE])
         self.fail_enqueue = fail_enqueue
         self.oom_above = oom_above
         self.executors: list[FakeResidentExecutor] = []
 
-    def tensorrt_version(self) -> str:
-        return "fake (test double)"
-
-    def deserialize_engine(self, plan: bytes) -> FakeDetEngine:
-        return FakeDetEngine(self)
-
-
-class FakeDetEngine:
-    """Test double of ``adapter.Engine``."""
-
-    def __init__(self, fake: FakeDetAdapter) -> None:
-        self.fake = fake
-        inp, out = fake.session.get_inputs()[0], fake.session.get_outputs()[0]
-        self.inputs = [TensorInfo(inp.name, True, np.dtype(np.float32), (-1, 3, -1, -1))]
-        self.outputs = [TensorInfo(out.name, False, np.dtype(np.float32), (-1, 1, -1, -1))]
-        self.input_names, self.output_names = [inp.name], [out.name]
-        self.num_profiles = 1
-
-    def profile_shapes(self, index: int) -> dict[str, tuple[Shape, Shape, Shape]]:
-        return {self.input_names[0]: (PROFILE.min, PROFILE.opt, PROFILE.max)}
-
-    def profile_memory_size(self, index: int) -> int | None:
-        return None
-
-    def create_enqueuer(self, index: int) -> FakeDetEnqueuer:
-        return FakeDetEnqueuer(self.fake)
-
-
-class FakeDetEnqueuer:
-    """Test double of ``adapter.TrtEnqueuer``: only what the runner itself calls."""
-
-    def __init__(self, fake: FakeDetAdapter) -> None:
-        self.fake = fake
-        self.selected_on: int | None = None
-
-    def select_profile(self, stream_handle: int) -> None:
-        self.selected_on = stream_handle
+    def create_enqueuer(self, index: int) -> ProfileEnqueuerDouble:
+        return ProfileEnqueuerDouble(self, index)
 
 
 class FakeResidentExecutor:
     """Test double of ``CudaExecutor``: records its arguments; resident outputs come back as
     HostResidentMap (where the real executor returns a DeviceResidentMap)."""
 
-    def __init__(self, enqueuer: FakeDetEnqueuer, **kwargs: Any) -> None:
+    def __init__(self, enqueuer: ProfileEnqueuerDouble, **kwargs: Any) -> None:
         fake = self.fake = enqueuer.fake
         self.kwargs = kwargs
         self.stream_handle = 0x1000
@@ -102,16 +65,11 @@ class FakeResidentExecutor:
             raise EngineExecutionError("TensorRT execute_async_v3: fake failure")
         if len(inputs[0]) > fake.oom_above:
             raise OutOfMemoryError(f"fake OOM at batch {len(inputs[0])}")
-        outs = list(fake.session.run(None, {fake.session.get_inputs()[0].name: inputs[0]}))
+        outs = fake.compute(inputs)
         return [HostResidentMap(o) if i in self.resident else o for i, o in enumerate(outs)]
 
     def close(self) -> None:
         pass
-
-
-@contextlib.contextmanager
-def _no_device(device_id: int) -> Iterator[None]:
-    yield
 
 
 @pytest.fixture(scope="module")
@@ -126,11 +84,7 @@ def native(det_onnx) -> Iterator[OnnxRuntimeRunner]:
 
 
 def _runner(monkeypatch, fake: FakeDetAdapter, fallback=None, **kw: Any) -> TensorRTRunner:
-    monkeypatch.setattr(runner_mod, "adapter", fake)
-    monkeypatch.setattr(runner_mod, "_make_executor", FakeResidentExecutor)
-    monkeypatch.setattr(runner_mod, "_device_scope", _no_device)
-    monkeypatch.setattr(runner_mod, "_free_device_memory", lambda device_id: None)
-    return TensorRTRunner(b"plan", "det", fallback=fallback, **kw)
+    return make_runner(monkeypatch, fake, FakeResidentExecutor, "det", fallback=fallback, **kw)
 
 
 def _x(batch: int, h: int = 64, w: int = 96, seed: int = 0) -> np.ndarray:

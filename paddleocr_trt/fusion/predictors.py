@@ -36,6 +36,7 @@ from ..backend.onnx.fuse_db import DB_THRESH_INPUT, db_thresh_input
 from ..log import get_logger
 from ..postprocess.ctc import ArgmaxCTCDecoder
 from ..postprocess.db import BitmapDBPostProcess
+from .views import leased_views
 
 log = get_logger("fusion")
 
@@ -103,38 +104,96 @@ class KeepHWC:
         return list(imgs)
 
 
+def _runner_of(predictor: Any) -> Any:
+    return getattr(predictor, "runner", None) if predictor is not None else None
+
+
+def _same_shapes(imgs: Sequence[np.ndarray]) -> bool:
+    return all(img.shape == imgs[0].shape for img in imgs)
+
+
 class StackUint8:
-    """Stands in for PaddleX's ``ToBatch``: ``np.stack`` without the float32 cast."""
+    """Stands in for PaddleX's ``ToBatch``: ``np.stack`` without the float32 cast, written
+    straight into the engine's pinned input buffer when its runner leases one (``views.py``)."""
+
+    def __init__(self, predictor: Any = None) -> None:
+        self.predictor = predictor
 
     def __call__(self, imgs: Sequence[np.ndarray]) -> list[np.ndarray]:
         if not imgs:
             return []
+        self._check(imgs)
+        if _same_shapes(imgs):
+            views = leased_views(
+                _runner_of(self.predictor), [(len(imgs), *imgs[0].shape)], [np.uint8]
+            )
+            if views is not None:
+                np.stack(imgs, axis=0, out=views[0])
+                return views
+        return [np.ascontiguousarray(np.stack(imgs, axis=0))]
+
+    @staticmethod
+    def _check(imgs: Sequence[np.ndarray]) -> None:
         for img in imgs:
             if img.dtype != np.uint8:
                 raise TypeError(
                     f"the fused engine takes uint8 images, the resized image is {img.dtype}"
                 )
-        return [np.ascontiguousarray(np.stack(imgs, axis=0))]
 
 
 class StackUint8WithThresh(StackUint8):
     """det's ``ToBatch``: the uint8 stack plus ``db_thresh``, the threshold stock would apply
-    (``thresh or predictor.thresh``, then ``DBPostProcess``'s own, as PaddleX chains them)."""
+    (``thresh or predictor.thresh``, then ``DBPostProcess``'s own, as PaddleX chains them);
+    both written into the engine's input buffers when its runner leases them."""
 
     def __init__(self, predictor: Any, stock_post_op: Any) -> None:
-        self.predictor = predictor
+        super().__init__(predictor)
         self.stock_post_op = stock_post_op
 
     def __call__(self, imgs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        batch = super().__call__(imgs)
-        if not batch:
-            return batch
+        if not imgs:
+            return []
+        self._check(imgs)
         thresh = (
             call_argument(self.predictor, "thresh")
             or getattr(self.predictor, "thresh", None)
             or self.stock_post_op.thresh
         )
-        return [batch[0], db_thresh_input(thresh, batch[0].shape[0])]
+        n = len(imgs)
+        if _same_shapes(imgs):
+            views = leased_views(
+                _runner_of(self.predictor),
+                [(n, *imgs[0].shape), (n,)],
+                [np.uint8, np.float32],
+            )
+            if views is not None:
+                np.stack(imgs, axis=0, out=views[0])
+                views[1][...] = db_thresh_input(thresh, n)
+                return views
+        return [np.ascontiguousarray(np.stack(imgs, axis=0)), db_thresh_input(thresh, n)]
+
+
+class PadStackFloat32:
+    """rec's ``ToBatch``: PaddleX's own (zero-pad every CHW image to the widest, stack, cast
+    to float32), written into the engine's pinned input buffer when its runner leases one;
+    otherwise PaddleX's step itself runs. Same values either way."""
+
+    def __init__(self, predictor: Any, stock: Any) -> None:
+        self.predictor = predictor
+        self.stock = stock
+
+    def __call__(self, imgs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if imgs and all(img.ndim == 3 and img.shape[:2] == imgs[0].shape[:2] for img in imgs):
+            width = max(img.shape[2] for img in imgs)
+            shape = (len(imgs), *imgs[0].shape[:2], width)
+            views = leased_views(_runner_of(self.predictor), [shape], [np.float32])
+            if views is not None:
+                out = views[0]
+                for row, img in zip(out, imgs, strict=True):
+                    row[:, :, : img.shape[2]] = img  # the cast astype(float32) makes
+                    row[:, :, img.shape[2] :] = 0
+                return views
+        return self.stock(imgs=imgs)
 
 
 @dataclass
@@ -188,7 +247,7 @@ def _adapt_preprocessing(
         )
     record = _Adapted("uint8 NHWC input", ops=ops, old_ops={k: ops[k] for k in _UINT8_STEPS})
     for key, step in _UINT8_STEPS.items():
-        ops[key] = step()
+        ops[key] = step(predictor) if step is StackUint8 else step()
     _set_runner(predictor, runner, record)
     setattr(predictor, ADAPTED_ATTR, record)
     log.debug("%s predictor %s feeds uint8 NHWC", kind, getattr(predictor, "model_name", "?"))
@@ -241,6 +300,10 @@ def adapt_text_rec_predictor(predictor: Any, runner: Any | None = None) -> Any:
     predictor.post_op = ArgmaxCTCDecoder(
         character, reverse=bool(getattr(post_op, "reverse", False))
     )
+    ops = predictor.pre_tfs
+    if isinstance(ops, dict) and "ToBatch" in ops:  # the padded batch straight into the engine
+        record.ops, record.old_ops = ops, {"ToBatch": ops["ToBatch"]}
+        ops["ToBatch"] = PadStackFloat32(predictor, ops["ToBatch"])
     _set_runner(predictor, runner, record)
     setattr(predictor, ADAPTED_ATTR, record)
     return predictor

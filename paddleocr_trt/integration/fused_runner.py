@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -102,6 +103,14 @@ class FusedEngineRunner(GuardedRunner):
             why,
         )
         self._close_primary()
+
+    def input_views(self, shapes: Sequence[Sequence[int]]) -> Any:
+        """The engine's input lease (``TensorRTRunner.input_views``) while it is in use and
+        the predictor is adapted; None otherwise (after a fallback: plain arrays)."""
+        if self.failure is not None or not self.claimed:
+            return None
+        ask = getattr(self.primary, "input_views", None)
+        return ask(shapes) if callable(ask) else None
 
     def infer(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         if not self.claimed and self.failure is None:

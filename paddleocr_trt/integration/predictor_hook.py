@@ -78,10 +78,12 @@ def _wrap_process(cls: type) -> None:
         if self.__dict__.get(_SEEN) is not runner:
             prepare(self, runner)
         from ..fusion.predictors import process_call
+        from ..fusion.views import input_view_scope
 
         start = time.perf_counter()
         try:
-            with process_call(self, *args, **kwargs):  # adapted steps read its arguments
+            # adapted steps read its arguments; its batch may go straight into engine buffers
+            with process_call(self, *args, **kwargs), input_view_scope():
                 return original(self, *args, **kwargs)
         finally:
             add_process_time(runner.model_name, time.perf_counter() - start)

@@ -137,6 +137,14 @@ class OCRSteps:
         with self._gate:
             return list(runner(x=x))
 
+    def _concat_engine(self, runner: Any, parts: list[list[np.ndarray]]) -> list[np.ndarray]:
+        """One call over the batch-axis concatenation of ``parts``, concatenated straight into
+        the engine's pinned input buffers when it leases them (``fusion.views``)."""
+        from ..fusion.views import concat_into_views, input_view_scope
+
+        with input_view_scope():
+            return self._engine(runner, concat_into_views(runner, parts))
+
     # --- read + det pre-processing (TextDetRunnerPredictor.process, up to the runner) --------
     def det_preprocess(self, item: PageItem) -> None:
         det, p = self.det, self.det_params
@@ -164,11 +172,13 @@ class OCRSteps:
             else:
                 groups.append([item])
         from ..fusion.predictors import process_call
+        from ..fusion.views import input_view_scope
 
         for group in groups:
-            with process_call(self.det, thresh=self.det_params["thresh"]):  # det's db_thresh
+            # det's db_thresh; the stack may go straight into the engine's input buffers
+            with process_call(self.det, thresh=self.det_params["thresh"]), input_view_scope():
                 x = self.det.pre_tfs["ToBatch"](imgs=[it.det_x for it in group])
-            preds = self._engine(self.det.runner, x)
+                preds = self._engine(self.det.runner, x)
             self.stats["det_calls"] += 1
             for it, part in zip(group, split_rows(list(preds), [1] * len(group)), strict=True):
                 it.det_preds, it.det_x = part, None
@@ -220,8 +230,7 @@ class OCRSteps:
         outputs: list[list[np.ndarray]] = []
         for first in range(0, len(chunks), max(1, REC_MAX_ROWS // size)):
             call = chunks[first : first + max(1, REC_MAX_ROWS // size)]
-            x = [np.concatenate([c[2][k] for c in call]) for k in range(len(call[0][2]))]
-            preds = self._engine(cls.runner, x)
+            preds = self._concat_engine(cls.runner, [c[2] for c in call])
             self.stats["cls_calls"] += 1
             outputs.extend(split_rows(preds, [len(c[1]) for c in call]))
         angles: dict[int, list[int]] = {id(it): [] for it in with_polys}
@@ -297,10 +306,9 @@ class OCRSteps:
 
     def _rec_call(self, call: list[RecChunk]) -> None:
         if len(call) == 1:
-            x = call[0].x
+            preds = self._engine(self.rec.runner, call[0].x)
         else:
-            x = [np.concatenate([c.x[k] for c in call], axis=0) for k in range(len(call[0].x))]
-        preds = self._engine(self.rec.runner, x)
+            preds = self._concat_engine(self.rec.runner, [c.x for c in call])
         self.stats["rec_calls"] += 1
         self.stats["rec_rows"] += sum(c.rows for c in call)
         for chunk, part in zip(call, split_rows(preds, [c.rows for c in call]), strict=True):

@@ -11,6 +11,9 @@ Resident outputs (``resident_outputs``, by name) stay on the GPU: they come back
 ``DeviceResidentMap`` (read window by window, ``release()`` once read), a split batch's pieces
 joined without a copy; the fallback's arrays for them are wrapped in ``HostResidentMap`` so a
 caller always gets the same kind of object for the same output.
+
+Zero-copy inputs (``input_views``): a producer may write its batch straight into the pinned input
+buffers of the context ``infer`` will pick, under a lease (``input_views.py``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from ...profiles import (
 )
 from ..base import BaseRunner
 from . import adapter
+from .input_views import InputLease, LeaseSlots, lease_input_views
 
 logger = get_logger("trt.runner")
 
@@ -102,6 +106,7 @@ class TensorRTRunner(BaseRunner):
         ]
         self._executors: dict[int, Any] = {}
         self._lock = threading.Lock()
+        self._leases = LeaseSlots(name)
 
     # -- contexts ---------------------------------------------------------------------------
 
@@ -181,17 +186,43 @@ class TensorRTRunner(BaseRunner):
         """Profiles with the unusable ones replaced by an empty range (indices preserved)."""
         return [{} if i in self.unusable_profiles else p for i, p in enumerate(self.profiles)]
 
-    def _run_profile(self, index: int, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    def input_views(self, shapes: Sequence[Sequence[int]]) -> InputLease | None:
+        """A lease on the pinned input buffers ``infer`` would use for ``shapes`` (one shape
+        per input), or None: then build plain arrays. Fill ``lease.views`` and pass them to
+        ``infer``, which releases the lease when it returns; use it as a context manager so an
+        unused (or failed) lease is given back. See ``input_views.py``."""
+        return lease_input_views(self, shapes)
+
+    def _run_profile(
+        self, index: int, inputs: list[np.ndarray], lease: InputLease | None
+    ) -> list[np.ndarray]:
         from ..cuda.oom import run_with_backoff
 
         executor = self._executor(index)
-        if len(inputs) == 1:
-            return run_with_backoff(inputs[0], lambda x: executor.run([x]), what=self.name)
-        return executor.run(inputs)  # multi-input models: no per-input halving
+        with self._leases.using(index, lease):  # a leased buffer is not overwritten under it
+            if len(inputs) == 1:
+                return run_with_backoff(inputs[0], lambda x: executor.run([x]), what=self.name)
+            return executor.run(inputs)  # multi-input models: no per-input halving
 
     def infer(self, inputs: Sequence[np.ndarray]) -> list[Any]:
-        """Outputs in engine order: arrays, and ResidentMaps for the resident outputs."""
+        """Outputs in engine order: arrays, and ResidentMaps for the resident outputs.
+
+        Inputs that are a lease's views release that lease when the call returns; on an
+        exception it goes back to its holder unused, so a fallback still reads intact views.
+        """
         self.check_inputs(inputs)
+        lease = self._leases.claim(inputs)
+        try:
+            outputs = self._infer(inputs, lease)
+        except BaseException:
+            if lease is not None:
+                self._leases.reopen(lease)
+            raise
+        if lease is not None:
+            lease.release()
+        return outputs
+
+    def _infer(self, inputs: Sequence[np.ndarray], lease: InputLease | None) -> list[Any]:
         if self.disabled_reason is not None and self.fallback is not None:
             self.runtime_fallback_calls += 1
             return self._host_resident(self.fallback.infer(list(inputs)))
@@ -202,7 +233,7 @@ class TensorRTRunner(BaseRunner):
         shapes = {n: a.shape for n, a in zip(self.input_names, arrays, strict=True)}
         for _ in range(len(self.profiles) + 1):  # each retry marks one more profile unusable
             try:
-                return self._infer_engine(arrays, shapes)
+                return self._infer_engine(arrays, shapes, lease)
             except ContextMemoryError:
                 continue  # that profile is now unusable: route again (another one or fallback)
             except (ShapeNotCoveredError, NoContextMemoryError):
@@ -214,17 +245,20 @@ class TensorRTRunner(BaseRunner):
         raise AssertionError("unreachable: every profile was marked unusable")
 
     def _infer_engine(
-        self, arrays: list[np.ndarray], shapes: dict[str, tuple[int, ...]]
+        self,
+        arrays: list[np.ndarray],
+        shapes: dict[str, tuple[int, ...]],
+        lease: InputLease | None = None,
     ) -> list[np.ndarray]:
         usable = self._usable()
         index = select_profile(usable, shapes)
         if index is not None:
-            return self._run_profile_marked(index, arrays)
+            return self._run_profile_marked(index, arrays, lease)
         split = select_profile_for_split(usable, shapes)
         if split is not None:
             index, chunk = split
             parts = [
-                self._run_profile_marked(index, [a[s] for a in arrays])
+                self._run_profile_marked(index, [a[s] for a in arrays], lease)
                 for s in split_batch(arrays[0].shape[0], chunk)
             ]
             return [concat_outputs(outs) for outs in zip(*parts, strict=True)]
@@ -241,7 +275,9 @@ class TensorRTRunner(BaseRunner):
             f"{[{n: p.to_dict() for n, p in prof.items()} for prof in self.profiles]}"
         )
 
-    def _run_profile_marked(self, index: int, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    def _run_profile_marked(
+        self, index: int, arrays: list[np.ndarray], lease: InputLease | None = None
+    ) -> list[np.ndarray]:
         """Run on profile ``index``; an OOM while making its context is marked as such."""
         if index not in self._executors:
             try:
@@ -250,7 +286,7 @@ class TensorRTRunner(BaseRunner):
                 raise ContextMemoryError(
                     f"{self.name}: no GPU memory for the context of profile {index}: {exc}"
                 ) from exc
-        return self._run_profile(index, arrays)
+        return self._run_profile(index, arrays, lease)
 
     def _host_resident(self, outputs: list[Any]) -> list[Any]:
         """The fallback's arrays for resident outputs as HostResidentMaps (same kind of result

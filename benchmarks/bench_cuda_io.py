@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,6 +43,8 @@ import numpy as np
 
 _ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(_ROOT), str(_ROOT / "tests" / "gpu")]  # runs from a checkout, uninstalled
+
+from timing import time_calls  # noqa: E402
 
 from paddleocr_trt.backend.cuda import CudaExecutor  # noqa: E402
 from paddleocr_trt.backend.cuda.memory import DeviceBuffer  # noqa: E402
@@ -72,17 +73,6 @@ def _cases() -> list[dict]:
         cases.append({"name": f"rec argmax 6x3x48x{w} -> 6x{t} i32+f32", "model": "rec",
                       "in": rec_in, "outs": argmax_outs})  # fmt: skip
     return cases
-
-
-def _time(fn: Callable[[], object], reps: int, warmup: int = 3) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def _pageable(shape: Shape, dtype, outs, data: np.ndarray) -> Callable[[], None]:
@@ -130,7 +120,7 @@ def measure(reps: int = 50) -> list[dict]:
                 "zero_copy": lambda ex=ex, view=view: ex.run([view], copy_outputs=False),
             }
             for method, fn in methods.items():
-                times = _time(fn, reps)
+                times = time_calls(fn, reps, warmup=3)
                 med = statistics.median(times)
                 rows.append({
                     "case": case["name"], "model": case["model"], "method": method,
@@ -243,7 +233,7 @@ def _measure_resident(shape: Shape, reps: int) -> list[dict]:
                 _batched_windows(kept, boxes), win_bytes),
         }  # fmt: skip
         for method, (fn, nbytes) in methods.items():
-            times = _time(fn, reps, warmup=5)
+            times = time_calls(fn, reps, warmup=5)
             rows.append({
                 "case": f"det map {'x'.join(map(str, shape))} f32", "method": method,
                 "bytes_to_host": nbytes,

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +29,8 @@ import numpy as np
 
 _ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(_ROOT), str(_ROOT / "tests" / "gpu")]  # runs from a checkout, uninstalled
+
+from timing import time_calls  # noqa: E402
 
 from paddleocr_trt.backend.cuda import CudaExecutor  # noqa: E402
 from paddleocr_trt.backend.cuda import masked_sum as ms  # noqa: E402
@@ -76,17 +77,6 @@ def host_sums(plane: np.ndarray, windows: list[MaskedWindow]) -> list[float]:
     for w in windows:
         h, wd = w.mask.shape
         out.append(cv2.mean(plane[w.y0 : w.y0 + h, w.x0 : w.x0 + wd], w.mask)[0])
-    return out
-
-
-def _time(fn: Callable[[], object], reps: int, warmup: int = 5) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
     return out
 
 
@@ -152,7 +142,7 @@ def _measure_case(shape: tuple[int, ...], count: int, reps: int) -> list[dict]:
         }  # fmt: skip
         methods["pack_masked_windows() alone (host)"] = (lambda: pack_masked_windows(windows), 0, 0)
         for method, (fn, d2h, h2d) in methods.items():
-            times = _time(fn, reps)
+            times = time_calls(fn, reps, warmup=5)
             rows.append({
                 "case": f"{'x'.join(map(str, shape))}, {count} boxes", "method": method,
                 "d2h_bytes": d2h, "h2d_bytes": h2d, "median_ms": statistics.median(times) * 1e3,

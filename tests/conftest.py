@@ -14,4 +14,5 @@ pytest_plugins = [
     "fixtures.cache",
     "fixtures.engines",
     "fixtures.fake_tensorrt",
+    "fixtures.trt_runner_doubles",
 ]

@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
-from fixtures.trt_runner_doubles import ViewAdapterDouble, ViewExecutorDouble, make_runner
+from fixtures.trt_runner_doubles import (
+    ViewAdapterDouble,
+    ViewExecutorDouble,
+    cls_batch,
+    make_runner,
+)
 
-from paddleocr_trt.backend.onnxrt import OnnxRuntimeRunner
 from paddleocr_trt.backend.trt import input_views as input_views_mod
 from paddleocr_trt.backend.trt.runner import TensorRTRunner
 from paddleocr_trt.fusion.views import concat_into_views, input_view_scope, leased_views
-from paddleocr_trt.model_types import ModelType
 from paddleocr_trt.profiles import ShapeProfile
 
 #: Profile 0: 48x192 inputs, batch <= 4; profile 1: widths 32..640, batch <= 8.
@@ -33,24 +35,8 @@ PROFILES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def cls_onnx(onnx_models) -> Any:
-    return onnx_models[ModelType.CLASSIFICATION].onnx_path
-
-
-@pytest.fixture(scope="module")
-def native(cls_onnx) -> Iterator[OnnxRuntimeRunner]:
-    with OnnxRuntimeRunner(cls_onnx, name="fallback") as r:
-        yield r
-
-
 def _runner(monkeypatch, fake: ViewAdapterDouble, fallback=None) -> TensorRTRunner:
     return make_runner(monkeypatch, fake, ViewExecutorDouble, "cls-views", fallback=fallback)
-
-
-def _x(batch: int, width: int = 192, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((batch, 3, 48, width)).astype(np.float32)
 
 
 def _executor(fake: ViewAdapterDouble, index: int) -> Any:
@@ -62,45 +48,47 @@ def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
     return a.ctypes.data == b.ctypes.data and a.shape == b.shape and a.dtype == b.dtype
 
 
-def test_the_producers_array_is_what_the_executor_runs(monkeypatch, cls_onnx, native) -> None:
+def test_the_producers_array_is_what_the_executor_runs(monkeypatch, cls_onnx, cls_fallback) -> None:
     fake = ViewAdapterDouble(cls_onnx, PROFILES)
     with _runner(monkeypatch, fake) as runner:
         lease = runner.input_views([(3, 3, 48, 192)])
         assert lease is not None and lease.index == 0
         (view,) = lease.views
-        view[...] = _x(3)  # the producer writes in place
+        view[...] = cls_batch(3)  # the producer writes in place
         (out,) = runner.infer(lease.views)
         ex = _executor(fake, 0)
         assert _same_buffer(ex.last_inputs[0], view) and np.shares_memory(view, ex.buffers[0])
         assert (ex.zero_copy_inputs, ex.staged_inputs) == (1, 0)
         assert lease.released  # the call consumed it
-        (plain,) = runner.infer([_x(3)])  # an ordinary array is copied in, as before
+        (plain,) = runner.infer([cls_batch(3)])  # an ordinary array is copied in, as before
         assert (ex.zero_copy_inputs, ex.staged_inputs) == (1, 1)
         wide = runner.input_views([(2, 3, 48, 320)])  # the profile infer picks: 1
         assert wide is not None and wide.index == 1
         wide.release()
-    expected = native.infer([_x(3)])[0]
+    expected = cls_fallback.infer([cls_batch(3)])[0]
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(out, plain)
 
 
-def test_no_views_where_one_context_would_not_run_the_call(monkeypatch, cls_onnx, native) -> None:
+def test_no_views_where_one_context_would_not_run_the_call(
+    monkeypatch, cls_onnx, cls_fallback
+) -> None:
     fake = ViewAdapterDouble(cls_onnx, PROFILES)
-    with _runner(monkeypatch, fake, fallback=native) as runner:
+    with _runner(monkeypatch, fake, fallback=cls_fallback) as runner:
         assert runner.input_views([(1, 3, 48, 1024)]) is None  # no profile: per-call fallback
         assert runner.input_views([(11, 3, 48, 192)]) is None  # above max batch: split
-        (wide,) = runner.infer([_x(1, width=1024)])
-        (split,) = runner.infer([_x(11)])
+        (wide,) = runner.infer([cls_batch(1, width=1024)])
+        (split,) = runner.infer([cls_batch(11)])
         assert runner.fallback_calls == 1
         with pytest.raises(ValueError, match="1 input shape"):
             runner.input_views([(1, 3, 48, 192), (1,)])
         fake.fail_run = True
-        runner.infer([_x(2)])  # a CUDA failure: fallback for good
+        runner.infer([cls_batch(2)])  # a CUDA failure: fallback for good
         assert runner.disabled_reason is not None
         assert runner.input_views([(2, 3, 48, 192)]) is None
     assert runner.input_views([(2, 3, 48, 192)]) is None  # closed
-    np.testing.assert_array_equal(wide, native.infer([_x(1, width=1024)])[0])
-    np.testing.assert_allclose(split, native.infer([_x(11)])[0], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(wide, cls_fallback.infer([cls_batch(1, width=1024)])[0])
+    np.testing.assert_allclose(split, cls_fallback.infer([cls_batch(11)])[0], rtol=0, atol=1e-6)
     assert sum(e.zero_copy_inputs for e in fake.executors) == 0
 
 
@@ -118,24 +106,32 @@ def test_a_leased_profile_is_not_leased_twice(monkeypatch, cls_onnx) -> None:
         again.release()  # idempotent
 
 
-def test_a_call_in_the_lease_holders_thread_keeps_its_views(monkeypatch, cls_onnx, native) -> None:
+def test_a_call_in_the_lease_holders_thread_keeps_its_views(
+    monkeypatch, cls_onnx, cls_fallback
+) -> None:
     fake = ViewAdapterDouble(cls_onnx, PROFILES)
     with _runner(monkeypatch, fake) as runner:
         lease = runner.input_views([(2, 3, 48, 192)])
-        lease.views[0][...] = _x(2, seed=1)
-        (other,) = runner.infer([_x(2, seed=2)])  # same profile, same thread, plain array
-        np.testing.assert_array_equal(lease.views[0], _x(2, seed=1))  # restored
+        lease.views[0][...] = cls_batch(2, seed=1)
+        (other,) = runner.infer([cls_batch(2, seed=2)])  # same profile, same thread, plain array
+        np.testing.assert_array_equal(lease.views[0], cls_batch(2, seed=1))  # restored
         (mine,) = runner.infer(lease.views)
         assert _executor(fake, 0).zero_copy_inputs == 1
-    np.testing.assert_allclose(other, native.infer([_x(2, seed=2)])[0], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(mine, native.infer([_x(2, seed=1)])[0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        other, cls_fallback.infer([cls_batch(2, seed=2)])[0], rtol=0, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        mine, cls_fallback.infer([cls_batch(2, seed=1)])[0], rtol=0, atol=1e-6
+    )
 
 
-def test_a_failed_call_leaves_the_lease_with_its_holder(monkeypatch, cls_onnx, native) -> None:
+def test_a_failed_call_leaves_the_lease_with_its_holder(
+    monkeypatch, cls_onnx, cls_fallback
+) -> None:
     fake = ViewAdapterDouble(cls_onnx, PROFILES)
     with _runner(monkeypatch, fake) as runner:  # no fallback: failures are raised
         lease = runner.input_views([(2, 3, 48, 192)])
-        lease.views[0][...] = _x(2, seed=3)
+        lease.views[0][...] = cls_batch(2, seed=3)
         fake.fail_run = True
         with pytest.raises(RuntimeError, match="simulated CUDA failure"):
             runner.infer(lease.views)
@@ -143,20 +139,26 @@ def test_a_failed_call_leaves_the_lease_with_its_holder(monkeypatch, cls_onnx, n
         fake.fail_run = False
         (out,) = runner.infer(lease.views)  # the holder retries with its intact views
         assert lease.released and _executor(fake, 0).zero_copy_inputs == 1
-    np.testing.assert_allclose(out, native.infer([_x(2, seed=3)])[0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        out, cls_fallback.infer([cls_batch(2, seed=3)])[0], rtol=0, atol=1e-6
+    )
 
 
-def test_oom_back_off_on_a_view(monkeypatch, cls_onnx, native) -> None:
+def test_oom_back_off_on_a_view(monkeypatch, cls_onnx, cls_fallback) -> None:
     fake = ViewAdapterDouble(cls_onnx, PROFILES, oom_above=1)
     with _runner(monkeypatch, fake) as runner:
         lease = runner.input_views([(4, 3, 48, 192)])
-        lease.views[0][...] = _x(4, seed=4)
+        lease.views[0][...] = cls_batch(4, seed=4)
         (out,) = runner.infer(lease.views)  # halves, then quarters, each a slice of the view
-    np.testing.assert_allclose(out, native.infer([_x(4, seed=4)])[0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        out, cls_fallback.infer([cls_batch(4, seed=4)])[0], rtol=0, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("guarded", [True, False], ids=["leases", "no-lease-guard"])
-def test_threads_never_see_their_buffer_overwritten(monkeypatch, cls_onnx, native, guarded) -> None:
+def test_threads_never_see_their_buffer_overwritten(
+    monkeypatch, cls_onnx, cls_fallback, guarded
+) -> None:
     """Threads that lease (or, when busy, pass plain arrays) on one shared runner all get their
     own results. Without the guard around executor calls (``no-lease-guard``, a deliberately
     broken runner) plain calls overwrite leased buffers and results go wrong: the test's
@@ -168,7 +170,7 @@ def test_threads_never_see_their_buffer_overwritten(monkeypatch, cls_onnx, nativ
     fake = ViewAdapterDouble(cls_onnx, PROFILES)
     fake.transfer_delay = 0.002
     seeds = list(range(8))
-    expected = {s: native.infer([_x(2, seed=s)])[0] for s in seeds}
+    expected = {s: cls_fallback.infer([cls_batch(2, seed=s)])[0] for s in seeds}
     results: dict[tuple[int, int], np.ndarray] = {}
     errors: list[BaseException] = []
     start = threading.Barrier(len(seeds))
@@ -179,10 +181,10 @@ def test_threads_never_see_their_buffer_overwritten(monkeypatch, cls_onnx, nativ
             for rep in range(6):
                 lease = runner.input_views([(2, 3, 48, 192)])
                 if lease is None:
-                    (results[seed, rep],) = runner.infer([_x(2, seed=seed)])
+                    (results[seed, rep],) = runner.infer([cls_batch(2, seed=seed)])
                     continue
                 with lease:
-                    lease.views[0][...] = _x(2, seed=seed)
+                    lease.views[0][...] = cls_batch(2, seed=seed)
                     threading.Event().wait(0.001)  # a slow producer
                     (results[seed, rep],) = runner.infer(lease.views)
         except BaseException as exc:  # reported below
@@ -205,13 +207,13 @@ def test_threads_never_see_their_buffer_overwritten(monkeypatch, cls_onnx, nativ
         assert wrong, "the sensitivity check found no overwritten buffer"
 
 
-def test_producers_get_views_only_inside_a_scope(monkeypatch, cls_onnx, native) -> None:
+def test_producers_get_views_only_inside_a_scope(monkeypatch, cls_onnx, cls_fallback) -> None:
     fake = ViewAdapterDouble(cls_onnx, PROFILES)
-    parts = [[_x(1, seed=5)], [_x(2, seed=6)]]
+    parts = [[cls_batch(1, seed=5)], [cls_batch(2, seed=6)]]
     with _runner(monkeypatch, fake) as runner:
         with input_view_scope():
             assert leased_views(runner, [(1, 3, 48, 192)], [np.uint8]) is None  # other dtype
-            assert leased_views(native, [(1, 3, 48, 192)], [np.float32]) is None
+            assert leased_views(cls_fallback, [(1, 3, 48, 192)], [np.float32]) is None
             x = concat_into_views(runner, parts)
             ex = _executor(fake, 0)
             assert np.shares_memory(x[0], ex.buffers[0])
@@ -224,4 +226,4 @@ def test_producers_get_views_only_inside_a_scope(monkeypatch, cls_onnx, native) 
         plain = concat_into_views(runner, parts)
         assert not np.shares_memory(plain[0], ex.buffers[0])
     np.testing.assert_array_equal(x[0], np.concatenate([p[0] for p in parts]))
-    np.testing.assert_allclose(out, native.infer(plain)[0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(out, cls_fallback.infer(plain)[0], rtol=0, atol=1e-6)

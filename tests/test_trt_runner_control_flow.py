@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pytest
-from fixtures.trt_runner_doubles import OrtAdapterDouble, make_runner
+from fixtures.trt_runner_doubles import OrtAdapterDouble, cls_batch, make_runner
 
-from paddleocr_trt.backend.onnxrt import OnnxRuntimeRunner
 from paddleocr_trt.backend.trt.adapter import EngineExecutionError
 from paddleocr_trt.backend.trt.runner import NoContextMemoryError, TensorRTRunner
 from paddleocr_trt.errors import OutOfMemoryError
-from paddleocr_trt.model_types import ModelType
 from paddleocr_trt.profiles import ShapeNotCoveredError, ShapeProfile
 
 Shape = tuple[int, ...]
@@ -122,32 +120,18 @@ class FakeExecutor:
         self.enqueuer.release()
 
 
-@pytest.fixture(scope="module")
-def cls_onnx(onnx_models) -> Any:
-    return onnx_models[ModelType.CLASSIFICATION].onnx_path
-
-
-@pytest.fixture(scope="module")
-def native(cls_onnx) -> Iterator[OnnxRuntimeRunner]:
-    with OnnxRuntimeRunner(cls_onnx, name="fallback") as r:
-        yield r
-
-
 def _runner(monkeypatch, fake: FakeTensorRTAdapter, fallback=None) -> TensorRTRunner:
     return make_runner(monkeypatch, fake, FakeExecutor, "cls", fallback=fallback)
 
 
-def _x(batch: int, width: int = 192, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((batch, 3, 48, width)).astype(np.float32)
-
-
-def test_profile_is_selected_on_the_stream_that_runs_it(monkeypatch, cls_onnx, native) -> None:
+def test_profile_is_selected_on_the_stream_that_runs_it(
+    monkeypatch, cls_onnx, cls_fallback
+) -> None:
     fake = FakeTensorRTAdapter(cls_onnx)
     with _runner(monkeypatch, fake) as runner:
-        (out,) = runner.infer([_x(2)])
-        runner.infer([_x(1, width=320)])  # profile 1: a second context, another stream
-    np.testing.assert_allclose(out, native.infer([_x(2)])[0], rtol=0, atol=1e-6)
+        (out,) = runner.infer([cls_batch(2)])
+        runner.infer([cls_batch(1, width=320)])  # profile 1: a second context, another stream
+    np.testing.assert_allclose(out, cls_fallback.infer([cls_batch(2)])[0], rtol=0, atol=1e-6)
     for index in (0, 1):
         mine = [e for e in fake.events if e[1] == index and e[0] != "close"]
         assert [e[0] for e in mine[:4]] == ["create", "select", "shapes", "enqueue"]
@@ -155,58 +139,65 @@ def test_profile_is_selected_on_the_stream_that_runs_it(monkeypatch, cls_onnx, n
         assert select_stream == enqueue_stream and select_stream != 0
 
 
-def test_oom_at_context_creation_routes_to_another_profile(monkeypatch, cls_onnx, native) -> None:
+def test_oom_at_context_creation_routes_to_another_profile(
+    monkeypatch, cls_onnx, cls_fallback
+) -> None:
     fake = FakeTensorRTAdapter(cls_onnx, oom_profiles=[0])
-    with _runner(monkeypatch, fake, fallback=native) as runner:
-        (out,) = runner.infer([_x(3)])
+    with _runner(monkeypatch, fake, fallback=cls_fallback) as runner:
+        (out,) = runner.infer([cls_batch(3)])
         assert runner.unusable_profiles == {0}
         assert runner.fallback_calls == 0 and runner.disabled_reason is None
         assert ("enqueue", 1) in {e[:2] for e in fake.events}
-        (again,) = runner.infer([_x(3)])
+        (again,) = runner.infer([cls_batch(3)])
     assert [e for e in fake.events if e[0] == "create"] == [("create", 0), ("create", 1)]
-    np.testing.assert_allclose(out, native.infer([_x(3)])[0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(out, cls_fallback.infer([cls_batch(3)])[0], rtol=0, atol=1e-6)
     np.testing.assert_array_equal(out, again)
 
 
-def test_oom_on_every_covering_profile_falls_back_per_call(monkeypatch, cls_onnx, native) -> None:
+def test_oom_on_every_covering_profile_falls_back_per_call(
+    monkeypatch, cls_onnx, cls_fallback
+) -> None:
     fake = FakeTensorRTAdapter(cls_onnx, oom_profiles=[0, 1])
-    with _runner(monkeypatch, fake, fallback=native) as runner:
-        (out,) = runner.infer([_x(2)])
+    with _runner(monkeypatch, fake, fallback=cls_fallback) as runner:
+        (out,) = runner.infer([cls_batch(2)])
         assert runner.unusable_profiles == {0, 1}
         assert runner.fallback_calls == 1
         assert runner.disabled_reason is None  # memory, not a broken engine
-    np.testing.assert_array_equal(out, native.infer([_x(2)])[0])
+    np.testing.assert_array_equal(out, cls_fallback.infer([cls_batch(2)])[0])
 
 
 def test_oom_at_context_creation_without_fallback_is_an_oom_error(monkeypatch, cls_onnx) -> None:
     fake = FakeTensorRTAdapter(cls_onnx, oom_profiles=[0, 1])
     with _runner(monkeypatch, fake) as runner, pytest.raises(NoContextMemoryError) as info:
-        runner.infer([_x(2)])
+        runner.infer([cls_batch(2)])
     assert isinstance(info.value, OutOfMemoryError)  # the pipeline's "next attempt" signal
 
 
 def test_context_oom_retries_once_after_releasing_other_contexts(
-    monkeypatch, cls_onnx, native
+    monkeypatch, cls_onnx, cls_fallback
 ) -> None:
     fake = FakeTensorRTAdapter(cls_onnx)
-    with _runner(monkeypatch, fake, fallback=native) as runner:
-        runner.infer([_x(1, width=320)])  # profile 1's context is alive
+    with _runner(monkeypatch, fake, fallback=cls_fallback) as runner:
+        runner.infer([cls_batch(1, width=320)])  # profile 1's context is alive
         fake.oom_while_other_contexts = True
-        (out,) = runner.infer([_x(2)])  # profile 0: OOM, release profile 1, retry: fits
+        (out,) = runner.infer([cls_batch(2)])  # profile 0: OOM, release profile 1, retry: fits
         assert runner.unusable_profiles == set()
     assert ("close", 1) in fake.events
     assert [e for e in fake.events if e[0] == "create"][-2:] == [("create", 0), ("create", 0)]
-    np.testing.assert_allclose(out, native.infer([_x(2)])[0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(out, cls_fallback.infer([cls_batch(2)])[0], rtol=0, atol=1e-6)
 
 
 def test_runtime_failure_switches_to_fallback_for_good(
-    monkeypatch, cls_onnx, native, caplog
+    monkeypatch, cls_onnx, cls_fallback, caplog
 ) -> None:
     fake = FakeTensorRTAdapter(cls_onnx, fail_enqueue=True)
-    with caplog.at_level(logging.WARNING), _runner(monkeypatch, fake, fallback=native) as runner:
-        (first,) = runner.infer([_x(2)])
+    with (
+        caplog.at_level(logging.WARNING),
+        _runner(monkeypatch, fake, fallback=cls_fallback) as runner,
+    ):
+        (first,) = runner.infer([cls_batch(2)])
         events = len(fake.events)
-        (second,) = runner.infer([_x(3, seed=1)])
+        (second,) = runner.infer([cls_batch(3, seed=1)])
         assert len(fake.events) == events  # the engine is not touched again
         assert runner.runtime_fallback_calls == 2
         assert runner.fallback_calls == 0
@@ -214,8 +205,8 @@ def test_runtime_failure_switches_to_fallback_for_good(
         summary = runner.fallback_summary()
         assert (summary["runtime_fallback_calls"], summary["fallback_calls"]) == (2, 0)
         assert summary["disabled_reason"] == runner.disabled_reason
-    np.testing.assert_array_equal(first, native.infer([_x(2)])[0])
-    np.testing.assert_array_equal(second, native.infer([_x(3, seed=1)])[0])
+    np.testing.assert_array_equal(first, cls_fallback.infer([cls_batch(2)])[0])
+    np.testing.assert_array_equal(second, cls_fallback.infer([cls_batch(3, seed=1)])[0])
     warnings = [r for r in caplog.records if "TensorRT failed" in r.getMessage()]
     assert len(warnings) == 1
 
@@ -223,29 +214,33 @@ def test_runtime_failure_switches_to_fallback_for_good(
 def test_runtime_failure_without_fallback_is_raised(monkeypatch, cls_onnx) -> None:
     fake = FakeTensorRTAdapter(cls_onnx, fail_enqueue=True)
     with _runner(monkeypatch, fake) as runner, pytest.raises(EngineExecutionError):
-        runner.infer([_x(2)])
+        runner.infer([cls_batch(2)])
 
 
-def test_shape_outside_profiles_stays_a_per_call_fallback(monkeypatch, cls_onnx, native) -> None:
+def test_shape_outside_profiles_stays_a_per_call_fallback(
+    monkeypatch, cls_onnx, cls_fallback
+) -> None:
     fake = FakeTensorRTAdapter(cls_onnx)
-    with _runner(monkeypatch, fake, fallback=native) as runner:
-        wide = _x(1, width=1024)  # wider than every profile
+    with _runner(monkeypatch, fake, fallback=cls_fallback) as runner:
+        wide = cls_batch(1, width=1024)  # wider than every profile
         (out,) = runner.infer([wide])
         assert runner.fallback_calls == 1 and runner.disabled_reason is None
-        (split,) = runner.infer([_x(11)])  # 11 > max batch 8 of the covering profile: split
+        (split,) = runner.infer([cls_batch(11)])  # 11 > max batch 8 of the covering profile: split
         assert runner.fallback_calls == 1
-    np.testing.assert_array_equal(out, native.infer([wide])[0])
-    np.testing.assert_allclose(split, native.infer([_x(11)])[0], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(out, cls_fallback.infer([wide])[0])
+    np.testing.assert_allclose(split, cls_fallback.infer([cls_batch(11)])[0], rtol=0, atol=1e-6)
     assert ("shapes", 1, (8, 3, 48, 192)) in fake.events
 
 
-def test_memory_preflight_skips_a_context_that_cannot_fit(monkeypatch, cls_onnx, native) -> None:
+def test_memory_preflight_skips_a_context_that_cannot_fit(
+    monkeypatch, cls_onnx, cls_fallback
+) -> None:
     fake = FakeTensorRTAdapter(cls_onnx)
     fake.profile_memory = {0: 3 << 30, 1: 256 << 20}
     fake.free_memory = 1 << 30
-    with _runner(monkeypatch, fake, fallback=native) as runner:
-        (out,) = runner.infer([_x(2)])  # profile 0 is tighter but needs 3 GiB of 1 GiB free
+    with _runner(monkeypatch, fake, fallback=cls_fallback) as runner:
+        (out,) = runner.infer([cls_batch(2)])  # profile 0 is tighter but needs 3 GiB of 1 GiB free
         assert runner.unusable_profiles == {0}
     assert ("create", 0) not in fake.events  # refused before TensorRT allocated anything
     assert ("create", 1) in fake.events
-    np.testing.assert_allclose(out, native.infer([_x(2)])[0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(out, cls_fallback.infer([cls_batch(2)])[0], rtol=0, atol=1e-6)

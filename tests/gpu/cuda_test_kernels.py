@@ -376,3 +376,18 @@ class StandInEnqueuer:
         for ptr, n in zip(self._out, self._nbytes, strict=True):
             if n:
                 check(rt.cudaMemsetAsync(ptr, 1, n, stream_handle), "cudaMemsetAsync")
+
+
+def identity_det_executor(dtype=np.float32, **kw):
+    """A CudaExecutor whose "engine" copies (bitmap, map) inputs to outputs (not TensorRT),
+    with the map as a resident output: the det engine's I/O for resident-map tests."""
+    from paddleocr_trt.backend.cuda import CudaExecutor
+
+    return CudaExecutor(
+        DeviceCopyEnqueuer([np.uint8, dtype]),
+        input_dtypes=[np.uint8, dtype],
+        output_dtypes=[np.uint8, dtype],
+        output_names=["bitmap", "prob"],
+        resident_outputs=["prob"],
+        **kw,
+    )

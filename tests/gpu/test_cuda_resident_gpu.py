@@ -13,9 +13,9 @@ import threading
 
 import numpy as np
 import pytest
+from cuda_test_kernels import identity_det_executor
 
-from paddleocr_trt.backend.cuda import CudaExecutor, cuda_available
-from paddleocr_trt.backend.cuda.enqueuers import DeviceCopyEnqueuer
+from paddleocr_trt.backend.cuda import cuda_available
 from paddleocr_trt.backend.cuda.resident import DeviceResidentMap
 from paddleocr_trt.postprocess.resident import ResidentMap
 
@@ -23,15 +23,7 @@ _OK, _REASON = cuda_available()
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not _OK, reason=f"needs CUDA: {_REASON}")]
 
 
-def _executor(dtype=np.float32, **kw) -> CudaExecutor:
-    return CudaExecutor(
-        DeviceCopyEnqueuer([np.uint8, dtype]),
-        input_dtypes=[np.uint8, dtype],
-        output_dtypes=[np.uint8, dtype],
-        output_names=["bitmap", "prob"],
-        resident_outputs=["prob"],
-        **kw,
-    )
+_executor = identity_det_executor
 
 
 def _data(shape, dtype, seed: int) -> np.ndarray:

@@ -61,7 +61,8 @@ class TimedRunner:
             out = self.inner(*args, **kwargs)  # type: ignore[operator]
             return out
         finally:
-            _add(self.model_name, engine=time.perf_counter() - start, nbytes=_nbytes(out))
+            elapsed = time.perf_counter() - start
+            _add(self.model_name, calls=1, engine=elapsed, nbytes=_nbytes(out))
 
     def close(self) -> None:
         close = getattr(self.inner, "close", None)
@@ -128,12 +129,8 @@ def _add(model_name: str, **amounts: float) -> None:
             model_name,
             {"calls": 0, "engine": 0.0, "process_calls": 0, "process": 0.0, "nbytes": 0},
         )
-        if "engine" in amounts:
-            entry["calls"] += 1
-        if "process" in amounts:
-            entry["process_calls"] += 1
         for key, value in amounts.items():
-            entry["engine" if key == "extra_engine" else key] += value
+            entry[key] += value
 
 
 def add_output_bytes(model_name: str, nbytes: int) -> None:
@@ -145,12 +142,12 @@ def add_output_bytes(model_name: str, nbytes: int) -> None:
 def add_engine_time(model_name: str, seconds: float) -> None:
     """Engine work asked for after the call returned (box sums over a resident map, run by the
     engine that holds it): engine seconds of the same model, not another call."""
-    _add(model_name, extra_engine=seconds)
+    _add(model_name, engine=seconds)
 
 
 def add_process_time(model_name: str, seconds: float) -> None:
     """One PaddleX predictor ``process`` call of ``model_name`` (engine time included)."""
-    _add(model_name, process=seconds)
+    _add(model_name, process_calls=1, process=seconds)
 
 
 def take_stage_timings() -> dict[str, StageTiming]:

@@ -120,25 +120,30 @@ class StackUint8:
         self.predictor = predictor
 
     def __call__(self, imgs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return self._stack(imgs, [])
+
+    def _stack(self, imgs: Sequence[np.ndarray], extras: list[np.ndarray]) -> list[np.ndarray]:
+        """[the uint8 stack, *extras] (the engine's further inputs), into leased views when
+        the runner gives them."""
         if not imgs:
             return []
-        self._check(imgs)
-        if _same_shapes(imgs):
-            views = leased_views(
-                _runner_of(self.predictor), [(len(imgs), *imgs[0].shape)], [np.uint8]
-            )
-            if views is not None:
-                np.stack(imgs, axis=0, out=views[0])
-                return views
-        return [np.ascontiguousarray(np.stack(imgs, axis=0))]
-
-    @staticmethod
-    def _check(imgs: Sequence[np.ndarray]) -> None:
         for img in imgs:
             if img.dtype != np.uint8:
                 raise TypeError(
                     f"the fused engine takes uint8 images, the resized image is {img.dtype}"
                 )
+        if _same_shapes(imgs):
+            views = leased_views(
+                _runner_of(self.predictor),
+                [(len(imgs), *imgs[0].shape)] + [e.shape for e in extras],
+                [np.uint8] + [e.dtype for e in extras],
+            )
+            if views is not None:
+                np.stack(imgs, axis=0, out=views[0])
+                for view, extra in zip(views[1:], extras, strict=True):
+                    view[...] = extra
+                return views
+        return [np.ascontiguousarray(np.stack(imgs, axis=0)), *extras]
 
 
 class StackUint8WithThresh(StackUint8):
@@ -151,26 +156,12 @@ class StackUint8WithThresh(StackUint8):
         self.stock_post_op = stock_post_op
 
     def __call__(self, imgs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        if not imgs:
-            return []
-        self._check(imgs)
         thresh = (
             call_argument(self.predictor, "thresh")
             or getattr(self.predictor, "thresh", None)
             or self.stock_post_op.thresh
         )
-        n = len(imgs)
-        if _same_shapes(imgs):
-            views = leased_views(
-                _runner_of(self.predictor),
-                [(n, *imgs[0].shape), (n,)],
-                [np.uint8, np.float32],
-            )
-            if views is not None:
-                np.stack(imgs, axis=0, out=views[0])
-                views[1][...] = db_thresh_input(thresh, n)
-                return views
-        return [np.ascontiguousarray(np.stack(imgs, axis=0)), db_thresh_input(thresh, n)]
+        return self._stack(imgs, [db_thresh_input(thresh, len(imgs))])
 
 
 class PadStackFloat32:

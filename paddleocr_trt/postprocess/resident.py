@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -232,7 +232,7 @@ class ResidentSlice:
     def masked_sums(self, windows: Sequence[MaskedWindow]) -> np.ndarray:
         for win in windows:
             check_masked_window(self.shape, win)
-        shifted = [MaskedWindow(self.start + w.b, w.c, w.y0, w.x0, w.mask) for w in windows]
+        shifted = [replace(w, b=self.start + w.b) for w in windows]
         return self.resident.masked_sums(shifted)
 
     def release(self) -> None:

@@ -4,6 +4,7 @@ resident maps are joined as one map that reads each image from its piece (no cop
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -85,9 +86,7 @@ class BatchConcatMap:
         for k, win in enumerate(windows):
             check_masked_window(self.shape, win)
             part, local = self._locate(win.b)
-            groups.setdefault(id(part), []).append(
-                (k, MaskedWindow(local, win.c, win.y0, win.x0, win.mask))
-            )
+            groups.setdefault(id(part), []).append((k, replace(win, b=local)))
         parts = {id(p): p for p in self.parts}
         out = np.zeros(len(windows), np.float64)
         for key, items in groups.items():

@@ -34,7 +34,6 @@ MAX_PADDING = 0.5
 def masked_sum_graph() -> bytes:
     """The serialized ONNX graph ``sums[k] = cumsum(float64(where(valid, map[index], 0)))[-1]``
     over the flattened map: ``index`` (K, L) int64, ``valid`` (K, L) bool -> ``sums`` (K,)."""
-    import onnx
     from onnx import TensorProto, helper
 
     def const(name: str, dtype: int, dims: list[int], values: list) -> Any:
@@ -67,15 +66,23 @@ def masked_sum_graph() -> bytes:
         ],
         [helper.make_tensor_value_info("sums", TensorProto.DOUBLE, ["K"])],
     )
+    return _model_bytes(graph)
+
+
+def _model_bytes(graph: Any) -> bytes:
+    """A checked opset-17 model of ``graph``, serialized (IR 8: readable by every ONNX Runtime
+    this package supports)."""
+    import onnx
+    from onnx import helper
+
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8  # readable by every ONNX Runtime this package supports
+    model.ir_version = 8
     onnx.checker.check_model(model)
     return model.SerializeToString()
 
 
 def window_graph() -> bytes:
     """The serialized ONNX graph ``window = map[starts:ends]`` (a Slice over all 4 axes)."""
-    import onnx
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
@@ -88,10 +95,7 @@ def window_graph() -> bytes:
         ],
         [helper.make_tensor_value_info("window", TensorProto.FLOAT, ["n", "c", "h", "w"])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return _model_bytes(graph)
 
 
 class MaskedSumSession:
@@ -101,36 +105,35 @@ class MaskedSumSession:
     def __init__(self, threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = int(threads)
+        from .runner import session_options
+
         self._ort = ort
-        self._options = options
-        self.session = ort.InferenceSession(
-            masked_sum_graph(), options, providers=["CPUExecutionProvider"]
-        )
+        self._options = session_options(threads)
+        self.session = self._session(masked_sum_graph())
         self._window: Any = None
+
+    def _session(self, model: bytes) -> Any:
+        return self._ort.InferenceSession(model, self._options, providers=["CPUExecutionProvider"])
+
+    def _run(self, session: Any, output: str, map_value: Any, **arrays: np.ndarray) -> np.ndarray:
+        """``output`` of ``session`` over the kept map and host ``arrays`` (wrapped, no copy)."""
+        feed = {"map": map_value}
+        feed.update({k: self._ort.OrtValue.ortvalue_from_numpy(a) for k, a in arrays.items()})
+        return session.run_with_ort_values([output], feed)[0].numpy()
 
     def window(self, map_value: Any, starts: Sequence[int], ends: Sequence[int]) -> np.ndarray:
         if self._window is None:
-            self._window = self._ort.InferenceSession(
-                window_graph(), self._options, providers=["CPUExecutionProvider"]
-            )
-        feed = {
-            "map": map_value,
-            "starts": self._ort.OrtValue.ortvalue_from_numpy(np.array(starts, np.int64)),
-            "ends": self._ort.OrtValue.ortvalue_from_numpy(np.array(ends, np.int64)),
-        }
-        return self._window.run_with_ort_values(["window"], feed)[0].numpy()
+            self._window = self._session(window_graph())
+        return self._run(
+            self._window,
+            "window",
+            map_value,
+            starts=np.array(starts, np.int64),
+            ends=np.array(ends, np.int64),
+        )
 
     def run(self, map_value: Any, index: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        feed = {
-            "map": map_value,
-            "index": self._ort.OrtValue.ortvalue_from_numpy(index),
-            "valid": self._ort.OrtValue.ortvalue_from_numpy(valid),
-        }
-        return self.session.run_with_ort_values(["sums"], feed)[0].numpy()
+        return self._run(self.session, "sums", map_value, index=index, valid=valid)
 
 
 def padded_groups(counts: Sequence[int]) -> list[list[int]]:
@@ -153,7 +156,7 @@ def padded_groups(counts: Sequence[int]) -> list[list[int]]:
 class OrtResidentMap:
     """:class:`~paddleocr_trt.postprocess.resident.ResidentMap` over an ONNX Runtime
     ``OrtValue`` (CPU): box sums and windows are computed in ONNX Runtime; ``to_numpy`` copies
-    the whole map out once (counted) for a caller that needs it all."""
+    the whole map out (counted) for a caller that needs it all."""
 
     nbytes = 0  # what crossed the engine boundary when the output was returned
 
@@ -169,7 +172,6 @@ class OrtResidentMap:
         self.on_fetch = on_fetch
         self._value: Any = value
         self._sums = sums
-        self._copy: np.ndarray | None = None
         self._lock = threading.Lock()
 
     def _live(self) -> Any:
@@ -211,16 +213,6 @@ class OrtResidentMap:
         self._count(SUM_BYTES * len(windows))
         return out
 
-    def _whole(self) -> np.ndarray:
-        with self._lock:
-            copied = self._copy
-        if copied is None:
-            copied = self._live().numpy()
-            self._count(copied.nbytes)
-            with self._lock:
-                self._copy = copied
-        return copied
-
     def window(self, b: int, c: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """One window, sliced inside ONNX Runtime (only its bytes come out)."""
         check_window(self.shape, b, c, y0, y1, x0, x1)
@@ -229,8 +221,10 @@ class OrtResidentMap:
         return out
 
     def to_numpy(self) -> np.ndarray:
-        return np.array(self._whole())
+        """The whole map, copied out of ONNX Runtime (counted)."""
+        copied = self._live().numpy()
+        self._count(copied.nbytes)
+        return copied
 
     def release(self) -> None:
         self._value = None
-        self._copy = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -12,6 +13,17 @@ from ...log import get_logger
 from ..base import BaseRunner
 
 log = get_logger("backend.onnxrt")
+
+
+def session_options(threads: int | None = None) -> Any:
+    """Quiet ONNX Runtime session options, ``threads`` intra-op threads (None: its default)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # initializer clean-up chatter is not the user's concern
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    return options
 
 
 class OnnxRuntimeRunner(BaseRunner):
@@ -33,10 +45,7 @@ class OnnxRuntimeRunner(BaseRunner):
 
         self.onnx_path = Path(onnx_path)
         super().__init__(name or self.onnx_path.stem)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # initializer clean-up chatter is not the user's concern
-        if threads:
-            options.intra_op_num_threads = int(threads)
+        options = session_options(threads)
         chosen: list = []
         for provider in providers or ["CPUExecutionProvider"]:
             if provider == "CUDAExecutionProvider":

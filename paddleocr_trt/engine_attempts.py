@@ -174,6 +174,8 @@ def run_attempts(
         except Exception as exc:
             outcome, error_type, message, stderr_tail = _classify(exc)
             record.update(outcome=outcome, error_type=error_type, error=message[:2000])
+            if getattr(exc, "returncode", None) is not None:
+                record["returncode"] = exc.returncode  # type: ignore[attr-defined]
             if stderr_tail:
                 record["stderr_tail"] = stderr_tail
             record["seconds"] = round(time.perf_counter() - started, 3)

@@ -103,7 +103,7 @@ class ArtifactPipeline:
     ):
         self.cache = cache or EngineCache(default_cache_dir())
         self.options = options or PipelineOptions()
-        self.failures = FailureMemo(self.cache.root)
+        self.failures = FailureMemo(self.cache)
         #: None: engine_attempts.IsolatedEngineBuilder (a child process per attempt)
         self.engine_builder = engine_builder
 
@@ -130,6 +130,7 @@ class ArtifactPipeline:
         )
 
     def _remember(self, key: CacheKey, exc: BaseException, timeout_s: float) -> None:
+        """Remember a failure (not one caused by a signal or a timeout: see failures.py)."""
         attempts = list(getattr(exc, "attempts", None) or [])
         timed_out = "timed out" in str(exc) or "timeout" in str(exc)
         if attempts:
@@ -148,18 +149,17 @@ class ArtifactPipeline:
         if self.options.validation_images:
             return tuple(Path(p) for p in self.options.validation_images)
         from .cache.fsutil import cache_error
-        from .cache.safety import ensure_private_dir
-        from .testing.images import render_sample_images
+        from .testing.images import render_sample_image_bytes
 
-        out = self.cache.root / "validation-images"
         try:
-            if not os.path.lexists(self.cache.root):
-                ensure_private_dir(self.cache.root)
-            ensure_private_dir(out)
-            paths = tuple(s.path for s in render_sample_images(out))
-            for path in paths:
-                os.chmod(path, 0o600, follow_symlinks=False)
-            return paths
+            with self.cache.fsroot.open("validation-images", create=True) as out:
+                paths = []
+                for name, data in render_sample_image_bytes():
+                    # a new 0600 file renamed into place through the dir's descriptor: a link
+                    # or hard link planted at the name is replaced, never written through
+                    out.write_bytes(name, data, durable=False)
+                    paths.append(out.path / name)
+            return tuple(paths)
         except OSError as exc:
             raise cache_error(self.cache.root, exc, "rendering the validation images") from exc
 
@@ -395,11 +395,11 @@ class ArtifactPipeline:
     def timing_cache_dir(self) -> Path | None:
         """``<cache>/timing``, private to this user; None (no timing cache) if it is not ours:
         TensorRT must not be fed tactic data another user could have planted."""
-        from .cache.safety import ensure_private_dir
         from .errors import CacheError
 
         try:
-            return ensure_private_dir(self.cache.root / "timing")
+            with self.cache.fsroot.open("timing", create=True) as timing:
+                return timing.path
         except (OSError, CacheError) as exc:
             log.warning("building without the TensorRT timing cache: %s", exc)
             return None

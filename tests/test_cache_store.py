@@ -140,7 +140,15 @@ def test_bad_entry_is_logged_removed_and_rebuilt(
     assert create.calls == 2
     assert EngineCache(cache_root).get(key, verify=True) is not None
     assert sha256_file(rebuilt.artifact_path) == rebuilt.manifest["files"]["model.onnx"]["sha256"]
-    assert leftovers(cache_root) == []
+    if corruption in UNPROVABLE:  # no manifest of ours proves it: moved aside, never deleted
+        (aside,) = leftovers(cache_root)
+        assert aside.startswith(f"untrusted-onnx-{key.digest}-")
+    else:
+        assert leftovers(cache_root) == []
+
+
+#: corruptions that destroy the manifest's proof that the entry is the cache's (schema + key)
+UNPROVABLE = {"corrupt manifest JSON", "foreign schema version", "manifest key mismatch"}
 
 
 def test_bad_entry_found_inside_get_or_create_is_rebuilt(cache_root: Path) -> None:

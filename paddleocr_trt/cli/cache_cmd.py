@@ -66,7 +66,7 @@ def _cache(args: argparse.Namespace) -> Any:
 def _failures(cache: Any) -> Any:
     from ..cache.failures import FailureMemo
 
-    return FailureMemo(cache.root)
+    return FailureMemo(cache)
 
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
@@ -89,7 +89,10 @@ def _size(n: float) -> str:
 
 
 def _when(epoch: float | None) -> str:
-    return "-" if epoch is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))
+    try:
+        return "-" if epoch is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))
+    except (OverflowError, OSError, ValueError):
+        return "?"
 
 
 def _guarded(func: Any) -> Any:
@@ -106,6 +109,9 @@ def _guarded(func: Any) -> Any:
             return _fail(args, str(exc), EXIT_USAGE)
         except (CacheError, OSError) as exc:
             return _fail(args, str(exc))
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            # every record is schema-checked when read; this is the last line of that promise
+            return _fail(args, f"a cache record is corrupt ({type(exc).__name__}: {exc})")
 
     run.__name__ = func.__name__
     run.__doc__ = func.__doc__

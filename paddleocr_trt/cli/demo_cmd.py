@@ -52,7 +52,19 @@ def run(args: argparse.Namespace) -> int:
     from ..settings import default_cache_dir
     from ..testing.models import prepare_models
 
-    work = args.work_dir or default_cache_dir() / "demo"
+    # everything the demo writes (model copies, conversions, samples) is private: 0700/0600
+    os.umask(os.umask(0o077) | 0o077)
+    work = args.work_dir
+    if work is None:
+        from ..cache.store import EngineCache
+        from ..errors import CacheError
+
+        try:  # under the cache root the cache resolved (a subdir of ~, never ~ itself)
+            with EngineCache(default_cache_dir()).fsroot.open("demo", create=True) as demo:
+                work = demo.path
+        except (OSError, CacheError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     engine_kwargs: dict[str, Any] = {}
     if args.engine is not None:
         from ..settings import parse_engines

@@ -259,7 +259,7 @@ def _cache(cache_dir: Path | None) -> dict[str, Any]:
         info["size_bytes"] = cache.size_bytes() if info["exists"] else 0
         failures = [
             f"{f.digest[:12]} {f.kind} {f.key.get('model_type', '?')}: {f.describe()}"
-            for f in FailureMemo(cache.root).list()
+            for f in FailureMemo(cache).list()
         ]
         if failures:  # only then: the report's shape stays as it was for a clean cache
             info["failures"] = failures

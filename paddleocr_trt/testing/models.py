@@ -245,6 +245,9 @@ def prepare_models(
 
 
 def _default_root() -> Path:
+    from ..cache.store import EngineCache
     from ..settings import default_cache_dir
 
-    return default_cache_dir() / "models"
+    # created 0700 through the cache root the cache resolved (never ``~/models``)
+    with EngineCache(default_cache_dir()).fsroot.open("models", create=True) as models:
+        return models.path

@@ -98,10 +98,12 @@ def converter_versions() -> dict[str, str]:
 
 
 class _Failure(Exception):
-    def __init__(self, step: str, reason: str) -> None:
+    def __init__(self, step: str, reason: str, *, transient: bool = False) -> None:
         super().__init__(reason)
         self.step = step
         self.reason = reason
+        #: a timeout or a kill from outside (OOM killer, SIGTERM): may succeed on a retry
+        self.transient = transient
 
 
 def convert_to_onnx(
@@ -131,12 +133,14 @@ def convert_to_onnx(
     try:
         result = _convert(files, mtype, output, workdir, timeout_s, opset, versions, started)
     except _Failure as failure:
-        raise ConversionError(
+        error = ConversionError(
             f"converting {mtype.value} model {str(files.model_dir)!r} to ONNX failed at step "
             f"'{failure.step}' (paddle {versions['paddle']}, paddle2onnx "
             f"{versions['paddle2onnx']}, onnx {versions['onnx']}, onnxruntime "
             f"{versions['onnxruntime']}): {failure.reason}"
-        ) from None
+        )
+        error.transient = failure.transient  # type: ignore[attr-defined]
+        raise error from None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     log.info(
@@ -277,6 +281,7 @@ def _wait_worker(proc: subprocess.Popen[bytes], status_path: Path, timeout_s: fl
             STEP_TIMEOUT,
             f"paddle2onnx child process exceeded {timeout_s:g} s{during} and was killed"
             + _stderr_tail(stderr),
+            transient=True,
         ) from None
     except BaseException:
         # KeyboardInterrupt etc.: the child is in its own session and would outlive us.
@@ -291,7 +296,14 @@ def _wait_worker(proc: subprocess.Popen[bytes], status_path: Path, timeout_s: fl
         reason = f"{status['error']}\n{status.get('traceback', '')[-1500:]}".strip()
     else:
         reason = f"child process exited with code {proc.returncode} (crashed or killed)"
-    raise _Failure(step, reason + _stderr_tail(stderr))
+    killed = proc.returncode < 0 and -proc.returncode in EXTERNAL_SIGNALS
+    raise _Failure(step, reason + _stderr_tail(stderr), transient=killed)
+
+
+#: signals that come from outside (OOM killer, kill, Ctrl-C, logout), not from a bug in the model
+EXTERNAL_SIGNALS = frozenset(
+    {signal.SIGKILL.value, signal.SIGTERM.value, signal.SIGINT.value, signal.SIGHUP.value}
+)
 
 
 def _stderr_tail(stderr: bytes | None) -> str:

@@ -171,9 +171,9 @@ class FileHashIndex:
                 contextlib.suppress(OSError, ValueError, UntrustedPathError),
                 self.root.open_marked() as root,
             ):
-                    data = root.read_json(INDEX_FILE_NAME)
-                    if isinstance(data, dict) and data.get("version") == INDEX_VERSION:
-                        root.unlink(INDEX_FILE_NAME)
+                data = root.read_json(INDEX_FILE_NAME)
+                if isinstance(data, dict) and data.get("version") == INDEX_VERSION:
+                    root.unlink(INDEX_FILE_NAME)
 
     def save(self) -> None:
         """Merge this process's new hashes into the file; failures only cost re-hashing later."""

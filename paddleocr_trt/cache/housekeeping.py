@@ -163,9 +163,9 @@ def clean_temp(tmp: SafeDir, stale_temp_s: float) -> int:
             removed += tmp.remove_tree(name, last=OWNER_NAME)
         elif now - st.st_mtime > UNOWNED_GRACE_S:
             with contextlib.suppress(OSError, UntrustedPathError), tmp.child(name) as build:
-                    for stray in build.names():  # a half-written owner.json of ours
-                        if stray.startswith(f".{OWNER_NAME}."):
-                            build.unlink(stray)
+                for stray in build.names():  # a half-written owner.json of ours
+                    if stray.startswith(f".{OWNER_NAME}."):
+                        build.unlink(stray)
             removed += tmp.rmdir(name)  # only if empty: nothing is lost
     return removed
 

@@ -320,9 +320,7 @@ def check_entry(
                 parts = name.split("/")
                 try:
                     with entry.walk(*parts[:-1]) as parent:
-                        sha = index.sha256_in(
-                            parent, parts[-1], trust_index=hashes == "indexed"
-                        )
+                        sha = index.sha256_in(parent, parts[-1], trust_index=hashes == "indexed")
                 except (OSError, UntrustedPathError) as exc:
                     return bad(f"file {name} is unreadable ({exc})", manifest)
                 if sha != info["sha256"]:

@@ -47,7 +47,7 @@ from .housekeeping import (
 from .key import KINDS, CacheKey
 from .lock import lock_in, try_lock_and_delete
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, CacheEntry, check_entry, is_plain_name
-from .root import CacheRoot
+from .root import CacheRoot, CacheRootError
 from .safedir import SafeDir
 from .safety import UntrustedPathError
 
@@ -117,6 +117,8 @@ class EngineCache:
             return self.fsroot.open(kind)
         except FileNotFoundError:
             return None
+        except CacheRootError:
+            raise  # the root itself is refused: every command says so
         except UntrustedPathError as exc:
             if str(exc) not in self._warned:
                 self._warned.add(str(exc))
@@ -199,9 +201,7 @@ class EngineCache:
                 with kind_dir:
                     if kind_dir.lstat(key.digest) is None:
                         return
-                    again = check_entry(
-                        kind_dir, key.digest, key, self._index, hashes="indexed"
-                    )
+                    again = check_entry(kind_dir, key.digest, key, self._index, hashes="indexed")
                 if again.problem is not None:
                     self._discard_entry(key.kind, key.digest)
         except CacheError:

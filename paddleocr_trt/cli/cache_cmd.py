@@ -109,7 +109,7 @@ def _guarded(func: Any) -> Any:
             return _fail(args, str(exc), EXIT_USAGE)
         except (CacheError, OSError) as exc:
             return _fail(args, str(exc))
-        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        except (ValueError, TypeError, LookupError, AttributeError, OverflowError) as exc:
             # every record is schema-checked when read; this is the last line of that promise
             return _fail(args, f"a cache record is corrupt ({type(exc).__name__}: {exc})")
 
@@ -152,7 +152,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 _when(failure.created),
                 "-",
                 f"FAILED (not retried; `cache clear {failure.digest[:12]}`): "
-                f"{failure.error_type}: {failure.reason.splitlines()[0][:160]}",
+                f"{failure.error_type}: {(failure.reason.splitlines() or [''])[0][:160]}",
             )
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]

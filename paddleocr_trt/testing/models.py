@@ -205,6 +205,10 @@ def _publish(staging: Path, target: Path) -> None:
     (staging / "SOURCE.json").write_text(
         json.dumps({"source": RAPIDOCR_REQUIREMENT}), encoding="utf-8"
     )
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [staging, *staging.rglob("*")]:  # copy2 copies the package's modes: use umask's
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask, follow_symlinks=False)
     try:
         staging.rename(target)
     except OSError:

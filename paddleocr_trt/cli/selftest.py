@@ -121,7 +121,9 @@ def run_selftest(
         return 1
     from ..cache.store import EngineCache
 
-    work = EngineCache(cache_dir).root / "selftest"
+    # created 0700 through the cache root the cache resolved and marked (never ``~/selftest``)
+    with EngineCache(cache_dir).fsroot.open("selftest", create=True) as selftest:
+        work = selftest.path
     ok = True
     onnx_path = make_tiny_onnx(work / "tiny.onnx")
     tiny_profile = {"x": {"min": [1, 3, 32, 32], "opt": list(TINY_SHAPE), "max": [4, 3, 32, 32]}}

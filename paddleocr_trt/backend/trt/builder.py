@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...cache.lock import file_lock
-from ...errors import EngineBuildError, OutOfMemoryError
+from ...cache.lock import lock_in
+from ...cache.safedir import SafeDir
+from ...errors import CacheError, EngineBuildError, OutOfMemoryError
 from ...log import get_logger
 from ...profiles import Profile, ShapeProfile
 from ..cuda.runtime import device_scope
@@ -79,14 +80,26 @@ def timing_cache_file(timing_cache_dir: Path, gpu_tag: str) -> Path:
     return Path(timing_cache_dir) / f"timing-{tag}.cache"
 
 
+def read_timing_cache(cache_path: Path) -> bytes | None:
+    """The timing cache's bytes if it is a private file of ours (through the dir's fd), else None:
+    TensorRT must not be fed tactic data another user could have planted."""
+    try:
+        with SafeDir.open_path(cache_path.parent) as directory:
+            return directory.read_bytes(cache_path.name)
+    except (OSError, CacheError):
+        return None
+
+
 def save_timing_cache(cache_path: Path, new: bytes) -> None:
-    """Merge ``new`` into the cache file under its lock (never overwrite others' entries)."""
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    lock = cache_path.with_name(cache_path.name + ".lock")
-    with file_lock(lock, TIMING_CACHE_LOCK_TIMEOUT_S, "timing cache"):
-        current = cache_path.read_bytes() if cache_path.is_file() else b""
+    """Merge ``new`` into the cache file under its lock (never overwrite others' entries);
+    everything through the timing dir's descriptor (see cache/safedir.py)."""
+    with (
+        SafeDir.open_path(cache_path.parent) as directory,
+        lock_in(directory, cache_path.name + ".lock", TIMING_CACHE_LOCK_TIMEOUT_S, "timing cache"),
+    ):
+        current = read_timing_cache(cache_path) or b""
         merged = adapter.combine_timing_caches(current, new) if current else new
-        _write_atomic(cache_path, merged)
+        directory.write_bytes(cache_path.name, merged)
 
 
 def _precheck(onnx_path: Path, *, strongly_typed: bool) -> None:
@@ -170,8 +183,7 @@ def build_engine(
     if timing_cache_dir is not None:
         tag = gpu_tag if gpu_tag else gpu_cache_tag(device_id)
         cache_path = timing_cache_file(Path(timing_cache_dir), tag)
-        if cache_path.is_file():
-            cache_bytes = cache_path.read_bytes()
+        cache_bytes = read_timing_cache(cache_path)
 
     start = time.perf_counter()
     attempt_settings, attempts = settings, 0

@@ -92,9 +92,11 @@ class SafeDir:
             fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise UntrustedPathError(
-                    f"{path} is a symbolic link or not a directory; the cache refuses to use it"
-                ) from None
+                what = "a symbolic link" if exc.errno == errno.ELOOP else "not a directory"
+                if dir_fd is not None and exc.errno == errno.ENOTDIR:
+                    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                    what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else what
+                raise UntrustedPathError(f"{path} is {what}; the cache refuses to use it") from None
             raise
         try:
             if fix_mode:

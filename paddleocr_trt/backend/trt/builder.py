@@ -93,6 +93,7 @@ def read_timing_cache(cache_path: Path) -> bytes | None:
 def save_timing_cache(cache_path: Path, new: bytes) -> None:
     """Merge ``new`` into the cache file under its lock (never overwrite others' entries);
     everything through the timing dir's descriptor (see cache/safedir.py)."""
+    cache_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with (
         SafeDir.open_path(cache_path.parent) as directory,
         lock_in(directory, cache_path.name + ".lock", TIMING_CACHE_LOCK_TIMEOUT_S, "timing cache"),

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .artifact import ENGINE_ARTIFACT, ONNX_ARTIFACT, Artifact, log_report
 from .cache.failures import FailureMemo
 from .cache.key import CacheKey
-from .cache.store import CacheEntry, EngineCache
+from .cache.store import EngineCache
 from .engine_attempts import EngineBuilder
 from .errors import (
     ConversionError,
@@ -32,8 +33,6 @@ from .settings import DEFAULT_MIN_AGREEMENT, build_timeout_s, default_cache_dir
 
 log = get_logger("pipeline")
 
-ONNX_ARTIFACT = "model.onnx"
-ENGINE_ARTIFACT = "engine.plan"
 #: Validation batch sizes: 1 and a multi-image batch (the issue asks for several).
 VALIDATION_BATCHES = (1, 4)
 
@@ -74,23 +73,6 @@ class PipelineOptions:
 
 class RememberedFailureError(PaddleOCRTRTError):
     """This artifact failed before with the same key; it is not retried until cleared."""
-
-
-@dataclass
-class Artifact:
-    """A cached, validated artifact and where it came from."""
-
-    entry: CacheEntry
-    from_cache: bool
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def path(self) -> Path:
-        return self.entry.artifact_path
-
-    @property
-    def validation(self) -> dict[str, Any] | None:
-        return self.entry.validation
 
 
 class ArtifactPipeline:
@@ -149,7 +131,7 @@ class ArtifactPipeline:
             return tuple(Path(p) for p in self.options.validation_images)
         from .cache.fsutil import cache_error
         from .cache.safety import ensure_private_dir
-        from .testing.images import render_sample_images
+        from .comparator.sample_images import render_sample_images
 
         out = self.cache.root / "validation-images"
         try:
@@ -200,7 +182,7 @@ class ArtifactPipeline:
             name=f"paddle:{model_dir.name}",
         )
 
-    def _compare(self, model_type: ModelType, model_dir: Path, candidate: Any, inputs) -> Any:
+    def compare(self, model_type: ModelType, model_dir: Path, candidate: Any, inputs) -> Any:
         from .comparator.compare import compare
 
         with self.reference_runner(model_dir) as reference:
@@ -251,8 +233,8 @@ class ArtifactPipeline:
         def validate(path: Path) -> Any:
             inputs = self.validation_inputs(model_dir, mtype)
             with OnnxRuntimeRunner(path, name=f"onnxruntime:{model_dir.name}") as candidate:
-                report = self._compare(mtype, model_dir, candidate, inputs)
-            _log_report("ONNX", model_dir, report)
+                report = self.compare(mtype, model_dir, candidate, inputs)
+            log_report("ONNX", model_dir, report)
             return report
 
         entry = self.cache.get(key)
@@ -421,17 +403,6 @@ class ArtifactPipeline:
             device_id=self.options.device_id,
             timing_cache_dir=self.timing_cache_dir(),
         )
-
-
-def _log_report(what: str, model_dir: Path, report: Any) -> None:
-    level = log.info if report.passed else log.warning
-    level(
-        "%s validation of %s: agreement %.4f (%s)",
-        what,
-        model_dir,
-        report.agreement,
-        "passed" if report.passed else f"FAILED: {getattr(report, 'reason', '')}",
-    )
 
 
 @functools.lru_cache(maxsize=8)

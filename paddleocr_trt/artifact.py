@@ -13,7 +13,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .cache.failures import FailureMemo
+from .cache.key import CacheKey
 from .cache.store import CacheEntry, EngineCache
+from .errors import PaddleOCRTRTError
 from .log import get_logger
 from .model_types import ModelType
 
@@ -40,12 +43,52 @@ class Artifact:
         return self.entry.validation
 
 
+class RememberedFailureError(PaddleOCRTRTError):
+    """This artifact failed before with the same key; it is not retried until cleared."""
+
+
+def check_remembered(failures: FailureMemo, key: CacheKey, timeout_s: float) -> None:
+    """Raise RememberedFailureError if ``key`` failed before (unless it only timed out and
+    the timeout has been raised since)."""
+    record = failures.get(key)
+    if record is None:
+        return
+    before = record.context.get("timeout_s")
+    if record.context.get("timed_out") and before is not None and timeout_s > float(before):
+        log.info(
+            "%s timed out after %s s before; retrying with the longer timeout of %s s",
+            key.describe(),
+            before,
+            timeout_s,
+        )
+        return
+    raise RememberedFailureError(
+        f"{key.describe()} failed before and is not retried ({record.describe()}); "
+        f"run `paddleocr-trt cache clear {key.digest[:12]}` to try again"
+    )
+
+
+def remember(failures: FailureMemo, key: CacheKey, exc: BaseException, timeout_s: float) -> None:
+    """Record the failure of ``key`` (with its attempts and whether it timed out)."""
+    attempts = list(getattr(exc, "attempts", None) or [])
+    timed_out = "timed out" in str(exc) or "timeout" in str(exc)
+    if attempts:
+        timed_out = any(a.get("outcome") == "timeout" for a in attempts)
+    failures.record(
+        key,
+        exc,
+        attempts=attempts,
+        context={"timeout_s": timeout_s, "timed_out": timed_out},
+    )
+
+
 class ArtifactSource(Protocol):
     """The recipe's shared steps an engine's artifact step uses (``pipeline.ArtifactPipeline``):
     the cache, the options, the validated ONNX and the validation inputs and comparison."""
 
     cache: EngineCache
     options: Any  # pipeline.PipelineOptions
+    failures: FailureMemo
 
     def onnx(self, model_dir: str | Path, model_type: ModelType | str) -> Artifact: ...
 

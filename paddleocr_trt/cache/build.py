@@ -15,7 +15,7 @@ import stat
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .._version import __version__
 from ..errors import CacheError, ValidationFailedError
@@ -24,17 +24,29 @@ from .fsutil import FULL_ERRNOS, NOT_WRITABLE_ERRNOS, cache_error, owner_record
 from .housekeeping import OWNER_NAME, build_dir_name
 from .key import CacheKey
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, CacheEntry
+from .root import CacheRoot
 from .safedir import SafeDir
 from .safety import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, UntrustedPathError
-
-if TYPE_CHECKING:
-    from .store import EngineCache
 
 log = get_logger("cache")
 
 #: ``create_fn(tmp_dir)`` returns the artifact path inside ``tmp_dir``, optionally with metadata
 CreateFn = Callable[[Path], "Path | str | tuple[Path | str, Mapping[str, Any]]"]
 ValidateFn = Callable[[Path], Any]
+
+
+class EntryStore(Protocol):
+    """What :func:`build_entry` needs of the cache (``store.EngineCache``, which calls it)."""
+
+    root: Path
+    fsroot: CacheRoot
+
+    @property
+    def tmp_dir(self) -> Path: ...
+
+    def entry_dir(self, key: CacheKey) -> Path: ...
+
+    def _discard_entry(self, kind: str, digest: str) -> bool: ...
 
 
 class CachePublishError(CacheError):
@@ -53,7 +65,7 @@ class CachePublishError(CacheError):
         build_dir: Path,
         metadata: Mapping[str, Any] | None = None,
         validation: Mapping[str, Any] | None = None,
-        cache: EngineCache | None = None,
+        cache: EntryStore | None = None,
     ) -> None:
         super().__init__(message)
         self._cache = cache
@@ -99,7 +111,7 @@ def _report_dict(value: Any, key: CacheKey) -> dict[str, Any] | None:
 
 
 def build_entry(
-    cache: EngineCache,
+    cache: EntryStore,
     key: CacheKey,
     create_fn: CreateFn,
     artifact_name: str,
@@ -193,7 +205,7 @@ def build_entry(
     return CacheEntry(key.digest, key.kind, dest, manifest)
 
 
-def _discard_build(cache: EngineCache, name: str) -> None:
+def _discard_build(cache: EntryStore, name: str) -> None:
     with contextlib.suppress(OSError, UntrustedPathError), cache.fsroot.open("tmp") as tmp:
         tmp.remove_tree(name, last=OWNER_NAME)
 

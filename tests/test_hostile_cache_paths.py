@@ -183,13 +183,13 @@ def test_symlink_planted_at_any_level_is_never_followed(where: str, tmp_path: Pa
     assert snapshot(other) == before
 
 
+@needs_root
 def test_cache_dir_that_is_a_link_of_another_user_is_refused(tmp_path: Path) -> None:
     link = tmp_path / "cache"
     link.symlink_to(tmp_path)
-    if os.geteuid() == 0:
-        os.chown(link, SECOND_UID, SECOND_UID, follow_symlinks=False)
-        proc = run_cli("cache", "clear", "--all", "--cache-dir", str(link))
-        assert proc.returncode == 1 and "symbolic link of another user" in proc.stderr
+    os.chown(link, SECOND_UID, SECOND_UID, follow_symlinks=False)
+    proc = run_cli("cache", "clear", "--all", "--cache-dir", str(link))
+    assert proc.returncode == 1 and "symbolic link of another user" in proc.stderr
 
 
 # -- 1b. a shared 1777 root and a second, real uid --------------------------------------------

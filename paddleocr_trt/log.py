@@ -27,16 +27,55 @@ _said: set[tuple[str, ...]] = set()
 _said_lock = threading.Lock()
 
 
+#: formats of root handlers that libraries install on import, not the application: Paddle's
+#: ``paddle.distributed.utils.log_utils.get_logger`` adds this one to the root logger when
+#: ``paddle`` is imported (and PaddleX imports paddle), which used to switch our format mid-run
+LIBRARY_ROOT_FORMATS = frozenset(
+    {"[%(asctime)-15s] [%(levelname)8s] %(filename)s:%(lineno)s - %(message)s"}
+)
+
+
+def _library_made(handler: logging.Handler) -> bool:
+    return getattr(handler.formatter, "_fmt", None) in LIBRARY_ROOT_FORMATS
+
+
+def application_configured_root() -> bool:
+    """True when the root logger has a handler that a library did not add on import."""
+    return any(not _library_made(h) for h in logging.getLogger().handlers)
+
+
+def _is_ours(record: logging.LogRecord) -> bool:
+    return record.name == LOGGER_NAME or record.name.startswith(LOGGER_NAME + ".")
+
+
+class _NotOursWhileWeSpeak(logging.Filter):
+    """On a library-made root handler: drop our records while our own handler prints them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _is_ours(record) or application_configured_root()
+
+
+_NOT_OURS = _NotOursWhileWeSpeak()
+
+
 class _StderrUnlessConfigured(logging.StreamHandler):
-    """stderr (looked up per record, so redirections apply) while the root has no handler."""
+    """stderr (looked up per record, so redirections apply) while the application has given
+    the root logger no handler of its own. A handler Paddle adds on import does not count, and
+    our records are kept off it, so the format stays ours whatever gets imported later."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
     def emit(self, record: logging.LogRecord) -> None:
-        if logging.getLogger().handlers:
+        if application_configured_root():
             return
+        for handler in logging.getLogger().handlers:
+            if _NOT_OURS not in handler.filters:
+                handler.addFilter(_NOT_OURS)
         self.setStream(sys.stderr)
+        from .progress import before_log_line
+
+        before_log_line(self.stream)
         super().emit(record)
 
 

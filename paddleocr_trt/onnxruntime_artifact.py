@@ -56,6 +56,7 @@ def onnxruntime_engine(
     """
     from .backend.onnxrt.runner import OnnxRuntimeRunner
     from .pipeline import ONNX_ARTIFACT, Artifact, _log_report
+    from .progress import stage
 
     model_dir = locate_model_files(model_dir).model_dir.resolve()
     mtype = ModelType.parse(model_type)
@@ -86,7 +87,11 @@ def onnxruntime_engine(
         if not base.get("passed"):
             return base
         pairs = pipeline.fused_validation_pairs(model_dir, mtype)
-        with runner(onnx.path, "unfused") as reference, runner(path, "fused") as candidate:
+        with (
+            stage(f"validating the fused {mtype.value} graph of {model_dir.name} ({provider})"),
+            runner(onnx.path, "unfused") as reference,
+            runner(path, "fused") as candidate,
+        ):
             fused = check_fused_graph(
                 mtype,
                 model_dir,

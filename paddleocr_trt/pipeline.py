@@ -250,7 +250,10 @@ class ArtifactPipeline:
 
         def validate(path: Path) -> Any:
             inputs = self.validation_inputs(model_dir, mtype)
-            with OnnxRuntimeRunner(path, name=f"onnxruntime:{model_dir.name}") as candidate:
+            with (
+                stage(f"validating the {mtype.value} ONNX of {model_dir.name} against Paddle"),
+                OnnxRuntimeRunner(path, name=f"onnxruntime:{model_dir.name}") as candidate,
+            ):
                 report = self._compare(mtype, model_dir, candidate, inputs)
             _log_report("ONNX", model_dir, report)
             return report

@@ -125,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         "engines_tried": engines,
         "pipeline_init_seconds": round(time.perf_counter() - started, 3),
         "models": [_ran(d) for d in backend_report()],
+        "backends": {d.model_name: d.to_dict() for d in backend_report()},
         "problems": problems,
     }
     out.header(header)
@@ -163,14 +164,23 @@ def _ocr_one(ocr: Any, native: Any, item: DemoInput, timings: Any) -> Iterator[d
         yield {"image": item.name, "path": str(item.path), "error": f"{type(exc).__name__}: {exc}"}
         return
     total = time.perf_counter() - start
-    stages = _stages(timings().values())
+    measured = list(timings().values())
+    stages = stage_summary(measured)
+    engine_seconds = {t.model_name: t.engine_seconds for t in measured}
+    seconds = {
+        "total": round(total, 4),
+        **engine_seconds,
+        "pre/post-processing": total - sum(engine_seconds.values()),
+    }
     reference: list[Any] | None = None
+    native_error = None
     if native is not None:
         try:
             reference = list(native.predict(str(item.path)))
         except Exception as exc:
             reference = None
-            stages["native_error"] = f"{type(exc).__name__}: {exc}"
+            native_error = f"{type(exc).__name__}: {exc}"
+        timings()  # whatever the native run added is not the next image's engine time
     for index, page in enumerate(pages):
         name = item.name if len(pages) == 1 else f"{item.name} page {index + 1}/{len(pages)}"
         record: dict[str, Any] = {
@@ -179,11 +189,13 @@ def _ocr_one(ocr: Any, native: Any, item: DemoInput, timings: Any) -> Iterator[d
             "lines": list(page["rec_texts"]),
             "scores": [round(float(s), 4) for s in page["rec_scores"]],
             "expected": item.expected,
-            "seconds": round(total / len(pages), 4),
+            "seconds": seconds if index == 0 else {"total": 0.0},
             "stages": stages if index == 0 else {},
         }
         if reference is not None:
             record["matches_native"] = _compare(page, reference, index)
+        elif native_error:
+            record["native_error"] = native_error
         yield record
 
 
@@ -196,14 +208,18 @@ def _compare(page: Any, reference: list[Any], index: int) -> dict[str, Any]:
     return {"same": not differences, "differences": differences[:5]}
 
 
-def _stages(timings: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def stage_summary(timings: Any) -> dict[str, dict[str, Any]]:
+    """Per stage (det, orientation, rec): engine ms, the predictor's host ms around it, engine
+    calls and the bytes the engine returned (from :func:`~paddleocr_trt.take_stage_timings`)."""
+    out: dict[str, dict[str, Any]] = {}
     for t in timings:
+        host = t.host_seconds
         out[t.stage] = {
             "model": t.model_name,
             "engine_ms": round(t.engine_seconds * 1000, 3),
+            "host_ms": None if host is None else round(host * 1000, 3),
             "calls": t.calls,
-            "output_bytes": t.output_bytes,
+            "engine_output_bytes": t.output_bytes,
         }
     return out
 
@@ -289,11 +305,10 @@ class _Output:
         else:
             for line, score in zip(r["lines"], r["scores"], strict=True):
                 print(f"  {score:.3f}  {line}")
-            parts = [f"{r['seconds'] * 1000:.0f} ms"]
-            for stage, t in r["stages"].items():
-                if isinstance(t, dict):
-                    parts.append(f"{stage} {t['engine_ms']:.0f} ms")
-            print(f"  time: {', '.join(parts)}")
+            if r["stages"]:  # a PDF's time is on its first page
+                parts = [f"{r['seconds']['total'] * 1000:.0f} ms"]
+                parts += [f"{stage} {t['engine_ms']:.0f} ms" for stage, t in r["stages"].items()]
+                print(f"  time: {', '.join(parts)}")
             match = r.get("matches_native")
             if match is not None:
                 verdict = "same as native Paddle" if match["same"] else "DIFFERS from native Paddle"

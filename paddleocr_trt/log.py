@@ -16,12 +16,65 @@ import logging
 import os
 import sys
 import threading
+from typing import Any
 
 from .settings import ENV_LOG_LEVEL
 
 LOGGER_NAME = "paddleocr_trt"
 PROGRESS_LOGGER_NAME = f"{LOGGER_NAME}.progress"
 logger = logging.getLogger(LOGGER_NAME)
+
+# -- progress bars on stderr (drawn by progress.py; kept here, below it, so log lines and Python
+# warnings can clear them first) ------------------------------------------------------------
+
+_active: list[Any] = []  # bars drawn on stderr right now (a line without its newline)
+_active_lock = threading.Lock()
+_plain_showwarning: Any = None
+
+
+def before_log_line(stream: Any = None) -> None:
+    """Clear the bars' line before a log record or warning is written to stderr, so the message
+    starts on a line of its own instead of after the bar's text (the bar redraws itself)."""
+    if stream is not None and stream is not sys.stderr:
+        return
+    with _active_lock:
+        bars = list(_active)
+    for bar in bars:
+        try:
+            bar.clear()
+        except (OSError, ValueError):  # a closed stream: nothing to clear
+            continue
+
+
+def _showwarning(*args: Any, **kwargs: Any) -> None:
+    before_log_line()
+    _plain_showwarning(*args, **kwargs)
+
+
+def register_bar(bar: Any) -> None:
+    """Track a bar; while any is drawn, Python warnings clear it before printing."""
+    global _plain_showwarning
+    import warnings
+
+    with _active_lock:
+        _active.append(bar)
+        if _plain_showwarning is None:
+            _plain_showwarning = warnings.showwarning
+            warnings.showwarning = _showwarning
+
+
+def unregister_bar(bar: Any) -> None:
+    global _plain_showwarning
+    import warnings
+
+    with _active_lock:
+        if bar in _active:
+            _active.remove(bar)
+        if not _active and _plain_showwarning is not None:
+            if warnings.showwarning is _showwarning:
+                warnings.showwarning = _plain_showwarning
+            _plain_showwarning = None
+
 
 _said: set[tuple[str, ...]] = set()
 _said_lock = threading.Lock()
@@ -73,8 +126,6 @@ class _StderrUnlessConfigured(logging.StreamHandler):
             if _NOT_OURS not in handler.filters:
                 handler.addFilter(_NOT_OURS)
         self.setStream(sys.stderr)
-        from .progress import before_log_line
-
         before_log_line(self.stream)
         super().emit(record)
 

@@ -13,57 +13,13 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, TypeVar
 
+from .log import register_bar as _register
+from .log import unregister_bar as _unregister
+
 T = TypeVar("T")
 
 #: how often an open-ended step (one long conversion) redraws its elapsed time
 SPINNER_REFRESH_S = 0.5
-
-_active: list[Any] = []  # bars drawn on stderr right now (a line without its newline)
-_active_lock = threading.Lock()
-_plain_showwarning: Any = None
-
-
-def before_log_line(stream: Any = None) -> None:
-    """Clear the bars' line before a log record or warning is written to stderr, so the message
-    starts on a line of its own instead of after the bar's text (the bar redraws itself)."""
-    if stream is not None and stream is not sys.stderr:
-        return
-    with _active_lock:
-        bars = list(_active)
-    for bar in bars:
-        with contextlib.suppress(OSError, ValueError):
-            bar.clear()
-
-
-def _showwarning(*args: Any, **kwargs: Any) -> None:
-    before_log_line()
-    _plain_showwarning(*args, **kwargs)
-
-
-def _register(bar: Any) -> None:
-    """Track a bar; while any is drawn, Python warnings clear it before printing."""
-    global _plain_showwarning
-    import warnings
-
-    with _active_lock:
-        _active.append(bar)
-        if _plain_showwarning is None:
-            _plain_showwarning = warnings.showwarning
-            warnings.showwarning = _showwarning
-
-
-def _unregister(bar: Any) -> None:
-    global _plain_showwarning
-    import warnings
-
-    with _active_lock:
-        if bar in _active:
-            _active.remove(bar)
-        if not _active and _plain_showwarning is not None:
-            if warnings.showwarning is _showwarning:
-                warnings.showwarning = _plain_showwarning
-            _plain_showwarning = None
-
 
 def bars_enabled(quiet: bool = False, stream: IO[str] | None = None) -> bool:
     """True when a bar would be seen by a person: not quiet and stderr is a TTY."""

@@ -165,13 +165,14 @@ def _sweep(
     batches: list[int],
     args: argparse.Namespace,
 ) -> Any:
-    from ..optimizer import BenchmarkResult, engine_input
+    from ..benchmarking import BenchmarkResult, benchmark_input, engine_input
     from ..progress import stage
 
     latencies, throughputs = [], []
     for batch in batches:
         with stage(f"benchmark {runner.backend} {mtype.value} batch {batch}"):
-            x = engine_input(runner, optimizer._benchmark_input(model_dir, mtype, batch), model_dir)
+            images = optimizer.pipeline.validation_images()
+            x = engine_input(runner, benchmark_input(images, model_dir, mtype, batch), model_dir)
             stats = latency_stats(runner, [x], args.warmup, args.iterations, args.max_seconds)
         latencies.append(stats)
         throughputs.append(batch / (stats["mean"] / 1000.0))

@@ -113,11 +113,15 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import activate
     from ..integration.report import backend_report, take_stage_timings
+    from ..progress import stage
 
     activate()
     kwargs = {**models.paddleocr_kwargs(textline_orientation=True), "device": device}
     started = time.perf_counter()
-    with _collect_warnings() as problems:
+    with (
+        stage(f"creating the PaddleOCR pipeline ({device}, engines: {', '.join(engines)})"),
+        _collect_warnings() as problems,
+    ):
         ocr = PaddleOCR(**kwargs, use_tensorrt=True, precision=precision, trt_engine=engines)
     header = {
         "device": device,
@@ -131,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     out.header(header)
     native = None
     if not args.no_compare:
-        with _collect_warnings():
+        with stage("creating a native Paddle pipeline to compare with"), _collect_warnings():
             native = PaddleOCR(**kwargs)
     take_stage_timings()
     results = []

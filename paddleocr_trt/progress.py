@@ -21,6 +21,7 @@ T = TypeVar("T")
 #: how often an open-ended step (one long conversion) redraws its elapsed time
 SPINNER_REFRESH_S = 0.5
 
+
 def bars_enabled(quiet: bool = False, stream: IO[str] | None = None) -> bool:
     """True when a bar would be seen by a person: not quiet and stderr is a TTY."""
     if quiet:

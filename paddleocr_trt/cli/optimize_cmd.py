@@ -1,4 +1,4 @@
-"""``paddleocr-trt optimize | convert | benchmark``: the ``TensorRTOptimizer`` API from a shell.
+"""``paddleocr-trt optimize | convert``: the ``TensorRTOptimizer`` API from a shell.
 
 Exit codes: 0 success; 1 the machine could not do it (TensorRT missing, conversion or validation
 failed; the reason is printed); 2 usage error (no such model dir, unknown model type, bad
@@ -8,8 +8,11 @@ numbers), always a one-line message and never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,21 +68,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
     p.add_argument("-o", "--output", type=Path, default=None, help="also copy the ONNX file here")
     p.set_defaults(func=cmd_convert)
-
-    p = subparsers.add_parser(
-        "benchmark",
-        parents=[common],
-        help="latency/throughput per batch size, TensorRT engine vs native Paddle",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("engine", nargs="?", type=Path, metavar="ENGINE", help="engine (.plan/.engine)")
-    p.add_argument("--model-dir", type=Path, default=None, help="the Paddle model dir")
-    p.add_argument("--batch-sizes", default="1,8,16", help="comma-separated (default: 1,8,16)")
-    p.add_argument("--iterations", type=int, default=20, help="timed runs per batch size")
-    p.add_argument("--warmup", type=int, default=3, help="untimed runs per batch size")
-    p.add_argument("--no-native", action="store_true", help="skip the native Paddle baseline")
-    p.set_defaults(func=cmd_benchmark)
 
 
 # -- argument checks -----------------------------------------------------------------------------
@@ -137,12 +125,20 @@ def _run(args: argparse.Namespace, body: Any) -> int:
     try:
         validate_settings()
         return body(args)
+    except BrokenPipeError:
+        raise  # the reader went away: main() ends quietly
     except (UsageError, SettingsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _error(args, str(exc), EXIT_USAGE)
     except (PaddleOCRTRTError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return _error(args, str(exc), EXIT_FAILED)
+
+
+def _error(args: argparse.Namespace, message: str, code: int) -> int:
+    """One ``error:`` line on stderr; under ``--json`` also the one JSON document on stdout."""
+    if args.json:
+        print(json.dumps({"ok": False, "error": message}, ensure_ascii=False))
+    print(f"error: {message}", file=sys.stderr)
+    return code
 
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], human: list[str]) -> None:
@@ -150,6 +146,25 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], human: list[str]) -> N
         print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
         print("\n".join(human))
+
+
+@contextlib.contextmanager
+def _said_by_us(optimizer: Any) -> Iterator[None]:
+    """The optimizer logs its failure reason as a warning; the command prints that reason
+    itself (stderr line or JSON), so the log record of exactly that reason is dropped."""
+    target = logging.getLogger("paddleocr_trt")
+
+    def not_the_failure(record: logging.LogRecord) -> bool:
+        return not (optimizer.last_failure and record.getMessage() == optimizer.last_failure)
+
+    handlers = [*target.handlers, *logging.getLogger().handlers]
+    for handler in handlers:
+        handler.addFilter(not_the_failure)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(not_the_failure)
 
 
 # -- optimize ----------------------------------------------------------------------------------
@@ -183,12 +198,18 @@ def _optimize(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         build_timeout_s=args.build_timeout,
     )
-    with step(f"optimizing {mtype.value} model {model_dir.name}", quiet=args.json):
+    with (
+        step(f"optimizing {mtype.value} model {model_dir.name}", quiet=args.json),
+        _said_by_us(optimizer),
+    ):
         result = optimizer.optimize_model(model_dir, args.output, model_type=mtype)
     if result is None:
         reason = optimizer.last_failure or "unknown reason (see the log)"
         data = {"ok": False, "model_dir": str(model_dir), "model_type": mtype.value}
-        _emit(args, {**data, "reason": reason}, [f"optimize failed: {reason}"])
+        if args.json:
+            _emit(args, {**data, "reason": reason}, [])
+        else:
+            print(f"error: optimize failed: {reason}", file=sys.stderr)
         return EXIT_FAILED
     data = {"ok": True, **result.to_dict()}
     lines = [
@@ -248,46 +269,6 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 # -- benchmark ---------------------------------------------------------------------------------
-
-
-def cmd_benchmark(args: argparse.Namespace) -> int:
-    return _run(args, _benchmark)
-
-
-def _benchmark(args: argparse.Namespace) -> int:
-    if args.engine is not None and not args.engine.is_file():
-        raise UsageError(f"engine file not found: {args.engine}")
-    model_dir, mtype = _model(args.model_dir, args.model_type)
-    batches = _batch_sizes(args.batch_sizes)
-    if args.iterations < 1 or args.warmup < 0:
-        raise UsageError("--iterations must be >= 1 and --warmup >= 0")
-    from ..optimizer import TensorRTOptimizer
-    from ..progress import track
-
-    optimizer = TensorRTOptimizer(cache_dir=args.cache_dir)
-    if args.engine is None or optimizer.tensorrt_unavailable_reason():
-        why = "no engine given" if args.engine is None else optimizer.tensorrt_unavailable_reason()
-        print(f"note: native Paddle only ({why})", file=sys.stderr)
-    parts = []
-    # One call per batch size so the bar moves; each call measures native and TensorRT together.
-    for batch in track(batches, f"benchmark {mtype.value}", quiet=args.json):
-        result = optimizer.benchmark_performance(
-            args.engine,
-            [batch],
-            model_dir=model_dir,
-            model_type=mtype,
-            warmup=args.warmup,
-            iterations=args.iterations,
-            include_native=not args.no_native,
-        )
-        if result is None:
-            reason = optimizer.last_failure or "unknown reason (see the log)"
-            _emit(args, {"ok": False, "reason": reason}, [f"benchmark failed: {reason}"])
-            return EXIT_FAILED
-        parts.append(result)
-    merged = merge_results(parts)
-    _emit(args, merged.to_dict(), _benchmark_lines(merged))
-    return EXIT_OK
 
 
 def merge_results(parts: list[Any]) -> Any:

@@ -14,6 +14,7 @@ from ...artifact import ONNX_ARTIFACT, Artifact, ArtifactSource, log_report
 from ...cache.key import CacheKey
 from ...fusion.artifacts import FUSED_GRAPH, check_fused_graph, write_fused_onnx
 from ...model_types import ModelType, locate_model_files
+from ...progress import stage
 
 
 def onnxruntime_key(
@@ -83,7 +84,11 @@ def onnxruntime_engine(
         if not base.get("passed"):
             return base
         pairs = pipeline.fused_validation_pairs(model_dir, mtype)
-        with runner(onnx.path, "unfused") as reference, runner(path, "fused") as candidate:
+        with (
+            stage(f"validating the fused {mtype.value} graph of {model_dir.name} ({provider})"),
+            runner(onnx.path, "unfused") as reference,
+            runner(path, "fused") as candidate,
+        ):
             fused = check_fused_graph(
                 mtype,
                 model_dir,

@@ -1,8 +1,11 @@
-"""Paddle model dir -> validated ONNX -> validated TensorRT engine, each step cached.
+"""Model dir -> validated ONNX -> validated TensorRT engine, each step cached.
 
 The hook (``integration.tensorrt_path``) and the public API (``optimizer``) both go through
 :class:`ArtifactPipeline`, so an engine the CLI built is the one ``PaddleOCR(use_tensorrt=True)``
-loads, and nothing reaches the cache without passing validation against native Paddle.
+loads, and nothing reaches the cache without passing validation against the model's reference
+(``reference.py``: native Paddle for a Paddle model dir, ONNX Runtime running the source graph
+for an ONNX model dir). The model is resolved once at each entry (:meth:`ArtifactPipeline.resolve`)
+and that value goes down; nothing below reads the directory again.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from .errors import (
     ValidationFailedError,
 )
 from .log import get_logger
-from .model_types import ModelType, locate_model_files
+from .model_resolve import ModelRef, ResolvedModel, resolve_model
+from .model_types import ModelType
 from .progress import stage
 from .settings import DEFAULT_MIN_AGREEMENT, build_timeout_s, default_cache_dir
 
@@ -141,6 +145,17 @@ class ArtifactPipeline:
             context={"timeout_s": timeout_s, "timed_out": timed_out},
         )
 
+    # -- the model, resolved once --------------------------------------------------------------
+
+    def resolve(self, model: ModelRef, model_type: ModelType | str | None = None) -> ResolvedModel:
+        """``model`` resolved (files, type checked against inference.yml, its contents) with
+        its content fingerprint from this cache's hash index; a resolved value with a
+        fingerprint is returned as is."""
+        resolved = resolve_model(model, model_type)
+        if resolved.fingerprint is None:
+            resolved = resolved.with_fingerprint(self.cache.fingerprint(resolved.files).digest)
+        return resolved
+
     # -- inputs and references ----------------------------------------------------------------
 
     @functools.cached_property
@@ -167,7 +182,7 @@ class ArtifactPipeline:
         """Rendered once per pipeline: every validation and benchmark input is cut from them."""
         return list(self._validation_images)
 
-    def validation_inputs(self, model_dir: Path, model_type: ModelType) -> list[np.ndarray]:
+    def validation_inputs(self, model_dir: ModelRef, model_type: ModelType) -> list[np.ndarray]:
         from .comparator.inputs import build_validation_inputs
 
         return build_validation_inputs(
@@ -177,7 +192,7 @@ class ArtifactPipeline:
             batch_sizes=VALIDATION_BATCHES,
         )
 
-    def fused_validation_pairs(self, model_dir: Path, model_type: ModelType) -> list[Any]:
+    def fused_validation_pairs(self, model_dir: ModelRef, model_type: ModelType) -> list[Any]:
         """The validation inputs as (unfused graph input, fused graph input) pairs."""
         from .comparator.fused import build_fused_pairs
 
@@ -189,47 +204,47 @@ class ArtifactPipeline:
         )
 
     @staticmethod
-    def reference_runner(model_dir: Path) -> Any:
-        from .backend.paddle.runner import PaddleInferenceRunner
+    def reference_runner(model: ModelRef) -> Any:
+        """Native Paddle for a Paddle model dir, ONNX Runtime on the source graph for an ONNX
+        one (``reference.reference_runner``)."""
+        from .reference import reference_runner
 
-        # One thread per core: Paddle's default of 10 oversubscribes small machines (2x slower).
-        return PaddleInferenceRunner(
-            model_dir,
-            device="cpu",
-            cpu_threads=os.cpu_count() or 1,
-            name=f"paddle:{model_dir.name}",
-        )
+        return reference_runner(resolve_model(model))
 
-    def _compare(self, model_type: ModelType, model_dir: Path, candidate: Any, inputs) -> Any:
+    def _compare(self, model_type: ModelType, model: ModelRef, candidate: Any, inputs) -> Any:
         from .comparator.compare import compare
 
-        with self.reference_runner(model_dir) as reference:
+        with self.reference_runner(model) as reference:
             return compare(
                 model_type, reference, candidate, inputs, min_agreement=self.options.min_agreement
             )
 
     # -- ONNX ---------------------------------------------------------------------------------
 
-    def onnx_key(self, model_dir: Path, model_type: ModelType) -> CacheKey:
+    def onnx_key(self, model_dir: ModelRef, model_type: ModelType) -> CacheKey:
         from .backend.onnx.convert import converter_versions
 
+        model = self.resolve(model_dir, model_type)
         return CacheKey(
-            model_fingerprint=self.cache.fingerprint(model_dir).digest,
+            model_fingerprint=str(model.fingerprint),
             model_type=model_type.value,
             kind="onnx",
             precision="fp32",
-            builder_settings={"min_agreement": self.options.min_agreement},
-            converter_versions=converter_versions(),
+            builder_settings={"min_agreement": self.options.min_agreement, **model.source_key()},
+            converter_versions=converter_versions(model.is_onnx),
         )
 
-    def onnx(self, model_dir: str | Path, model_type: ModelType | str) -> Artifact:
-        """The validated fp32 ONNX of a model (converted once, then from the cache)."""
+    def onnx(self, model_dir: ModelRef, model_type: ModelType | str) -> Artifact:
+        """The validated fp32 ONNX of a model (converted once, then from the cache). An ONNX
+        model dir's source graph is not converted: it is checked, its axes and nodes named,
+        and validated against ONNX Runtime running the untouched source."""
         from .backend.onnx.convert import convert_to_onnx
         from .backend.onnxrt.runner import OnnxRuntimeRunner
 
-        model_dir = locate_model_files(model_dir).model_dir.resolve()
-        mtype = ModelType.parse(model_type)
-        key = self.onnx_key(model_dir, mtype)
+        model = self.resolve(model_dir, model_type)
+        model_dir = model.model_dir
+        mtype = model.model_type
+        key = self.onnx_key(model, mtype)
         created: dict[str, Any] = {}
 
         timeout_s = self.options.conversion_timeout_s
@@ -237,7 +252,7 @@ class ArtifactPipeline:
         def create(tmp: Path) -> tuple[Path, dict[str, Any]]:
             self._check_remembered(key, timeout_s)  # another process may have just failed
             result = convert_to_onnx(
-                model_dir, tmp / ONNX_ARTIFACT, mtype, timeout_s=self.options.conversion_timeout_s
+                model.files, tmp / ONNX_ARTIFACT, mtype, timeout_s=self.options.conversion_timeout_s
             )
             created["conversion"] = result
             return result.onnx_path, {
@@ -246,20 +261,22 @@ class ArtifactPipeline:
                 "input_names": result.input_names,
                 "output_names": result.output_names,
                 "model_dir": str(model_dir),
+                **model.source_metadata(),
             }
 
         def validate(path: Path) -> Any:
-            inputs = self.validation_inputs(model_dir, mtype)
+            inputs = self.validation_inputs(model, mtype)
             with OnnxRuntimeRunner(path, name=f"onnxruntime:{model_dir.name}") as candidate:
-                report = self._compare(mtype, model_dir, candidate, inputs)
-            _log_report("ONNX", model_dir, report)
+                report = self._compare(mtype, model, candidate, inputs)
+            _log_report("ONNX", model, report)
             return report
 
         entry = self.cache.get(key)
         if entry is None:
             self._check_remembered(key, timeout_s)
             try:
-                with stage(f"converting {mtype.value} model {model_dir.name} to ONNX"):
+                verb = "checking the source ONNX of" if model.is_onnx else "converting"
+                with stage(f"{verb} {mtype.value} model {model_dir.name} to ONNX"):
                     entry = self.cache.get_or_create(
                         key, create, artifact_name=ONNX_ARTIFACT, validate_fn=validate
                     )
@@ -270,13 +287,15 @@ class ArtifactPipeline:
 
     # -- ONNX Runtime engine -------------------------------------------------------------------
 
-    def onnxruntime_key(self, model_dir: Path, model_type: ModelType, provider: str) -> CacheKey:
+    def onnxruntime_key(
+        self, model_dir: ModelRef, model_type: ModelType, provider: str
+    ) -> CacheKey:
         from .onnxruntime_artifact import onnxruntime_key
 
         return onnxruntime_key(self, model_dir, model_type, provider)
 
     def onnxruntime_engine(
-        self, model_dir: str | Path, model_type: ModelType | str, provider: str, device_id: int = 0
+        self, model_dir: ModelRef, model_type: ModelType | str, provider: str, device_id: int = 0
     ) -> Artifact:
         """The fused graph an ONNX Runtime engine runs, validated under ``provider``, cached
         (see :mod:`paddleocr_trt.onnxruntime_artifact`)."""
@@ -287,26 +306,35 @@ class ArtifactPipeline:
     # -- TensorRT -----------------------------------------------------------------------------
 
     def profiles_for(
-        self, model_type: ModelType, input_name: str, base_input: str | None = None
+        self,
+        model_type: ModelType,
+        input_name: str,
+        base_input: str | None = None,
+        model: ResolvedModel | None = None,
     ) -> list[dict[str, Any]]:
         """Profiles of the engine's input; given ones written for the unfused input
-        ``base_input`` (float NCHW) follow the fused input's name and layout."""
+        ``base_input`` (float NCHW) follow the fused input's name and layout. Default ones take
+        their upper bounds (det side, rec width) from the model's inference.yml where it states
+        them (``ResolvedModel.max_input_shape``), else PaddleOCR's 4000 / 3200."""
         from .profiles import default_profiles, rename_input
 
         if self.options.profiles and model_type in self.options.profiles:
             given = list(self.options.profiles[model_type])
             return rename_input(given, base_input, input_name) if base_input else given
-        return default_profiles(model_type, input_name)
+        return default_profiles(model_type, input_name, **(model.profile_limits() if model else {}))
 
-    def engine_key(self, model_dir: Path, model_type: ModelType, profiles, settings) -> CacheKey:
+    def engine_key(
+        self, model_dir: ModelRef, model_type: ModelType, profiles, settings
+    ) -> CacheKey:
         from .backend.cuda.runtime import device_info
         from .backend.onnx.convert import converter_versions
         from .backend.trt import adapter
         from .fusion.artifacts import FUSED_GRAPH
 
+        model = self.resolve(model_dir, model_type)
         gpu = device_info(self.options.device_id)
         return CacheKey(
-            model_fingerprint=self.cache.fingerprint(model_dir).digest,
+            model_fingerprint=str(model.fingerprint),
             model_type=model_type.value,
             kind="engine",
             precision=settings.precision,
@@ -317,8 +345,9 @@ class ArtifactPipeline:
                 "tf32": settings.tf32,
                 "min_agreement": self.options.min_agreement,
                 "graph": FUSED_GRAPH,
+                **model.source_key(),
             },
-            converter_versions=converter_versions(),
+            converter_versions=converter_versions(model.is_onnx),
             tensorrt_version=adapter.tensorrt_version(),
             gpu_name=gpu.name,
             compute_capability=f"{gpu.compute_capability[0]}.{gpu.compute_capability[1]}",
@@ -336,39 +365,40 @@ class ArtifactPipeline:
             kwargs["workspace_bytes"] = self.options.workspace_bytes
         return BuildSettings(**kwargs)
 
-    def engine(self, model_dir: str | Path, model_type: ModelType | str) -> Artifact:
+    def engine(self, model_dir: ModelRef, model_type: ModelType | str) -> Artifact:
         """A validated engine: FP16 if it passes, else FP16 with FP32-pinned layers, else FP32.
 
         Each attempt is isolated (see ``engine_attempts``); when all fail, the failure is
         remembered under the engine's key and later calls raise RememberedFailureError at once.
         Built from the fused graph (``fusion.artifacts``): det/cls take uint8 NHWC
         ``image_uint8``, rec returns (index, max prob); validated on the fused inputs against
-        native Paddle on the same images (``comparator.fused``, task agreement).
+        the model's reference (native Paddle, or ONNX Runtime running an ONNX model dir's
+        source graph) on the same images (``comparator.fused``, task agreement).
         """
         from .fusion.artifacts import fused_input_name, with_side_inputs
         from .profiles import profiles_to_dict
 
-        model_dir = locate_model_files(model_dir).model_dir.resolve()
-        mtype = ModelType.parse(model_type)
-        onnx = self.onnx(model_dir, mtype)
+        model = self.resolve(model_dir, model_type)
+        mtype = model.model_type
+        onnx = self.onnx(model, mtype)
         base_input = (onnx.entry.metadata.get("input_names") or ["x"])[0]
         input_name = fused_input_name(mtype, base_input)
         profiles = with_side_inputs(
-            mtype, self.profiles_for(mtype, input_name, base_input), input_name
+            mtype, self.profiles_for(mtype, input_name, base_input, model), input_name
         )
         settings = self.build_settings()
-        key = self.engine_key(model_dir, mtype, profiles_to_dict(profiles), settings)
+        key = self.engine_key(model, mtype, profiles_to_dict(profiles), settings)
         timeout_s = self.options.effective_build_timeout_s()
         outcome: dict[str, Any] = {}
 
         def create(tmp: Path) -> tuple[Path, dict[str, Any]]:
             self._check_remembered(key, timeout_s)  # another process may have just failed
-            inputs = self.fused_validation_pairs(model_dir, mtype)
+            inputs = self.fused_validation_pairs(model, mtype)
             plan, report, meta = self._build_validated(
-                model_dir, mtype, onnx.path, tmp, profiles, settings, inputs
+                model, mtype, onnx.path, tmp, profiles, settings, inputs
             )
             outcome["report"] = report
-            return plan, meta
+            return plan, {**meta, **model.source_metadata()}
 
         entry = self.cache.get(key)
         if entry is None:
@@ -404,13 +434,14 @@ class ArtifactPipeline:
             log.warning("building without the TensorRT timing cache: %s", exc)
             return None
 
-    def _build_validated(self, model_dir, mtype, onnx_path, tmp, profiles, settings, inputs):
+    def _build_validated(self, model, mtype, onnx_path, tmp, profiles, settings, inputs):
         """The first plan that passes validation (see ``engine_attempts.build_validated``)."""
         from .engine_attempts import build_validated
 
         return build_validated(
             self._builder(),
-            model_dir=model_dir,
+            model_dir=model.model_dir,
+            model=model,
             mtype=mtype,
             onnx_path=Path(onnx_path),
             tmp=tmp,
@@ -423,12 +454,14 @@ class ArtifactPipeline:
         )
 
 
-def _log_report(what: str, model_dir: Path, report: Any) -> None:
+def _log_report(what: str, model: ModelRef, report: Any) -> None:
     level = log.info if report.passed else log.warning
+    reference = getattr(model, "reference_label", None)
     level(
-        "%s validation of %s: agreement %.4f (%s)",
+        "%s validation of %s%s: agreement %.4f (%s)",
         what,
-        model_dir,
+        getattr(model, "model_dir", model),
+        f" against {reference}" if reference else "",
         report.agreement,
         "passed" if report.passed else f"FAILED: {getattr(report, 'reason', '')}",
     )

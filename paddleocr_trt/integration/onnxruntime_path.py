@@ -31,6 +31,14 @@ def cpu_threads(engine_config: Mapping[str, Any]) -> int | None:
     return max(1, min(int(wanted), os.cpu_count() or 1))
 
 
+def made_how(artifact: Any) -> str:
+    """How a fresh artifact came about: converted from Paddle, or from an ONNX model dir's
+    source graph (validated against ONNX Runtime running that graph, no Paddle involved)."""
+    if artifact.entry.metadata.get("source_format") == "onnx":
+        return "validated against the source ONNX graph on ONNX Runtime"
+    return "converted and validated"
+
+
 def onnxruntime_runner(
     *,
     model_name: str,
@@ -64,7 +72,7 @@ def onnxruntime_runner(
     runner = FusedEngineRunner(engine, native, model_name, model_type)
     parts = [
         f"ONNX Runtime fp32 fused graph ({fused_io(model_type)}) on {'+'.join(engine.providers)}",
-        "loaded from cache" if artifact.from_cache else "converted and validated",
+        "loaded from cache" if artifact.from_cache else made_how(artifact),
         artifact.path.parent.name,
     ]
     agreement = (artifact.validation or {}).get("agreement")

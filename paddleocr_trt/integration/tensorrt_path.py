@@ -55,6 +55,8 @@ def tensorrt_runner(
     precision = artifact.entry.metadata.get("precision", request.precision)
     agreement = (artifact.validation or {}).get("agreement")
     origin = "loaded from cache" if artifact.from_cache else "built and validated"
+    if not artifact.from_cache and artifact.entry.metadata.get("source_format") == "onnx":
+        origin += " against the source ONNX graph on ONNX Runtime"
     description = (
         f"TensorRT {precision} engine over the fused graph ({fused_io(model_type)}) {origin} "
         f"({artifact.path.parent.name}"

@@ -84,8 +84,9 @@ class ConversionResult:
         return self.input_names[0]
 
 
-def converter_versions() -> dict[str, str]:
-    """Versions that determine the converted graph (cache keys include them)."""
+def converter_versions(source_onnx: bool = False) -> dict[str, str]:
+    """Versions that determine the converted graph (cache keys include them). An ONNX source
+    is not converted: Paddle and paddle2onnx do not enter its graph or its key."""
     return {
         key: version_of(*dists) or "not installed"
         for key, dists in (
@@ -94,6 +95,7 @@ def converter_versions() -> dict[str, str]:
             ("onnx", ("onnx",)),
             ("onnxruntime", ("onnxruntime", "onnxruntime-gpu")),
         )
+        if not (source_onnx and key in ("paddle", "paddle2onnx"))
     }
 
 
@@ -105,7 +107,7 @@ class _Failure(Exception):
 
 
 def convert_to_onnx(
-    model_dir: str | Path,
+    model_dir: str | Path | ModelFiles,
     output_path: str | Path,
     model_type: str | ModelType,
     *,
@@ -114,28 +116,40 @@ def convert_to_onnx(
 ) -> ConversionResult:
     """Convert a Paddle det/rec/cls inference model dir (legacy or PIR) to a checked ONNX file.
 
+    An ONNX model dir (``inference.onnx``) is not converted: its graph is checked, its axes and
+    nodes named (``source_onnx``), and it must give the same outputs as the untouched file.
+
     Raises ``ModelDirError`` / ``UnsupportedModelTypeError`` for bad arguments and
     ``ConversionError`` when the model cannot be converted into a graph that passes the checks.
     """
     mtype = ModelType.parse(model_type)
     # Absolute paths: the child runs with its work dir as cwd.
-    files = locate_model_files(Path(model_dir).expanduser().resolve())
+    files = (
+        model_dir
+        if isinstance(model_dir, ModelFiles)
+        else locate_model_files(Path(model_dir).expanduser().resolve())
+    )
     output = Path(output_path).expanduser().resolve()
     if output.is_dir():
         raise ValueError(f"output path {str(output)!r} is a directory; give a file name (.onnx)")
     opset = int(opset or DEFAULT_OPSET)
-    versions = converter_versions()
+    versions = converter_versions(source_onnx=not files.format.is_paddle)
     started = time.perf_counter()
     output.parent.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
     try:
-        result = _convert(files, mtype, output, workdir, timeout_s, opset, versions, started)
+        if files.format.is_paddle:
+            result = _convert(files, mtype, output, workdir, timeout_s, opset, versions, started)
+        else:
+            from .source_onnx import prepare_source_onnx
+
+            result = prepare_source_onnx(files, mtype, output, workdir, versions, started)
     except _Failure as failure:
+        what = ", ".join(f"{k} {v}" for k, v in versions.items())
+        verb = "converting" if files.format.is_paddle else "checking the source ONNX of"
         raise ConversionError(
-            f"converting {mtype.value} model {str(files.model_dir)!r} to ONNX failed at step "
-            f"'{failure.step}' (paddle {versions['paddle']}, paddle2onnx "
-            f"{versions['paddle2onnx']}, onnx {versions['onnx']}, onnxruntime "
-            f"{versions['onnxruntime']}): {failure.reason}"
+            f"{verb} {mtype.value} model {str(files.model_dir)!r} to ONNX failed at step "
+            f"'{failure.step}' ({what}): {failure.reason}"
         ) from None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

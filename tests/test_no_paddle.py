@@ -106,7 +106,7 @@ def test_without_paddle_our_engine_validates_against_the_source_graph(no_paddle_
         reason = ours[name]["reason"]
         assert "fused graph" in reason, reason
         assert "validated against the source ONNX graph" in reason, reason
-        assert "TensorRT" in fallback[name]["reason"], fallback[name]
+        assert "GPU" in fallback[name]["reason"], fallback[name]  # TensorRT cannot run here
     checked = [line for line in no_paddle_run["log"] if "validation of" in line]
     assert checked and all("source graph" in line for line in checked), checked
     assert any("paddlepaddle is not installed" in line for line in no_paddle_run["log"])

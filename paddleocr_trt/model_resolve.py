@@ -26,6 +26,10 @@ from .model_types import (
     resolve_model_type,
 )
 
+#: bump when what ``backend/onnx/source_onnx.py`` does to a source graph changes: it is part
+#: of every cache key made from an ONNX source
+SOURCE_ONNX_RECIPE = 1
+
 
 @dataclass(frozen=True)
 class ResolvedModel:
@@ -76,14 +80,6 @@ class ResolvedModel:
         chars = self.postprocess().get("character_dict")
         return list(chars) if isinstance(chars, list | tuple) else None
 
-    def normalize_args(self) -> dict[str, Any]:
-        """``scale``/``mean``/``std`` of inference.yml's ``NormalizeImage`` (ValueError if none)."""
-        from .backend.onnx.fuse import normalize_args_from_config
-
-        if not self.config:
-            raise ValueError(f"{self.model_dir} has no inference.yml to read normalisation from")
-        return normalize_args_from_config(self.config)
-
     def max_input_shape(self) -> tuple[int, ...] | None:
         """The largest input shape inference.yml's ``Hpi`` dynamic shapes state (PaddleX's
         TensorRT ranges: PP-OCRv5/v6 det ``[1, 3, 4000, 4000]``, rec ``[8, 3, 48, 3200]``);
@@ -119,11 +115,7 @@ class ResolvedModel:
         """Builder settings an ONNX source adds to every cache key made from it: the recipe
         applied to the source graph (``source_onnx.py``), so a change there is a new entry.
         A Paddle source adds nothing (its keys stay as they were)."""
-        if not self.is_onnx:
-            return {}
-        from .backend.onnx.source_onnx import SOURCE_ONNX_RECIPE
-
-        return {"source_onnx": SOURCE_ONNX_RECIPE}
+        return {"source_onnx": SOURCE_ONNX_RECIPE} if self.is_onnx else {}
 
     def source_metadata(self) -> dict[str, Any]:
         """What a manifest says about the model's source and the validation reference."""

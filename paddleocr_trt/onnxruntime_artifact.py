@@ -8,19 +8,17 @@ plan, and validates it in two steps of its own (below); the pipeline keeps the s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .artifact import ONNX_ARTIFACT, Artifact, ArtifactSource, log_report
 from .cache.key import CacheKey
 from .fusion.artifacts import FUSED_GRAPH, check_fused_graph, write_fused_onnx
 from .model_resolve import ModelRef
 from .model_types import ModelType
 
-if TYPE_CHECKING:
-    from .pipeline import Artifact, ArtifactPipeline
-
 
 def onnxruntime_key(
-    pipeline: ArtifactPipeline, model_dir: ModelRef, model_type: ModelType, provider: str
+    pipeline: ArtifactSource, model_dir: ModelRef, model_type: ModelType, provider: str
 ) -> CacheKey:
     from .backend.onnx.convert import converter_versions
 
@@ -41,7 +39,7 @@ def onnxruntime_key(
 
 
 def onnxruntime_engine(
-    pipeline: ArtifactPipeline,
+    pipeline: ArtifactSource,
     model_dir: ModelRef,
     model_type: ModelType | str,
     provider: str,
@@ -51,17 +49,16 @@ def onnxruntime_engine(
 
     1. The unfused graph against the model's reference (native Paddle; ONNX Runtime on the
        CPU running an ONNX model dir's source graph) under ``provider``. On the CPU provider
-       the ONNX step did exactly that with this ONNX Runtime, so its report is reused rather than
-       repeating a 10-30 s comparison.
+       the ONNX step did exactly that with this ONNX Runtime, so its report is reused rather
+       than repeating a 10-30 s comparison.
     2. The fused graph against the unfused one under ``provider`` on the same real images
        (:mod:`paddleocr_trt.comparator.fused`: within fp32 rounding; rec: the same indices).
 
     Either failing raises ``ValidationFailedError`` and nothing is cached.
     """
     from .backend.onnxrt.runner import OnnxRuntimeRunner
-    from .pipeline import ONNX_ARTIFACT, Artifact, _log_report
 
-    model = pipeline.resolve(model_dir, model_type)
+    model = pipeline.resolve(model_dir, model_type)  # once; everything below takes the value
     model_dir = model.model_dir
     mtype = model.model_type
     onnx = pipeline.onnx(model, mtype)
@@ -90,8 +87,8 @@ def onnxruntime_engine(
         else:
             inputs = pipeline.validation_inputs(model, mtype)
             with runner(onnx.path, provider) as candidate:
-                report = pipeline._compare(mtype, model, candidate, inputs)
-            _log_report(f"ONNX Runtime ({provider})", model, report)
+                report = pipeline.compare(mtype, model, candidate, inputs)
+            log_report(f"ONNX Runtime ({provider})", model, report)
             base = report.to_dict()
         if not base.get("passed"):
             return base
@@ -105,7 +102,7 @@ def onnxruntime_engine(
                 pairs,
                 min_agreement=pipeline.options.min_agreement,
             )
-        _log_report(f"fused graph ({provider})", model, fused)
+        log_report(f"fused graph ({provider})", model, fused)
         return {**base, "passed": fused.passed, "reason": fused.reason, "fused": fused.to_dict()}
 
     entry = pipeline.cache.get_or_create(

@@ -20,8 +20,8 @@ import sys
 import threading
 from typing import Any
 
+from ..integration import request as trt_request
 from ..log import get_logger, warn_once
-from . import request as trt_request
 from .compat import installed_versions, unsupported_reason
 
 log = get_logger("activation")
@@ -187,7 +187,8 @@ def _patch_paddlex_onnxruntime_engine() -> None:
 def _patch_runner_engine(engine_cls: Any, *, model_source: str | None) -> None:
     """Route ``engine_cls``'s default runner builder through ``build_runner`` (our decision,
     the engine's own runner as the native one) and let its validation accept our runners."""
-    from ..integration.runner_factory import build_runner, is_our_runner
+    from ..integration.report import is_our_runner
+    from ..integration.runner_factory import build_runner
 
     original_builder_factory = engine_cls.get_default_runner_builder
     original_validate = engine_cls.validate_runner

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ...childproc import parent_ties
-from ...errors import ConversionError
+from ...errors import ConversionError, ModelDirError
 from ...log import get_logger
 from ...model_types import ModelFiles, ModelType, locate_model_files
 from ...settings import ENV_DISABLE
@@ -116,8 +116,7 @@ def convert_to_onnx(
 ) -> ConversionResult:
     """Convert a Paddle det/rec/cls inference model dir (legacy or PIR) to a checked ONNX file.
 
-    An ONNX model dir (``inference.onnx``) is not converted: its graph is checked, its axes and
-    nodes named (``source_onnx``), and it must give the same outputs as the untouched file.
+    An ONNX model dir (``inference.onnx``) is not converted: see ``source_onnx``.
 
     Raises ``ModelDirError`` / ``UnsupportedModelTypeError`` for bad arguments and
     ``ConversionError`` when the model cannot be converted into a graph that passes the checks.
@@ -133,23 +132,23 @@ def convert_to_onnx(
     if output.is_dir():
         raise ValueError(f"output path {str(output)!r} is a directory; give a file name (.onnx)")
     opset = int(opset or DEFAULT_OPSET)
-    versions = converter_versions(source_onnx=not files.format.is_paddle)
+    if not files.format.is_paddle:
+        raise ModelDirError(
+            f"{files.model_dir} is an ONNX model dir: nothing to convert "
+            "(backend.onnx.source_onnx.check_source_onnx checks its graph)"
+        )
+    versions = converter_versions()
     started = time.perf_counter()
     output.parent.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
     try:
-        if files.format.is_paddle:
-            result = _convert(files, mtype, output, workdir, timeout_s, opset, versions, started)
-        else:
-            from .source_onnx import prepare_source_onnx
-
-            result = prepare_source_onnx(files, mtype, output, workdir, versions, started)
+        result = _convert(files, mtype, output, workdir, timeout_s, opset, versions, started)
     except _Failure as failure:
-        what = ", ".join(f"{k} {v}" for k, v in versions.items())
-        verb = "converting" if files.format.is_paddle else "checking the source ONNX of"
         raise ConversionError(
-            f"{verb} {mtype.value} model {str(files.model_dir)!r} to ONNX failed at step "
-            f"'{failure.step}' ({what}): {failure.reason}"
+            f"converting {mtype.value} model {str(files.model_dir)!r} to ONNX failed at step "
+            f"'{failure.step}' (paddle {versions['paddle']}, paddle2onnx "
+            f"{versions['paddle2onnx']}, onnx {versions['onnx']}, onnxruntime "
+            f"{versions['onnxruntime']}): {failure.reason}"
         ) from None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

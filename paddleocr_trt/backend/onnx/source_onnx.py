@@ -11,16 +11,57 @@ recorded).
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from ...errors import ConversionError
+from ...log import get_logger
 from ...model_types import ModelFiles, ModelType
 from . import convert as cv
 
-#: bump when what is done to a source graph changes (it is part of the ONNX cache key)
-SOURCE_ONNX_RECIPE = 1
+log = get_logger("onnx.convert")
+
+
+def check_source_onnx(
+    files: ModelFiles,
+    output_path: str | Path,
+    model_type: str | ModelType,
+    *,
+    timeout_s: float | None = None,
+) -> cv.ConversionResult:
+    """The checked copy of an ONNX model dir's ``inference.onnx`` at ``output_path``; raises
+    ``ConversionError`` naming the model, step and versions. ``timeout_s`` is unused (nothing
+    runs in a child: no converter is involved); it keeps ``convert_to_onnx``'s signature."""
+    del timeout_s
+    mtype = ModelType.parse(model_type)
+    output = Path(output_path).expanduser().resolve()
+    versions = cv.converter_versions(source_onnx=True)
+    started = time.perf_counter()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
+    try:
+        result = prepare_source_onnx(files, mtype, output, workdir, versions, started)
+    except cv._Failure as failure:
+        what = ", ".join(f"{k} {v}" for k, v in versions.items())
+        raise ConversionError(
+            f"checking the source ONNX of {mtype.value} model {str(files.model_dir)!r} failed "
+            f"at step '{failure.step}' ({what}): {failure.reason}"
+        ) from None
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    log.info(
+        "checked the source ONNX of %s model %s -> %s in %.1f s (changes: %s)",
+        mtype.value,
+        files.model_dir,
+        result.onnx_path,
+        result.seconds,
+        result.repairs or "axis and node names only",
+    )
+    return result
 
 
 def prepare_source_onnx(

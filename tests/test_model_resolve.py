@@ -123,6 +123,7 @@ def test_ppocrv6_settings_are_read_from_its_inference_yml(ppocrv6, tmp_path: Pat
     images = [s.path for s in render_sample_images(tmp_path / "img")][:1]
     (pair,) = build_fused_pairs(ModelType.DETECTION, images, model_dir=model, batch_sizes=())[:1]
     assert float(pair.extra[0][0]) == pytest.approx(0.45)
-    pipeline = ArtifactPipeline(EngineCache(tmp_path / "cache"), PipelineOptions())
-    profiles = pipeline.profiles_for(ModelType.DETECTION, "x", None, model)
+    from paddleocr_trt.tensorrt_artifact import profiles_for
+
+    profiles = profiles_for(PipelineOptions(), ModelType.DETECTION, "x", None, model)
     assert max(p["x"].max[2] for p in profiles) == 2048

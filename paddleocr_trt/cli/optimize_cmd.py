@@ -37,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "optimize",
         parents=[common],
-        help="build (or fetch from cache) a validated TensorRT engine for one Paddle model",
+        help="build (or fetch from cache) a validated TensorRT engine for one Paddle or ONNX "
+        "model dir",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -58,7 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "convert",
         parents=[common],
-        help="Paddle -> ONNX, validated on ONNX Runtime against native Paddle (works on CPU)",
+        help="Paddle -> ONNX, validated on ONNX Runtime against native Paddle (works on CPU); "
+        "an ONNX model dir (inference.onnx) is checked, not converted",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -18,10 +18,11 @@ def reference_runner(model: ResolvedModel, *, name: str | None = None) -> BaseRu
     threads = os.cpu_count() or 1  # one per core: Paddle's default of 10 oversubscribes
     runner: BaseRunner
     if model.is_onnx:
-        from .backend.onnxrt.runner import OnnxRuntimeRunner
+        from .engines import registry
 
-        runner = OnnxRuntimeRunner(
-            model.files.program, threads=threads, name=name or f"onnxruntime-source:{model.name}"
+        # the ONNX Runtime engine runs any ONNX graph on the CPU (its contract's graph_runner)
+        runner = registry.engine("onnxruntime").graph_runner(
+            model.files.program, name=name or f"onnxruntime-source:{model.name}"
         )
     else:
         from .backend.paddle.runner import PaddleInferenceRunner

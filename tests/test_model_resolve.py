@@ -12,11 +12,15 @@ import pytest
 import yaml
 
 from paddleocr_trt.cache.store import EngineCache
+from paddleocr_trt.engines.contract import Target
 from paddleocr_trt.errors import ModelDirError, UnsupportedModelTypeError
 from paddleocr_trt.model_resolve import resolve_model
 from paddleocr_trt.model_types import ModelFormat, ModelType, locate_model_files
 from paddleocr_trt.pipeline import ArtifactPipeline, PipelineOptions
 from paddleocr_trt.settings import ENV_MODEL_SOURCE, SettingsError, validate_settings
+
+
+CPU = Target("cpu", 0)
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -35,7 +39,7 @@ def test_nothing_below_the_entry_reads_the_model_dir_again(ppocrv6, tmp_path: Pa
     assert model.model_type is ModelType.DETECTION and model.is_onnx and model.fingerprint
     (det / "inference.yml").unlink()
 
-    artifact = pipeline.onnxruntime_engine(model, None, provider="CPUExecutionProvider")
+    artifact = pipeline.artifact("onnxruntime", model, None, CPU)
     meta = artifact.entry.metadata
     assert meta["source_format"] == "onnx"
     assert meta["reference"] == model.reference_label
@@ -44,7 +48,7 @@ def test_nothing_below_the_entry_reads_the_model_dir_again(ppocrv6, tmp_path: Pa
     assert artifact.validation["agreement"] >= 0.99
 
     with pytest.raises(UnsupportedModelTypeError, match="cannot tell the model type"):
-        pipeline.onnxruntime_engine(det, None, provider="CPUExecutionProvider")
+        pipeline.artifact("onnxruntime", det, None, CPU)
 
 
 def test_a_dir_with_both_formats_states_its_choice(
@@ -123,7 +127,7 @@ def test_ppocrv6_settings_are_read_from_its_inference_yml(ppocrv6, tmp_path: Pat
     images = [s.path for s in render_sample_images(tmp_path / "img")][:1]
     (pair,) = build_fused_pairs(ModelType.DETECTION, images, model_dir=model, batch_sizes=())[:1]
     assert float(pair.extra[0][0]) == pytest.approx(0.45)
-    from paddleocr_trt.tensorrt_artifact import profiles_for
+    from paddleocr_trt.engines.tensorrt.artifact import profiles_for
 
     profiles = profiles_for(PipelineOptions(), ModelType.DETECTION, "x", None, model)
     assert max(p["x"].max[2] for p in profiles) == 2048

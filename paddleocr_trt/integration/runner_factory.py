@@ -14,6 +14,7 @@ from typing import Any
 
 from packaging.version import Version
 
+from ..engines import registry
 from ..errors import ModelDirError
 from ..log import get_logger, warn_once
 from ..model_types import (
@@ -97,20 +98,6 @@ def _resolved(model_files: ModelFiles | None, model_type: ModelType | None) -> A
     return ResolvedModel(model_files, model_type, config)
 
 
-ENGINE_LABELS = {"tensorrt": "TensorRT", "onnxruntime": "ONNX Runtime"}
-
-
-def _engine_runner(engine: str) -> Callable[..., tuple[Any, str]]:
-    """Each engine's path, imported only when that engine is tried (they pull in numpy & co)."""
-    if engine == "onnxruntime":
-        from .onnxruntime_path import onnxruntime_runner
-
-        return onnxruntime_runner
-    from .tensorrt_path import tensorrt_runner
-
-    return tensorrt_runner
-
-
 def build_runner(
     native_builder: Callable[..., Any], *, model_source: str | None = None, **kwargs: Any
 ) -> Any:
@@ -165,13 +152,16 @@ def build_runner(
 
     reasons: list[str] = []
     for position, engine in enumerate(request.engines):
-        label = ENGINE_LABELS.get(engine, engine)
+        label = registry.label(engine)
         status = decide_engine(engine, request, engine_config)
         if status.ok and model_dir is None:
             status = Availability(False, "no-model-dir", "PaddleX passed no model directory")
         if status.ok:
+            from .engine_path import engine_runner  # only when tried: numpy & co
+
             try:
-                runner, description = _engine_runner(engine)(
+                runner, description = engine_runner(
+                    engine,
                     model_name=model_name,
                     # the model resolved here, once (path-like: ``Path(model_dir)`` works)
                     model_dir=resolved or Path(model_dir),  # type: ignore[arg-type]
@@ -198,7 +188,7 @@ def build_runner(
         )
         later = request.engines[position + 1 :]
         next_step = (
-            f"trying the {ENGINE_LABELS.get(later[0], later[0])} engine" if later else native_step
+            f"trying the {registry.label(later[0])} engine" if later else native_step
         )
         warn_once(
             (engine, status.code, model_name),

@@ -1,9 +1,9 @@
 """The TensorRT engine's artifact: a plan built from the fused graph, validated, cached.
 
 FP16 if it passes, else FP16 with the most FP16-sensitive layers pinned to FP32, else FP32;
-each attempt isolated (``engine_attempts``). Apart from :mod:`paddleocr_trt.pipeline`, like
-:mod:`paddleocr_trt.onnxruntime_artifact`: the pipeline keeps the shared steps (the validated
-ONNX, the cache, the validation inputs) and hands itself in as the ``source``.
+each attempt isolated (``attempts.py``). The recipe (:mod:`paddleocr_trt.pipeline`) keeps the
+shared steps (the validated ONNX, the cache, the validation inputs) and hands itself in as the
+``source``.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from .artifact import ENGINE_ARTIFACT, Artifact, ArtifactSource, check_remembered, remember
-from .cache.key import CacheKey
-from .engine_attempts import EngineBuilder
-from .errors import CacheError, EngineBuildError, ValidationFailedError
-from .log import get_logger
-from .model_resolve import ModelRef, ResolvedModel
-from .model_types import ModelType
+from ...artifact import ENGINE_ARTIFACT, Artifact, ArtifactSource, check_remembered, remember
+from ...cache.key import CacheKey
+from ...errors import CacheError, EngineBuildError, ValidationFailedError
+from ...log import get_logger
+from ...model_resolve import ModelRef, ResolvedModel
+from ...model_types import ModelType
+from .attempts import EngineBuilder
 
 log = get_logger("pipeline")
 
@@ -46,7 +46,7 @@ def profiles_for(
     ``base_input`` (float NCHW) follow the fused input's name and layout. Default ones take
     their upper bounds (det side, rec width) from the model's inference.yml where it states
     them (``ResolvedModel.max_input_shape``), else PaddleOCR's 4000 / 3200."""
-    from .profiles import default_profiles, rename_input
+    from ...profiles import default_profiles, rename_input
 
     if options.profiles and model_type in options.profiles:
         given = list(options.profiles[model_type])
@@ -58,10 +58,10 @@ def profiles_for(
 def engine_key(
     source: ArtifactSource, model_dir: ModelRef, model_type: ModelType, profiles, settings
 ) -> CacheKey:
-    from .backend.cuda.runtime import device_info
-    from .backend.onnx.convert import converter_versions
-    from .backend.trt import adapter
-    from .fusion.artifacts import FUSED_GRAPH
+    from ...backend.cuda.runtime import device_info
+    from ...backend.onnx.convert import converter_versions
+    from ...fusion.artifacts import FUSED_GRAPH
+    from . import adapter
 
     model = source.resolve(model_dir, model_type)
     gpu = device_info(source.options.device_id)
@@ -87,7 +87,7 @@ def engine_key(
 
 
 def build_settings(options: Any) -> Any:
-    from .backend.trt.config import BuildSettings
+    from .config import BuildSettings
 
     kwargs: dict[str, Any] = {
         "precision": options.precision,
@@ -102,7 +102,7 @@ def build_settings(options: Any) -> Any:
 def timing_cache_dir(cache_root: Path) -> Path | None:
     """``<cache>/timing``, private to this user; None (no timing cache) if it is not ours:
     TensorRT must not be fed tactic data another user could have planted."""
-    from .cache.safety import ensure_private_dir
+    from ...cache.safety import ensure_private_dir
 
     try:
         return ensure_private_dir(cache_root / "timing")
@@ -116,15 +116,15 @@ def tensorrt_engine(
 ) -> Artifact:
     """A validated engine: FP16 if it passes, else FP16 with FP32-pinned layers, else FP32.
 
-    Each attempt is isolated (see ``engine_attempts``); when all fail, the failure is
+    Each attempt is isolated (see ``attempts.py``); when all fail, the failure is
     remembered under the engine's key and later calls raise RememberedFailureError at once.
     Built from the fused graph (``fusion.artifacts``): det/cls take uint8 NHWC
     ``image_uint8``, rec returns (index, max prob); validated on the fused inputs against
     the model's reference (native Paddle, or ONNX Runtime running an ONNX model dir's source
     graph) on the same images (``comparator.fused``, task agreement).
     """
-    from .fusion.artifacts import fused_input_name, with_side_inputs
-    from .profiles import profiles_to_dict
+    from ...fusion.artifacts import fused_input_name, with_side_inputs
+    from ...profiles import profiles_to_dict
 
     options = source.options
     model = source.resolve(model_dir, model_type)  # once; everything below takes the value
@@ -168,14 +168,14 @@ def tensorrt_engine(
 def _builder(source: TensorRTSource) -> EngineBuilder:
     if source.engine_builder is not None:
         return source.engine_builder
-    from .engine_attempts import IsolatedEngineBuilder
+    from .attempts import IsolatedEngineBuilder
 
     return IsolatedEngineBuilder(source.options.effective_build_timeout_s())
 
 
 def _build_validated(source, model, mtype, onnx_path, tmp, profiles, settings, inputs):
-    """The first plan that passes validation (see ``engine_attempts.build_validated``)."""
-    from .engine_attempts import build_validated
+    """The first plan that passes validation (see ``attempts.build_validated``)."""
+    from .attempts import build_validated
 
     return build_validated(
         _builder(source),

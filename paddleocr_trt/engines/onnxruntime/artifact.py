@@ -10,17 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .artifact import ONNX_ARTIFACT, Artifact, ArtifactSource, log_report
-from .cache.key import CacheKey
-from .fusion.artifacts import FUSED_GRAPH, check_fused_graph, write_fused_onnx
-from .model_resolve import ModelRef
-from .model_types import ModelType
+from ...artifact import ONNX_ARTIFACT, Artifact, ArtifactSource, log_report
+from ...cache.key import CacheKey
+from ...fusion.artifacts import FUSED_GRAPH, check_fused_graph, write_fused_onnx
+from ...model_resolve import ModelRef
+from ...model_types import ModelType
 
 
 def onnxruntime_key(
     pipeline: ArtifactSource, model_dir: ModelRef, model_type: ModelType, provider: str
 ) -> CacheKey:
-    from .backend.onnx.convert import converter_versions
+    from ...backend.onnx.convert import converter_versions
 
     model = pipeline.resolve(model_dir, model_type)
     return CacheKey(
@@ -56,7 +56,7 @@ def onnxruntime_engine(
 
     Either failing raises ``ValidationFailedError`` and nothing is cached.
     """
-    from .backend.onnxrt.runner import OnnxRuntimeRunner
+    from .runner import OnnxRuntimeRunner
 
     model = pipeline.resolve(model_dir, model_type)  # once; everything below takes the value
     model_dir = model.model_dir

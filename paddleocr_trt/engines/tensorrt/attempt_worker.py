@@ -1,6 +1,6 @@
 """One engine attempt (build + validate against the model's reference), run only in a child.
 
-``engine_attempts.IsolatedEngineBuilder`` calls :func:`build_and_validate` through
+``attempts.IsolatedEngineBuilder`` calls :func:`build_and_validate` through
 ``isolation.call_in_child``: a TensorRT abort, segfault or hang here ends this child, never the
 user's process, and the parent records it as one failed attempt.
 """
@@ -21,6 +21,7 @@ def build_and_validate(payload: dict[str, Any]) -> dict[str, Any]:
     """
     import numpy as np
 
+    from ...backend.paddle.runner import PaddleInferenceRunner
     from ...comparator.fused import FusedPair
     from ...fusion.artifacts import check_fused_graph, engine_onnx
     from ...model_resolve import ResolvedModel, resolve_model

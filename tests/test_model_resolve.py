@@ -19,7 +19,6 @@ from paddleocr_trt.model_types import ModelFormat, ModelType, locate_model_files
 from paddleocr_trt.pipeline import ArtifactPipeline, PipelineOptions
 from paddleocr_trt.settings import ENV_MODEL_SOURCE, SettingsError, validate_settings
 
-
 CPU = Target("cpu", 0)
 
 

@@ -187,9 +187,7 @@ def build_runner(
             status.message() if len(request.engines) == 1 else f"{label}: {status.message()}"
         )
         later = request.engines[position + 1 :]
-        next_step = (
-            f"trying the {registry.label(later[0])} engine" if later else native_step
-        )
+        next_step = f"trying the {registry.label(later[0])} engine" if later else native_step
         warn_once(
             (engine, status.code, model_name),
             "%s: %s; %s instead.",

@@ -21,7 +21,6 @@ def build_and_validate(payload: dict[str, Any]) -> dict[str, Any]:
     """
     import numpy as np
 
-    from ...backend.paddle.runner import PaddleInferenceRunner
     from ...comparator.fused import FusedPair
     from ...fusion.artifacts import check_fused_graph, engine_onnx
     from ...model_resolve import ResolvedModel, resolve_model

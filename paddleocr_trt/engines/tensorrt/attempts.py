@@ -17,10 +17,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .errors import EngineBuildError, ValidationFailedError
-from .log import get_logger
-from .progress import stage
-from .settings import DEFAULT_BUILD_TIMEOUT_S
+from ...errors import EngineBuildError, ValidationFailedError
+from ...log import get_logger
+from ...progress import stage
+from ...settings import DEFAULT_BUILD_TIMEOUT_S
 
 log = get_logger("engine_attempts")
 
@@ -58,6 +58,8 @@ class AttemptJob:
     min_agreement: float
     device_id: int
     timing_cache_dir: Path | None
+    #: the resolved model (``ResolvedModel.to_payload``): the child reads no model dir
+    model: dict[str, Any] | None = None
 
 
 class EngineBuilder(Protocol):
@@ -65,10 +67,10 @@ class EngineBuilder(Protocol):
 
 
 class IsolatedEngineBuilder:
-    """The real builder: ``backend/trt/attempt_worker.py`` in a child process, with a timeout."""
+    """The real builder: ``attempt_worker.py`` in a child process, with a timeout."""
 
     #: the function the child runs (``module:function``)
-    target = "paddleocr_trt.backend.trt.attempt_worker:build_and_validate"
+    target = "paddleocr_trt.engines.tensorrt.attempt_worker:build_and_validate"
 
     def __init__(self, timeout_s: float = DEFAULT_BUILD_TIMEOUT_S) -> None:
         if timeout_s <= 0:
@@ -76,8 +78,8 @@ class IsolatedEngineBuilder:
         self.timeout_s = timeout_s
 
     def build_and_validate(self, job: AttemptJob) -> AttemptResult:
-        from .comparator.compare import ValidationReport
-        from .isolation import call_in_child
+        from ...comparator.compare import ValidationReport
+        from ...isolation import call_in_child
 
         payload = {
             "onnx": str(job.onnx_path),
@@ -90,6 +92,7 @@ class IsolatedEngineBuilder:
             "min_agreement": job.min_agreement,
             "device_id": job.device_id,
             "timing_cache_dir": str(job.timing_cache_dir) if job.timing_cache_dir else None,
+            "model": job.model,
         }
         out = call_in_child(
             self.target,
@@ -129,7 +132,7 @@ def _field(report: Any, name: str) -> Any:
 
 def _classify(exc: BaseException) -> tuple[str, str, str, str]:
     """(outcome, error type, message, child's stderr tail) of an attempt that raised."""
-    from .isolation import KIND_CRASHED, KIND_TIMEOUT, ChildProcessFailure
+    from ...isolation import KIND_CRASHED, KIND_TIMEOUT, ChildProcessFailure
 
     if isinstance(exc, ChildProcessFailure):
         outcome = {KIND_CRASHED: CRASHED, KIND_TIMEOUT: TIMEOUT}.get(exc.kind, ERROR)
@@ -289,12 +292,13 @@ def build_validated(
     min_agreement: float,
     device_id: int,
     timing_cache_dir: Path | None,
+    model: Any = None,
 ) -> tuple[Path, Any, dict[str, Any]]:
     """FP16, FP16 with sensitive layers pinned to FP32, FP32 (:func:`attempt_plan`); the first
     plan that passes validation wins. When attempts ran out of GPU memory (a context or the
     build), the whole sequence is tried again with ``profiles.smaller_profiles`` while a smaller
     set is left; the history of every attempt goes into the metadata (or the raised error)."""
-    from .profiles import profiles_to_dict, smaller_profiles
+    from ...profiles import profiles_to_dict, smaller_profiles
 
     inputs_path = save_inputs(inputs, tmp / "validation-inputs.npz")
     history: list[dict[str, Any]] = []
@@ -313,6 +317,7 @@ def build_validated(
                 min_agreement=min_agreement,
                 device_id=device_id,
                 timing_cache_dir=timing_cache_dir,
+                model=model.to_payload() if model is not None else None,
             )
 
         pinned = lambda: pinned_settings(settings, onnx_path, inputs)  # noqa: E731
@@ -343,7 +348,7 @@ def build_validated(
 
 def pinned_settings(settings: Any, onnx_path: Path, inputs: Sequence[Any]) -> Any:
     """FP16 settings with the most FP16-sensitive nodes (up to 8) pinned to FP32, or None."""
-    from .backend.onnx.precision import find_fp16_sensitive_nodes
+    from ...backend.onnx.precision import find_fp16_sensitive_nodes
 
     try:
         # The unfused graph names the nodes to pin; it takes the pairs' float input.

@@ -512,7 +512,11 @@ def test_corrupt_memo_is_dropped_with_one_warning(changes: dict, tmp_path: Path)
 def test_every_command_under_umask_000_creates_only_private_paths(tmp_path: Path) -> None:
     """main: failed (failures/ 0777, demo/models/... 0777/0666, the cache root 0777)."""
     root = tmp_path / "a" / "cache"
-    env = {"PADDLEOCR_TRT_CACHE_DIR": str(root), "HOME": str(tmp_path)}
+    env = {
+        "PADDLEOCR_TRT_CACHE_DIR": str(root),
+        "HOME": str(tmp_path),
+        "PADDLEOCR_TRT_MODELS_DIR": "",
+    }
     code = (
         "import sys; from fixtures.cache import make_key; "
         "from paddleocr_trt.cache import EngineCache; "
@@ -522,7 +526,8 @@ def test_every_command_under_umask_000_creates_only_private_paths(tmp_path: Path
         "w = lambda d: (d / 'a.bin').write_bytes(b'x') and d / 'a.bin'; "
         "c.get_or_create(make_key(), w, artifact_name='m.bin'); c.fingerprint(sys.argv[2]); "
         "p = ArtifactPipeline(c); p.validation_images(); p.timing_cache_dir(); "
-        "FailureMemo(c.root).record(make_key(precision='fp16'), ValidationFailedError('x'))"
+        "FailureMemo(c.root).record(make_key(precision='fp16'), ValidationFailedError('x')); "
+        "from paddleocr_trt.testing.models import prepare_models; prepare_models()"
     )
     made = run_py(code, str(root), str(model_dir(tmp_path)), env=env)
     assert made.returncode == 0, made.stderr
@@ -530,13 +535,13 @@ def test_every_command_under_umask_000_creates_only_private_paths(tmp_path: Path
         ["cache", "list"],
         ["cache", "info", make_key().digest],
         ["cache", "prune", "--older-than", "9999"],
-        ["demo", str(tmp_path / "missing.png")],  # models materialised, then exit 2
+        ["demo", str(tmp_path / "missing.png")],  # a usage error (exit 2), no traceback
     ):
         proc = run_cli(*args, env=env)
         assert proc.returncode in (0, 2), proc.stderr
     made_paths = [root, *root.rglob("*")]
     names = {p.name for p in made_paths}
-    assert {"failures", "demo", "locks", "validation-images", "timing"} <= names
+    assert {"failures", "models", "locks", "validation-images", "timing"} <= names
     assert any(p.name == "inference.pdiparams" for p in made_paths)  # the demo's model copies
     for path in [tmp_path / "a", *made_paths]:
         mode = stat.S_IMODE(path.lstat().st_mode)

@@ -221,9 +221,21 @@ def _publish(staging: Path, target: Path) -> None:
 def prepare_models(
     root: str | Path | None = None, fmt: ModelFormat | str = ModelFormat.LEGACY
 ) -> OCRModelSet:
-    """Materialise the three real models under ``root`` (idempotent; safe across processes)."""
-    fmt = ModelFormat(fmt)
-    base = Path(root or os.environ.get(ENV_MODELS_DIR) or _default_root()).expanduser()
+    """Materialise the three real models under ``root`` (idempotent; safe across processes).
+
+    Without ``root`` (and ``$PADDLEOCR_TRT_MODELS_DIR``) they go to ``<cache>/models/``, created
+    0700/0600 like everything in the cache, whatever the umask."""
+    if not (root or os.environ.get(ENV_MODELS_DIR)):
+        old = os.umask(0o077)
+        try:
+            return _prepare(_default_root(), ModelFormat(fmt))
+        finally:
+            os.umask(old)
+    return _prepare(Path(root or os.environ[ENV_MODELS_DIR]), ModelFormat(fmt))
+
+
+def _prepare(root: Path, fmt: ModelFormat) -> OCRModelSet:
+    base = Path(root).expanduser()
     base.mkdir(parents=True, exist_ok=True)
     package_dir = rapidocr_package_dir()
     dirs: dict[ModelType, Path] = {}

@@ -83,14 +83,13 @@ def remember(failures: FailureMemo, key: CacheKey, exc: BaseException, timeout_s
 
 
 class ArtifactSource(Protocol):
-    """The recipe's shared steps an engine's artifact step uses (``pipeline.ArtifactPipeline``):
-    the cache, the options, the validated ONNX and the validation inputs and comparison."""
+    """What the recipe (``pipeline.ArtifactPipeline``) lends an engine's step: the cache, the
+    options, the remembered failures and the validation inputs and comparison. No step: the
+    step's input (the validated ONNX) is an argument, so an engine never calls back up."""
 
     cache: EngineCache
     options: Any  # pipeline.PipelineOptions
     failures: FailureMemo
-
-    def onnx(self, model_dir: str | Path, model_type: ModelType | str) -> Artifact: ...
 
     def validation_inputs(self, model_dir: Path, model_type: ModelType) -> list[np.ndarray]: ...
 

@@ -246,9 +246,14 @@ class ArtifactPipeline:
     ) -> Artifact | None:
         """The artifact the engine called ``engine`` runs (see ``engines/contract.py``), made
         from this recipe's validated ONNX; ``target`` defaults to the options' GPU."""
+        plugin = registry.engine(engine)
+        if not plugin.needs_artifact:
+            return None
         target = target or Target("gpu", self.options.device_id)
+        model_dir = locate_model_files(model_dir).model_dir.resolve()
         mtype = ModelType.parse(model_type)
-        return registry.engine(engine).prepare(self, Path(model_dir), mtype, target)
+        onnx = self.onnx(model_dir, mtype)  # step 1: model -> validated ONNX
+        return plugin.prepare(self, onnx, model_dir, mtype, target)  # step 2: ONNX -> artifact
 
     def engine(self, model_dir: str | Path, model_type: ModelType | str) -> Artifact:
         """A validated TensorRT engine (``engines/tensorrt/artifact.py``)."""

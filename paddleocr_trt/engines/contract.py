@@ -76,6 +76,7 @@ class Engine(Protocol):
 
     name: str  # what ``trt_engine=`` / ``$PADDLEOCR_TRT_ENGINE`` say
     label: str  # what the user reads
+    needs_artifact: bool  # False: nothing to prepare (the recipe makes no ONNX for it)
 
     def status(self) -> Availability:
         """Is the engine's runtime installed and loadable (the device aside)? Cached."""
@@ -90,9 +91,16 @@ class Engine(Protocol):
         ...
 
     def prepare(
-        self, source: ArtifactSource, model_dir: Path, model_type: ModelType, target: Target
+        self,
+        source: ArtifactSource,
+        onnx: Artifact,
+        model_dir: Path,
+        model_type: ModelType,
+        target: Target,
     ) -> Artifact | None:
-        """The cached, validated artifact this engine runs (None: it needs none)."""
+        """The engine step: the recipe's validated ONNX (``onnx``, of the model in
+        ``model_dir``) in, the cached, validated artifact this engine runs out (None: it needs
+        none). Calls down only: ``source`` lends the cache and the validation, never a step."""
         ...
 
     def load(self, artifact: Artifact | None, request: LoadRequest) -> BaseRunner:

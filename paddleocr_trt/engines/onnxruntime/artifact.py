@@ -13,7 +13,7 @@ from typing import Any
 from ...artifact import ONNX_ARTIFACT, Artifact, ArtifactSource, log_report
 from ...cache.key import CacheKey
 from ...fusion.artifacts import FUSED_GRAPH, check_fused_graph, write_fused_onnx
-from ...model_types import ModelType, locate_model_files
+from ...model_types import ModelType
 
 
 def onnxruntime_key(
@@ -37,8 +37,9 @@ def onnxruntime_key(
 
 def onnxruntime_engine(
     pipeline: ArtifactSource,
-    model_dir: str | Path,
-    model_type: ModelType | str,
+    onnx: Artifact,
+    model_dir: Path,
+    model_type: ModelType,
     provider: str,
     device_id: int = 0,
 ) -> Artifact:
@@ -54,9 +55,7 @@ def onnxruntime_engine(
     """
     from .runner import OnnxRuntimeRunner
 
-    model_dir = locate_model_files(model_dir).model_dir.resolve()
-    mtype = ModelType.parse(model_type)
-    onnx = pipeline.onnx(model_dir, mtype)
+    mtype = model_type
     key = onnxruntime_key(pipeline, model_dir, mtype, provider)
     created: dict[str, Any] = {}
 

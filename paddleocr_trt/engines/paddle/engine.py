@@ -23,6 +23,7 @@ from ..contract import READY, Availability, LoadRequest, Target
 class NativePaddleEngine:
     name = "paddle"
     label = "native Paddle"
+    needs_artifact = False
 
     def status(self) -> Availability:
         return READY
@@ -34,7 +35,12 @@ class NativePaddleEngine:
         return {}
 
     def prepare(
-        self, source: ArtifactSource, model_dir: Path, model_type: ModelType, target: Target
+        self,
+        source: ArtifactSource,
+        onnx: Artifact,
+        model_dir: Path,
+        model_type: ModelType,
+        target: Target,
     ) -> Artifact | None:
         return None
 

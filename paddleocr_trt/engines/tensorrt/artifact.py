@@ -15,7 +15,7 @@ from ...artifact import ENGINE_ARTIFACT, Artifact, ArtifactSource, check_remembe
 from ...cache.key import CacheKey
 from ...errors import CacheError, EngineBuildError, ValidationFailedError
 from ...log import get_logger
-from ...model_types import ModelType, locate_model_files
+from ...model_types import ModelType
 from .attempts import EngineBuilder
 
 log = get_logger("pipeline")
@@ -102,9 +102,10 @@ def timing_cache_dir(cache_root: Path) -> Path | None:
 
 
 def tensorrt_engine(
-    source: TensorRTSource, model_dir: str | Path, model_type: ModelType | str
+    source: TensorRTSource, onnx: Artifact, model_dir: Path, model_type: ModelType
 ) -> Artifact:
-    """A validated engine: FP16 if it passes, else FP16 with FP32-pinned layers, else FP32.
+    """The engine step: the recipe's validated ONNX of the model in ``model_dir`` in, a
+    validated engine out: FP16 if it passes, else FP16 with FP32-pinned layers, else FP32.
 
     Each attempt is isolated (see ``attempts.py``); when all fail, the failure is
     remembered under the engine's key and later calls raise RememberedFailureError at once.
@@ -116,9 +117,7 @@ def tensorrt_engine(
     from ...profiles import profiles_to_dict
 
     options = source.options
-    model_dir = locate_model_files(model_dir).model_dir.resolve()
-    mtype = ModelType.parse(model_type)
-    onnx = source.onnx(model_dir, mtype)
+    mtype = model_type  # the recipe parsed it
     base_input = (onnx.entry.metadata.get("input_names") or ["x"])[0]
     input_name = fused_input_name(mtype, base_input)
     profiles = with_side_inputs(

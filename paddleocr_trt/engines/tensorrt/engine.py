@@ -78,6 +78,7 @@ def resident_outputs(model_type: ModelType, artifact: Any) -> list[str]:
 class TensorRTEngine:
     name = "tensorrt"
     label = "TensorRT"
+    needs_artifact = True
 
     def status(self) -> Availability:
         return tensorrt_status()
@@ -112,11 +113,16 @@ class TensorRTEngine:
         }
 
     def prepare(
-        self, source: ArtifactSource, model_dir: Path, model_type: ModelType, target: Target
+        self,
+        source: ArtifactSource,
+        onnx: Artifact,
+        model_dir: Path,
+        model_type: ModelType,
+        target: Target,
     ) -> Artifact:
         from .artifact import tensorrt_engine
 
-        return tensorrt_engine(source, model_dir, model_type)  # type: ignore[arg-type]
+        return tensorrt_engine(source, onnx, model_dir, model_type)  # type: ignore[arg-type]
 
     def load(self, artifact: Artifact | None, request: LoadRequest) -> BaseRunner:
         from .runner import TensorRTRunner

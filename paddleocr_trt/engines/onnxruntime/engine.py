@@ -19,6 +19,7 @@ from ...model_types import ModelType
 if TYPE_CHECKING:  # typing only: deciding must stay cheap to import
     from ...artifact import Artifact, ArtifactSource
     from ...backend.base import BaseRunner
+    from ...model_resolve import ResolvedModel
 
 from ..contract import (
     Availability,
@@ -98,14 +99,14 @@ class OnnxRuntimeEngine:
         self,
         source: ArtifactSource,
         onnx: Artifact,
-        model_dir: Path,
+        model: ResolvedModel,
         model_type: ModelType,
         target: Target,
     ) -> Artifact:
         from .artifact import onnxruntime_engine
 
         provider = onnxruntime_provider(target)
-        return onnxruntime_engine(source, onnx, model_dir, model_type, provider, target.device_id)
+        return onnxruntime_engine(source, onnx, model, model_type, provider, target.device_id)
 
     def load(self, artifact: Artifact | None, request: LoadRequest) -> BaseRunner:
         from .runner import OnnxRuntimeRunner

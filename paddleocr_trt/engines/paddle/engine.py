@@ -8,7 +8,6 @@ thing: the reference every engine's artifact is compared with, used below the en
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...model_types import ModelType
@@ -16,6 +15,7 @@ from ...model_types import ModelType
 if TYPE_CHECKING:  # typing only: deciding must stay cheap to import
     from ...artifact import Artifact, ArtifactSource
     from ...backend.base import BaseRunner
+    from ...model_resolve import ResolvedModel
 
 from ..contract import READY, Availability, LoadRequest, Target
 
@@ -38,7 +38,7 @@ class NativePaddleEngine:
         self,
         source: ArtifactSource,
         onnx: Artifact,
-        model_dir: Path,
+        model: ResolvedModel,
         model_type: ModelType,
         target: Target,
     ) -> Artifact | None:

@@ -16,6 +16,7 @@ from ...model_types import ModelType
 if TYPE_CHECKING:  # typing only: deciding must stay cheap to import
     from ...artifact import Artifact, ArtifactSource
     from ...backend.base import BaseRunner
+    from ...model_resolve import ResolvedModel
 
 from ..contract import (
     READY,
@@ -116,13 +117,13 @@ class TensorRTEngine:
         self,
         source: ArtifactSource,
         onnx: Artifact,
-        model_dir: Path,
+        model: ResolvedModel,
         model_type: ModelType,
         target: Target,
     ) -> Artifact:
         from .artifact import tensorrt_engine
 
-        return tensorrt_engine(source, onnx, model_dir, model_type)  # type: ignore[arg-type]
+        return tensorrt_engine(source, onnx, model, model_type)  # type: ignore[arg-type]
 
     def load(self, artifact: Artifact | None, request: LoadRequest) -> BaseRunner:
         from .runner import TensorRTRunner

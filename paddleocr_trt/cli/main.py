@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from .._version import __version__
 
 #: modules under paddleocr_trt.cli that expose ``register(subparsers)``
-COMMAND_MODULES = ("demo_cmd", "doctor_cmd", "optimize_cmd", "cache_cmd")
+COMMAND_MODULES = ("demo_cmd", "doctor_cmd", "optimize_cmd", "cache_cmd", "batch_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

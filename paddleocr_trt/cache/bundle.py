@@ -267,7 +267,10 @@ def _import_entry(
     if cache.get(key) is not None:
         return "present"
 
+    ran: list[bool] = []
+
     def create(tmp: Path) -> tuple[Path, dict[str, Any]]:
+        ran.append(True)
         for name in sorted(listed):
             _copy_checked(tar, files[name], tmp / name, listed[name])
         origin = {
@@ -287,7 +290,7 @@ def _import_entry(
         validate_fn=lambda _path: validation,  # the builder's report: a failed one was refused
         keep_extra_files=True,
     )
-    return "imported"
+    return "imported" if ran else "present"  # another importer won the key's lock
 
 
 def _copy_checked(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, info: dict) -> None:

@@ -2,9 +2,10 @@
 
 The map is ``Dataset.map_batches(OCRWorker, ...)`` on an actor pool of ``workers`` actors
 (``num_gpus=gpus_per_worker`` each on GPU clusters, CPU actors otherwise) with Ray's fault
-tolerance set explicitly: a killed actor is restarted (``max_restarts=-1``) and its batch retried
-(``max_task_retries=-1``); the crash ledger turns an input that keeps killing workers into an
-error row. Order is preserved (``preserve_order``), so the rows come out by input position.
+tolerance on: a killed actor is restarted (``max_restarts=-1``) and its batch retried
+(``max_task_retries=-1``; see :func:`fault_tolerance_args`); the crash ledger turns an input
+that keeps killing workers into an error row. Order is preserved (``preserve_order``), so the
+rows come out by input position.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .inputs import expand, rows_from, stable_id
+from .inputs import expand, rows_from
 from .ledger import create_ledger
 from .schema import COLUMNS
 from .worker import DEFAULT_MAX_CRASHES, OCRWorker
@@ -29,21 +30,12 @@ def source_dataset(inputs: Any) -> Any:
     import ray.data
 
     if isinstance(inputs, ray.data.Dataset):
+        # no extra map stage: a task stage would wait for CPUs the actors hold; the worker
+        # fills in missing input_id/name (see OCRWorker.__call__)
         columns = set(inputs.columns() or ())
         if not columns & {"path", "data"}:
             raise ValueError("the dataset needs a 'path' or a 'data' (bytes) column")
-
-        def normalise(row: dict[str, Any]) -> dict[str, Any]:
-            out = {
-                "path": row.get("path"),
-                "data": row.get("data"),
-                "name": row.get("name") or row.get("path"),
-            }
-            given = row.get("input_id")
-            out["input_id"] = int(given) if given is not None else stable_id(out)
-            return out
-
-        return inputs.map(normalise)
+        return inputs
     rows = rows_from(expand(inputs))
     if not rows:
         raise ValueError(f"no input files found in {inputs!r}")
@@ -70,9 +62,7 @@ def ocr_dataset(
     ``gpu:0`` of what Ray gave it (unless ``ocr_kwargs`` says ``device``). ``cache_dir`` should
     be a directory every node sees (shared file system) or None with a ``bundle``.
     """
-    import ray.data
 
-    ray.data.DataContext.get_current().execution_options.preserve_order = True
     kwargs = dict(ocr_kwargs or {})
     kwargs.setdefault("device", "gpu:0" if gpus_per_worker else "cpu")
     if ledger is None:
@@ -85,7 +75,7 @@ def ocr_dataset(
         "ledger": ledger,
         "max_crashes": max_crashes,
     }
-    return source_dataset(inputs).map_batches(
+    out = source_dataset(inputs).map_batches(
         OCRWorker,
         fn_constructor_kwargs=constructor,
         batch_size=batch_size,
@@ -93,9 +83,28 @@ def ocr_dataset(
         concurrency=workers,
         num_cpus=cpus_per_worker,
         num_gpus=gpus_per_worker or None,
-        max_restarts=-1,
-        max_task_retries=-1,
+        **fault_tolerance_args(),
     )
+    # on the dataset's own context (a copy taken when the source was made), not the global one
+    out.context.execution_options.preserve_order = True
+    return out
+
+
+#: restart a killed actor for ever, retry its task for ever (the crash ledger bounds a bad input)
+FAULT_TOLERANCE = {"max_restarts": -1, "max_task_retries": -1}
+
+
+def fault_tolerance_args() -> dict[str, int]:
+    """``FAULT_TOLERANCE`` as ``map_batches`` keywords where they are still needed.
+
+    Ray Data applies exactly these to actor pools by default, and from Ray 2.60 on passing them
+    is deprecated (to be removed in 2.64): there they are left to the default, which
+    ``tests/test_ray_batch.py`` checks on the installed Ray.
+    """
+    import ray
+    from packaging.version import Version
+
+    return {} if Version(ray.__version__) >= Version("2.60") else dict(FAULT_TOLERANCE)
 
 
 @dataclass

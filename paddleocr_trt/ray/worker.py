@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..log import get_logger
-from .inputs import PreparedInput, prepare
+from .inputs import PreparedInput, prepare, stable_id
 from .schema import engines_json, error_row, page_row, to_table
 
 log = get_logger("ray")
@@ -107,8 +107,8 @@ class OCRWorker:
     # -- one batch -----------------------------------------------------------------------------
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = batch.to_pylist()
-        ids = [int(r["input_id"]) for r in rows]
+        rows = [_normalise(r) for r in batch.to_pylist()]
+        ids = [r["input_id"] for r in rows]
         if self.ledger is None:
             return to_table(self._run(rows, dict.fromkeys(ids, 1)))
         import ray
@@ -123,14 +123,15 @@ class OCRWorker:
         log.warning("batch %s crashed a worker before: running it one input at a time", ids)
         out = []
         for row, input_id in zip(rows, ids, strict=True):
-            before = ray.get(self.ledger.start.remote([input_id], self.worker))[input_id]
-            attempts = ray.get(self.ledger.attempts.remote([input_id]))
-            if before >= self.max_crashes:
+            if unfinished[input_id] >= self.max_crashes:  # not started again: given up
+                started = ray.get(self.ledger.attempts.remote([input_id]))[input_id]
                 name = row.get("name") or row.get("path") or f"<bytes {input_id}>"
-                message = f"this input crashed its worker {before} times; given up"
+                message = f"this input crashed its worker {unfinished[input_id]} times; given up"
                 log.error("input %s (%s): %s", input_id, name, message)
-                out.append(self._error(input_id, str(name), message, attempts[input_id]))
+                out.append(self._error(input_id, str(name), message, started))
             else:
+                ray.get(self.ledger.start.remote([input_id], self.worker))
+                attempts = ray.get(self.ledger.attempts.remote([input_id]))
                 out.extend(self._run([row], attempts))
             ray.get(self.ledger.finish.remote([input_id]))
         return to_table(out)
@@ -199,6 +200,15 @@ class OCRWorker:
 
     def __del__(self) -> None:
         shutil.rmtree(getattr(self, "tmp_dir", ""), ignore_errors=True)
+
+
+def _normalise(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of a user's dataset: ``path`` or ``data``; ``input_id`` and ``name`` optional."""
+    out = {"path": row.get("path"), "data": row.get("data")}
+    out["name"] = row.get("name") or out["path"]
+    given = row.get("input_id")
+    out["input_id"] = int(given) if given is not None else stable_id(out)
+    return out
 
 
 def _slice(items: list[PreparedInput], outcome: tuple[list[Any], float]) -> dict[int, Any]:

@@ -11,7 +11,8 @@
   ``--cold`` the Ray run starts on an empty cache: every key must be built exactly once however
   many workers race for it (the cache's lock).
 
-Pages are ``paddleocr_trt.testing.pages`` (receipts and 1000x1400 documents, seeded). On a
+Pages: the small rendered samples (``testing.images``, cycled), or with ``--documents``
+``paddleocr_trt.testing.pages`` (receipts and 1000x1400 documents, seeded). On a
 machine with fewer cores than workers, Ray's workers compete for the same cores as each other:
 the overhead reported is then mostly start-up and contention, not Ray's scheduling.
 """
@@ -119,13 +120,20 @@ def main() -> int:
     parser.add_argument("--engine", default="onnxruntime")
     parser.add_argument("--cache-dir", type=Path, default=REPO / ".cache" / "bench-ray")
     parser.add_argument("--cold", action="store_true", help="Ray run on an empty cache")
+    parser.add_argument("--documents", action="store_true", help="1000x1400 documents")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    from paddleocr_trt.testing.pages import render_pages
-
     work = Path(tempfile.mkdtemp(prefix="bench-ray-"))
-    paths = [str(p.path) for p in render_pages(work / "pages", args.pages)]
+    if args.documents:
+        from paddleocr_trt.testing.pages import render_pages
+
+        paths = [str(p.path) for p in render_pages(work / "pages", args.pages)]
+    else:  # the small rendered samples (no 3200x1400 page), cycled
+        from paddleocr_trt.testing.images import render_sample_images
+
+        small = [str(s.path) for s in render_sample_images(work / "samples") if s.kind != "large"]
+        paths = [small[i % len(small)] for i in range(args.pages)]
     kwargs = _models()
     single = single_process(paths, kwargs, args.engine, args.cache_dir)
     ray_cache = work / "cold-cache" if args.cold else args.cache_dir

@@ -85,8 +85,9 @@ def remember(failures: FailureMemo, key: CacheKey, exc: BaseException, timeout_s
 
 
 class ArtifactSource(Protocol):
-    """The recipe's shared steps an engine's artifact step uses (``pipeline.ArtifactPipeline``):
-    the cache, the options, the validated ONNX and the validation inputs and comparison."""
+    """What the recipe (``pipeline.ArtifactPipeline``) lends an engine's step: the cache, the
+    options, the remembered failures and the validation inputs and comparison. No step: the
+    step's input (the validated ONNX) is an argument, so an engine never calls back up."""
 
     cache: EngineCache
     options: Any  # pipeline.PipelineOptions
@@ -95,8 +96,6 @@ class ArtifactSource(Protocol):
     def resolve(
         self, model: ModelRef, model_type: ModelType | str | None = None
     ) -> ResolvedModel: ...
-
-    def onnx(self, model_dir: ModelRef, model_type: ModelType | str) -> Artifact: ...
 
     def validation_inputs(self, model_dir: ModelRef, model_type: ModelType) -> list[np.ndarray]: ...
 

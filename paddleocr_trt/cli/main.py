@@ -21,7 +21,14 @@ from typing import NoReturn
 from .._version import __version__
 
 #: modules under paddleocr_trt.cli that expose ``register(subparsers)``
-COMMAND_MODULES = ("demo_cmd", "doctor_cmd", "optimize_cmd", "benchmark_cmd", "cache_cmd")
+COMMAND_MODULES = (
+    "demo_cmd",
+    "doctor_cmd",
+    "optimize_cmd",
+    "benchmark_cmd",
+    "cache_cmd",
+    "batch_cmd",
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

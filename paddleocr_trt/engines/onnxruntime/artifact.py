@@ -13,7 +13,7 @@ from typing import Any
 from ...artifact import ONNX_ARTIFACT, Artifact, ArtifactSource, log_report
 from ...cache.key import CacheKey
 from ...fusion.artifacts import FUSED_GRAPH, check_fused_graph, write_fused_onnx
-from ...model_resolve import ModelRef
+from ...model_resolve import ModelRef, ResolvedModel
 from ...model_types import ModelType
 from ...progress import stage
 
@@ -41,8 +41,9 @@ def onnxruntime_key(
 
 def onnxruntime_engine(
     pipeline: ArtifactSource,
-    model_dir: ModelRef,
-    model_type: ModelType | str,
+    onnx: Artifact,
+    model: ResolvedModel,
+    model_type: ModelType,
     provider: str,
     device_id: int = 0,
 ) -> Artifact:
@@ -59,10 +60,8 @@ def onnxruntime_engine(
     """
     from .runner import OnnxRuntimeRunner
 
-    model = pipeline.resolve(model_dir, model_type)  # once; everything below takes the value
     model_dir = model.model_dir
-    mtype = model.model_type
-    onnx = pipeline.onnx(model, mtype)
+    mtype = model.model_type  # resolved once, by the recipe
     key = onnxruntime_key(pipeline, model, mtype, provider)
     created: dict[str, Any] = {}
 

@@ -115,9 +115,10 @@ def timing_cache_dir(cache: Any) -> Path | None:
 
 
 def tensorrt_engine(
-    source: TensorRTSource, model_dir: ModelRef, model_type: ModelType | str
+    source: TensorRTSource, onnx: Artifact, model: ResolvedModel, model_type: ModelType
 ) -> Artifact:
-    """A validated engine: FP16 if it passes, else FP16 with FP32-pinned layers, else FP32.
+    """The engine step: the recipe's validated ONNX of the model in ``model_dir`` in, a
+    validated engine out: FP16 if it passes, else FP16 with FP32-pinned layers, else FP32.
 
     Each attempt is isolated (see ``attempts.py``); when all fail, the failure is
     remembered under the engine's key and later calls raise RememberedFailureError at once.
@@ -130,9 +131,7 @@ def tensorrt_engine(
     from ...profiles import profiles_to_dict
 
     options = source.options
-    model = source.resolve(model_dir, model_type)  # once; everything below takes the value
-    mtype = model.model_type
-    onnx = source.onnx(model, mtype)
+    mtype = model.model_type  # resolved once, by the recipe
     base_input = (onnx.entry.metadata.get("input_names") or ["x"])[0]
     input_name = fused_input_name(mtype, base_input)
     profiles = with_side_inputs(

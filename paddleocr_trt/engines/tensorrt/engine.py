@@ -16,6 +16,7 @@ from ...model_types import ModelType
 if TYPE_CHECKING:  # typing only: deciding must stay cheap to import
     from ...artifact import Artifact, ArtifactSource
     from ...backend.base import BaseRunner
+    from ...model_resolve import ResolvedModel
 
 from ..contract import (
     READY,
@@ -78,6 +79,7 @@ def resident_outputs(model_type: ModelType, artifact: Any) -> list[str]:
 class TensorRTEngine:
     name = "tensorrt"
     label = "TensorRT"
+    needs_artifact = True
 
     def status(self) -> Availability:
         return tensorrt_status()
@@ -112,11 +114,16 @@ class TensorRTEngine:
         }
 
     def prepare(
-        self, source: ArtifactSource, model_dir: Path, model_type: ModelType, target: Target
+        self,
+        source: ArtifactSource,
+        onnx: Artifact,
+        model: ResolvedModel,
+        model_type: ModelType,
+        target: Target,
     ) -> Artifact:
         from .artifact import tensorrt_engine
 
-        return tensorrt_engine(source, model_dir, model_type)  # type: ignore[arg-type]
+        return tensorrt_engine(source, onnx, model, model_type)  # type: ignore[arg-type]
 
     def load(self, artifact: Artifact | None, request: LoadRequest) -> BaseRunner:
         from .runner import TensorRTRunner

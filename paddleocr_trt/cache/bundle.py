@@ -79,12 +79,17 @@ def export_bundle(cache: Any, out: str | Path, digests: list[str] | None = None)
     into one tar archive at ``out`` (written to a temp file, then renamed into place)."""
     out = Path(os.path.abspath(Path(out).expanduser()))
     report = BundleReport(str(out))
-    index = FileHashIndex(cache.root)
+    index = FileHashIndex(cache.fsroot)
     chosen = []
     for entry in cache.entries():
         if digests and not any(entry.digest.startswith(d.strip().lower()) for d in digests):
             continue
-        checked = check_entry(entry.path, None, index, hashes="full")  # re-read every byte
+        try:  # re-read every byte, through the cache root's descriptors (see safedir.py)
+            with cache.fsroot.open(entry.kind) as kind_dir:
+                checked = check_entry(kind_dir, entry.digest, None, index, hashes="full")
+        except (OSError, CacheError) as exc:
+            report.skipped[entry.digest] = str(exc)
+            continue
         if checked.problem is not None:
             report.skipped[entry.digest] = checked.problem
             continue

@@ -27,6 +27,7 @@ __all__ = [
     "copy_output",
     "create_exclusive",
     "fsync_dir",
+    "open_nofollow",
     "untrusted_reason",
     "write_bytes_atomic",
 ]
@@ -57,6 +58,12 @@ def untrusted_reason(st: os.stat_result, *, want_dir: bool) -> str | None:
     if st.st_mode & FOREIGN_WRITE_BITS:
         return f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):o})"
     return None
+
+
+def open_nofollow(path: Path, flags: int = os.O_RDONLY) -> int:
+    """Open without following a final symlink; the fd must then be checked with ``fstat``
+    (used by bundle.py for files it reads from entries it has just checked)."""
+    return os.open(path, flags | O_NOFOLLOW | O_CLOEXEC)
 
 
 def create_exclusive(directory: Path, prefix: str, suffix: str = ".tmp") -> tuple[int, Path]:

@@ -12,7 +12,18 @@ from typing import Any
 from ....errors import EngineBuildError, OutOfMemoryError
 from ....profiles import Profile, ShapeNotCoveredError, ShapeProfile, fit_static_dims
 from ..config import BuildSettings
-from .api import _api, _call, _get, _new, _set, load_tensorrt, logger, tensorrt_version
+from .api import (
+    _api,
+    _call,
+    _get,
+    _new,
+    _set,
+    engine_label,
+    load_tensorrt,
+    logger,
+    tensorrt_version,
+)
+from .rtx import apply_targets
 from .trtlog import is_oom_message, progress_monitor, recording_logger
 from .versions import (
     decide_builder_flags,
@@ -178,7 +189,7 @@ def build_serialized_engine(
     trt = load_tensorrt()
     version = tensorrt_version(trt)
     log = recording_logger(trt)
-    what = f"TensorRT {version} engine build"
+    what = f"{engine_label(trt)} engine build"
     log.reset_errors()
     try:
         builder = _new("Builder", log)
@@ -199,6 +210,7 @@ def build_serialized_engine(
         _api("MemoryPoolType.WORKSPACE"),
         int(settings.workspace_bytes),
     )
+    apply_targets(config, settings.targets)
     if settings.optimization_level is not None:
         _set(config, "IBuilderConfig.builder_optimization_level", int(settings.optimization_level))
     pinned: list[str] = []

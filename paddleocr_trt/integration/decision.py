@@ -38,24 +38,65 @@ def _not_installed(module: str, name: str, remedy: str) -> Availability | None:
     return Availability(False, f"{module}-missing", f"{name} is not installed", remedy)
 
 
-@functools.lru_cache(maxsize=1)
-def tensorrt_status() -> Availability:
-    missing = _not_installed(
-        "tensorrt",
-        "TensorRT",
-        "install TensorRT 10.x or 11.x for your CUDA version, e.g. "
-        "pip install 'paddleocr-trt[tensorrt]', on a machine with an NVIDIA GPU",
-    )
-    if missing is not None:
-        return missing
+@functools.lru_cache(maxsize=2)
+def tensorrt_status(flavor: str = "tensorrt") -> Availability:
+    """Whether a TensorRT flavor (``tensorrt`` or ``tensorrt-rtx``) is installed and loads."""
     from ..backend.trt import adapter
+    from ..backend.trt.flavors import INSTALL, LABELS, RTX
     from ..errors import TensorRTUnavailableError
 
+    if not adapter.flavor_installed(flavor):
+        remedy = (
+            "install TensorRT 10.x or 11.x for your CUDA version, e.g. "
+            "pip install 'paddleocr-trt[tensorrt]', on a machine with an NVIDIA GPU"
+            if flavor != RTX
+            else INSTALL[RTX]
+        )
+        return Availability(
+            False, f"{flavor}-missing", f"{LABELS[flavor]} is not installed", remedy
+        )
     try:
-        trt = adapter.load_tensorrt()
+        trt = adapter.load_tensorrt(flavor)
     except TensorRTUnavailableError as exc:
-        return Availability(False, "tensorrt-unloadable", str(exc))
-    return Availability(True, "ready", f"TensorRT {adapter.tensorrt_version(trt)}")
+        return Availability(False, f"{flavor}-unloadable", str(exc))
+    return Availability(True, "ready", adapter.engine_label(trt))
+
+
+@functools.lru_cache(maxsize=8)
+def rtx_gpu_status(device_id: int) -> Availability:
+    """Whether TensorRT-RTX runs on GPU ``device_id`` (by its compute capability)."""
+    from ..backend.cuda.runtime import device_info
+    from ..backend.trt.flavors import rtx_refusal, rtx_runs_on
+
+    try:
+        cc = tuple(device_info(device_id).compute_capability)
+    except Exception as exc:  # no driver, no such device: say why
+        return Availability(False, "no-cuda-gpu", f"cannot read GPU {device_id}: {exc}")
+    if not rtx_runs_on(cc):  # type: ignore[arg-type]
+        return Availability(False, "rtx-unsupported-cc", rtx_refusal(cc))  # type: ignore[arg-type]
+    return READY
+
+
+def decide_rtx(request: TensorRTRequest, engine_config: Mapping[str, Any]) -> Availability:
+    """TensorRT-RTX: a GPU it runs on (checked before whether it is installed, so an H100 user
+    hears to install full TensorRT, an RTX user to install TensorRT-RTX)."""
+    target = target_of(request, engine_config)
+    if target.device_type != "gpu":
+        return Availability(
+            False,
+            "not-a-gpu-device",
+            f"TensorRT-RTX needs an NVIDIA GPU, but the device is {target.device_type!r}",
+            "pass device='gpu' on a machine with an NVIDIA RTX GPU",
+        )
+    for status in (
+        _unsupported_precision(request),
+        cuda_status(),
+        rtx_gpu_status(target.device_id),
+        tensorrt_status("tensorrt-rtx"),
+    ):
+        if status is not None and not status.ok:
+            return status
+    return READY
 
 
 @functools.lru_cache(maxsize=1)
@@ -170,4 +211,6 @@ def decide_engine(
 ) -> Availability:
     if engine == "onnxruntime":
         return decide_onnxruntime(request, engine_config)
+    if engine == "tensorrt-rtx":
+        return decide_rtx(request, engine_config)
     return decide(request, engine_config)

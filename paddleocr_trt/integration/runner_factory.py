@@ -8,6 +8,7 @@ Whatever happens in here, the user gets a working runner: TensorRT if possible, 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,11 @@ def _model_type(model_name: str, model_files: ModelFiles | None) -> ModelType | 
     return model_type_from_name(model_name)
 
 
-ENGINE_LABELS = {"tensorrt": "TensorRT", "onnxruntime": "ONNX Runtime"}
+ENGINE_LABELS = {
+    "tensorrt": "TensorRT",
+    "tensorrt-rtx": "TensorRT-RTX",
+    "onnxruntime": "ONNX Runtime",
+}
 
 
 def _engine_runner(engine: str) -> Callable[..., tuple[Any, str]]:
@@ -97,6 +102,8 @@ def _engine_runner(engine: str) -> Callable[..., tuple[Any, str]]:
         return onnxruntime_runner
     from .tensorrt_path import tensorrt_runner
 
+    if engine == "tensorrt-rtx":
+        return functools.partial(tensorrt_runner, flavor=engine)
     return tensorrt_runner
 
 

@@ -12,28 +12,26 @@ from pathlib import Path
 from typing import Any
 
 
-def build_and_validate(payload: dict[str, Any]) -> dict[str, Any]:
-    """Build the fused graph of ``payload["onnx"]`` into ``payload["plan"]`` and compare it with
-    native Paddle on the fused validation pairs (task agreement: fp16 is not exact).
+def build_plan(payload: dict[str, Any]) -> tuple[Any, Any]:
+    """Build the fused graph of ``payload["onnx"]`` into ``payload["plan"]``: the build half of
+    an attempt, also what ``optimize --target`` and the CI builds run. Returns (BuildResult,
+    settings). ``payload["flavor"]`` picks full TensorRT or TensorRT-RTX.
 
     Fusion happens here, after the fp16 conversion (``fusion.artifacts.engine_onnx``), so the
     uint8 prologue and the argmax epilogue stay fp32 and FP32 pins name unfused nodes.
     """
-    import numpy as np
-
-    from ...comparator.fused import FusedPair
-    from ...fusion.artifacts import check_fused_graph, engine_onnx
+    from ...fusion.artifacts import engine_onnx
     from ...model_types import ModelType
     from ...profiles import ShapeProfile
     from ...progress import stage
-    from ..paddle.runner import PaddleInferenceRunner
     from . import adapter
     from .builder import build_engine
     from .config import BuildSettings
-    from .runner import TensorRTRunner
 
+    adapter.select_flavor(str(payload.get("flavor") or "tensorrt"))
     settings_dict = dict(payload["settings"])
     settings_dict["fp32_layers"] = tuple(settings_dict.get("fp32_layers") or ())
+    settings_dict["targets"] = tuple(settings_dict.get("targets") or ())
     settings = BuildSettings(**settings_dict)
     plan = Path(payload["plan"])
     model_dir = Path(payload["model_dir"])
@@ -51,7 +49,7 @@ def build_and_validate(payload: dict[str, Any]) -> dict[str, Any]:
         fp16_onnx=fp16,
         keep_fp32_nodes=settings.fp32_layers,
     )
-    with stage(f"building the {settings.precision} engine"):
+    with stage(f"building the {settings.precision} engine ({adapter.engine_label()})"):
         result = build_engine(
             build_onnx,
             plan,
@@ -61,6 +59,25 @@ def build_and_validate(payload: dict[str, Any]) -> dict[str, Any]:
             fp16_onnx_path=fp16_onnx,
             device_id=int(payload.get("device_id", 0)),
         )
+    return result, settings
+
+
+def build_and_validate(payload: dict[str, Any]) -> dict[str, Any]:
+    """Build (:func:`build_plan`) and compare the plan with native Paddle on the fused
+    validation pairs (task agreement: fp16 is not exact)."""
+    import numpy as np
+
+    from ...comparator.fused import FusedPair
+    from ...fusion.artifacts import check_fused_graph
+    from ...model_types import ModelType
+    from ...progress import stage
+    from ..paddle.runner import PaddleInferenceRunner
+    from .runner import TensorRTRunner
+
+    result, _settings = build_plan(payload)
+    plan = Path(payload["plan"])
+    model_dir = Path(payload["model_dir"])
+    mtype = ModelType.parse(payload["model_type"])
     with np.load(payload["inputs"]) as data:
         arrays = [data[f"arr_{i}"] for i in range(len(data.files))]
     inputs = [FusedPair(base, fused) for base, fused in zip(arrays[::2], arrays[1::2], strict=True)]
@@ -95,4 +112,6 @@ def build_and_validate(payload: dict[str, Any]) -> dict[str, Any]:
         "workspace_bytes": result.workspace_bytes,
         "plan_bytes": result.plan_bytes,
         "onnx_built": str(result.onnx_path),
+        "flavor": str(payload.get("flavor") or "tensorrt"),
+        "targets": list(result.targets),
     }

@@ -107,6 +107,8 @@ TRT_API: dict[str, Api] = {
     "ParserError.node_name": _m(),
     "INetworkDefinition.num_inputs": _prop(),
     "INetworkDefinition.get_input": _m("int"),
+    "INetworkDefinition.num_outputs": _prop(),
+    "INetworkDefinition.get_output": _m("int"),
     "INetworkDefinition.num_layers": _prop(),
     "INetworkDefinition.get_layer": _m("int"),
     "ITensor.name": _prop(),

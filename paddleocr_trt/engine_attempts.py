@@ -58,6 +58,7 @@ class AttemptJob:
     min_agreement: float
     device_id: int
     timing_cache_dir: Path | None
+    flavor: str = "tensorrt"  # or "tensorrt-rtx"
 
 
 class EngineBuilder(Protocol):
@@ -90,6 +91,7 @@ class IsolatedEngineBuilder:
             "min_agreement": job.min_agreement,
             "device_id": job.device_id,
             "timing_cache_dir": str(job.timing_cache_dir) if job.timing_cache_dir else None,
+            "flavor": job.flavor,
         }
         out = call_in_child(
             self.target,
@@ -287,6 +289,7 @@ def build_validated(
     min_agreement: float,
     device_id: int,
     timing_cache_dir: Path | None,
+    flavor: str = "tensorrt",
 ) -> tuple[Path, Any, dict[str, Any]]:
     """FP16, FP16 with sensitive layers pinned to FP32, FP32 (:func:`attempt_plan`); the first
     plan that passes validation wins. When attempts ran out of GPU memory (a context or the
@@ -311,6 +314,7 @@ def build_validated(
                 min_agreement=min_agreement,
                 device_id=device_id,
                 timing_cache_dir=timing_cache_dir,
+                flavor=flavor,
             )
 
         pinned = lambda: pinned_settings(settings, onnx_path, inputs)  # noqa: E731

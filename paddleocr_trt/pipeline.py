@@ -56,6 +56,10 @@ class PipelineOptions:
     cuda_graph_cache_size: int = 16
     #: per engine attempt (build + validation in a child); None: PADDLEOCR_TRT_BUILD_TIMEOUT_S
     build_timeout_s: float | None = None
+    #: "tensorrt" (full TensorRT) or "tensorrt-rtx" (TensorRT for RTX GPUs, ``rtx_artifact``)
+    trt_flavor: str = "tensorrt"
+    #: TensorRT-RTX build targets (``sm86``...); empty: every architecture it runs
+    targets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", self.precision.lower())
@@ -299,6 +303,10 @@ class ArtifactPipeline:
         return default_profiles(model_type, input_name)
 
     def engine_key(self, model_dir: Path, model_type: ModelType, profiles, settings) -> CacheKey:
+        if self.options.trt_flavor == "tensorrt-rtx":  # this GPU's validated key
+            from .rtx_artifact import engine_key
+
+            return engine_key(self, model_dir, model_type, profiles, settings, pending=False)
         from .backend.cuda.runtime import device_info
         from .backend.onnx.convert import converter_versions
         from .backend.trt import adapter
@@ -334,7 +342,21 @@ class ArtifactPipeline:
         }
         if self.options.workspace_bytes:
             kwargs["workspace_bytes"] = self.options.workspace_bytes
+        if self.options.trt_flavor == "tensorrt-rtx":
+            from .rtx_artifact import rtx_targets
+
+            kwargs["targets"] = rtx_targets(self.options.targets, self._gpu_cc())
         return BuildSettings(**kwargs)
+
+    def _gpu_cc(self) -> tuple[int, int] | None:
+        """This device's compute capability, None without a usable GPU (ahead-of-time builds)."""
+        from .backend.cuda.runtime import device_info
+
+        try:
+            cc = device_info(self.options.device_id).compute_capability
+        except Exception:
+            return None
+        return int(cc[0]), int(cc[1])
 
     def engine(self, model_dir: str | Path, model_type: ModelType | str) -> Artifact:
         """A validated engine: FP16 if it passes, else FP16 with FP32-pinned layers, else FP32.
@@ -371,6 +393,8 @@ class ArtifactPipeline:
             return plan, meta
 
         entry = self.cache.get(key)
+        if entry is None and self.options.trt_flavor == "tensorrt-rtx":
+            entry = self._promote_rtx(model_dir, mtype, key, outcome)
         if entry is None:
             self._check_remembered(key, timeout_s)
             try:
@@ -384,6 +408,22 @@ class ArtifactPipeline:
                 self._remember(key, exc, timeout_s)
                 raise
         return Artifact(entry, from_cache="report" not in outcome, extra={"onnx": onnx})
+
+    #: validates a TensorRT-RTX plan built ahead of time (None: a child process per plan)
+    plan_validator: Any = None
+
+    def _promote_rtx(self, model_dir: Path, mtype: ModelType, key: CacheKey, outcome: dict):
+        """A TensorRT-RTX plan built elsewhere, validated here before it is served (or None)."""
+        from .rtx_artifact import IsolatedPlanValidator, promote_pending
+
+        validator = self.plan_validator or IsolatedPlanValidator(
+            self.options.effective_build_timeout_s()
+        )
+        promoted = promote_pending(self, model_dir, mtype, key, validator)
+        if promoted is None:
+            return None
+        outcome["report"] = promoted.report  # validated now: not "loaded from cache"
+        return promoted.entry
 
     def _builder(self) -> EngineBuilder:
         if self.engine_builder is not None:
@@ -419,7 +459,8 @@ class ArtifactPipeline:
             inputs=inputs,
             min_agreement=self.options.min_agreement,
             device_id=self.options.device_id,
-            timing_cache_dir=self.timing_cache_dir(),
+            timing_cache_dir=self.timing_cache_dir() if not settings.targets else None,
+            flavor=self.options.trt_flavor,
         )
 
 

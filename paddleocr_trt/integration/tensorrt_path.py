@@ -25,14 +25,22 @@ def tensorrt_runner(
     request: TensorRTRequest,
     engine_config: Mapping[str, Any],
     native_factory: Callable[[], Any],
+    flavor: str = "tensorrt",
 ) -> tuple[BaseRunner, str]:
-    """Build or load the engine for this model; return the runner and a one-line description."""
+    """Build or load the engine for this model; return the runner and a one-line description.
+    ``flavor``: full TensorRT or TensorRT-RTX (the same path; the adapter drives either)."""
+    from ..backend.trt import adapter
+    from ..backend.trt.flavors import LABELS
     from ..backend.trt.runner import TensorRTRunner
 
+    adapter.select_flavor(flavor)
     # The GPU the user asked for, also where the CPU build of Paddle made PaddleX use the CPU.
     device_id = target_of(request, engine_config).device_id
     options = PipelineOptions(
-        precision=request.precision, device_id=device_id, use_cuda_graphs=cuda_graphs_enabled()
+        precision=request.precision,
+        device_id=device_id,
+        use_cuda_graphs=cuda_graphs_enabled(),
+        trt_flavor=flavor,
     )
     pipeline = shared_pipeline(str(default_cache_dir()), options)
     fallback = HostNormalizingNative(LazyNativeRunner(f"paddle:{model_name}", native_factory))
@@ -56,8 +64,8 @@ def tensorrt_runner(
     agreement = (artifact.validation or {}).get("agreement")
     origin = "loaded from cache" if artifact.from_cache else "built and validated"
     description = (
-        f"TensorRT {precision} engine over the fused graph ({fused_io(model_type)}) {origin} "
-        f"({artifact.path.parent.name}"
+        f"{LABELS[flavor]} {precision} engine over the fused graph ({fused_io(model_type)}) "
+        f"{origin} ({artifact.path.parent.name}"
     )
     runner = FusedEngineRunner(runner, fallback, model_name, model_type)
     if agreement is not None:

@@ -115,3 +115,63 @@ def build_and_validate(payload: dict[str, Any]) -> dict[str, Any]:
         "flavor": str(payload.get("flavor") or "tensorrt"),
         "targets": list(result.targets),
     }
+
+
+def build_only(payload: dict[str, Any]) -> dict[str, Any]:
+    """Child side of an ahead-of-time build (``optimize --target``): the plan, never run."""
+    result, _settings = build_plan(payload)
+    return {
+        "build_seconds": result.seconds,
+        "plan_bytes": result.plan_bytes,
+        "tensorrt_version": result.tensorrt_version,
+        "built_precision": result.precision,
+        "workspace_bytes": result.workspace_bytes,
+        "onnx_built": str(result.onnx_path),
+        "targets": list(result.targets),
+        "network_io": result.network_io,
+        "profiles": [{n: sp.to_dict() for n, sp in p.items()} for p in result.profiles],
+    }
+
+
+def validate_plan(payload: dict[str, Any]) -> dict[str, Any]:
+    """Child side of validating a plan built elsewhere (TensorRT-RTX, ahead of time): its
+    validity on this GPU first, then the same comparison with native Paddle as a new build."""
+    import numpy as np
+
+    from ...comparator.fused import FusedPair
+    from ...fusion.artifacts import check_fused_graph
+    from ...model_types import ModelType
+    from ...progress import stage
+    from ..paddle.runner import PaddleInferenceRunner
+    from . import adapter
+    from .runner import TensorRTRunner
+
+    adapter.select_flavor(str(payload.get("flavor") or "tensorrt"))
+    plan = Path(payload["plan"])
+    model_dir = Path(payload["model_dir"])
+    mtype = ModelType.parse(payload["model_type"])
+    validity = adapter.plan_validity(plan.read_bytes())
+    if not validity.loadable:
+        raise adapter.EngineExecutionError(f"the plan cannot run here: {validity.message()}")
+    with np.load(payload["inputs"]) as data:
+        arrays = [data[f"arr_{i}"] for i in range(len(data.files))]
+    inputs = [FusedPair(base, fused) for base, fused in zip(arrays[::2], arrays[1::2], strict=True)]
+    with (
+        stage(f"validating a plan built elsewhere against Paddle on {len(inputs)} inputs"),
+        PaddleInferenceRunner(
+            model_dir, device="cpu", cpu_threads=os.cpu_count() or 1, name="paddle"
+        ) as reference,
+        TensorRTRunner(
+            plan, name=f"tensorrt:{model_dir.name}", device_id=int(payload.get("device_id", 0))
+        ) as candidate,
+    ):
+        report = check_fused_graph(
+            mtype,
+            model_dir,
+            reference,
+            candidate,
+            inputs,
+            min_agreement=float(payload["min_agreement"]),
+            tolerance=None,
+        )
+    return {"report": report.to_dict(), "validity": validity.message()}

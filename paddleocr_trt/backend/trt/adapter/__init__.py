@@ -40,7 +40,7 @@ from .build import (
     fit_profiles_to_network,
 )
 from .rtx import Validity, apply_targets, engine_validity, supports_targets
-from .runtime import Engine, TensorInfo, TrtEnqueuer, deserialize_engine
+from .runtime import Engine, TensorInfo, TrtEnqueuer, deserialize_engine, plan_validity
 from .trtlog import OOM_MARKERS, _progress_class, is_oom_message, progress_monitor, recording_logger
 from .versions import (
     STRONGLY_TYPED_FROM,
@@ -95,6 +95,7 @@ __all__ = [
     "is_oom_message",
     "load_tensorrt",
     "major_version",
+    "plan_validity",
     "progress_monitor",
     "recording_logger",
     "select_flavor",

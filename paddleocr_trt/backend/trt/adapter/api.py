@@ -70,6 +70,8 @@ def _prop(settable: bool = False, versions: tuple[int, ...] = SUPPORTED_MAJORS, 
 
 _V10 = (10,)
 _RTX = {"versions": (11,), "flavors": (RTX,)}
+_DIAGNOSTIC_BITS = ("VERSION_MISMATCH", "UNSUPPORTED_CC", "OLD_CUDA_DRIVER", "OLD_CUDA_RUNTIME")
+_DIAGNOSTIC_BITS += ("INSUFFICIENT_GPU_MEMORY", "MALFORMED_ENGINE", "CUDA_ERROR")
 
 TRT_API: dict[str, Api] = {
     # module
@@ -157,25 +159,12 @@ TRT_API: dict[str, Api] = {
     "IExecutionContext.set_tensor_address": _m("str", "int"),
     "IExecutionContext.execute_async_v3": _m("int"),
     # TensorRT-RTX only: ahead-of-time targets, engine validity, runtime config and cache
-    "ComputeCapability.SM75": _e(**_RTX),
-    "ComputeCapability.SM80": _e(**_RTX),
-    "ComputeCapability.SM86": _e(**_RTX),
-    "ComputeCapability.SM89": _e(**_RTX),
-    "ComputeCapability.SM120": _e(**_RTX),
-    "ComputeCapability.SM121": _e(**_RTX),
+    **{f"ComputeCapability.SM{n}": _e(**_RTX) for n in (75, 80, 86, 89, 120, 121)},
     "IBuilderConfig.num_compute_capabilities": _prop(settable=True, **_RTX),
     "IBuilderConfig.set_compute_capability": _m("ComputeCapability", "int", **_RTX),
     "Runtime.get_engine_validity": _m("buffer", **_RTX),
-    "EngineValidity.VALID": _e(**_RTX),
-    "EngineValidity.SUBOPTIMAL": _e(**_RTX),
-    "EngineValidity.INVALID": _e(**_RTX),
-    "EngineInvalidityDiagnostics.VERSION_MISMATCH": _e(**_RTX),
-    "EngineInvalidityDiagnostics.UNSUPPORTED_CC": _e(**_RTX),
-    "EngineInvalidityDiagnostics.OLD_CUDA_DRIVER": _e(**_RTX),
-    "EngineInvalidityDiagnostics.OLD_CUDA_RUNTIME": _e(**_RTX),
-    "EngineInvalidityDiagnostics.INSUFFICIENT_GPU_MEMORY": _e(**_RTX),
-    "EngineInvalidityDiagnostics.MALFORMED_ENGINE": _e(**_RTX),
-    "EngineInvalidityDiagnostics.CUDA_ERROR": _e(**_RTX),
+    **{f"EngineValidity.{n}": _e(**_RTX) for n in ("VALID", "SUBOPTIMAL", "INVALID")},
+    **{f"EngineInvalidityDiagnostics.{n}": _e(**_RTX) for n in _DIAGNOSTIC_BITS},
     "ICudaEngine.create_runtime_config": _m(**_RTX),
     "ICudaEngine.create_execution_context#config": _m("IRuntimeConfig", **_RTX),
     "IRuntimeConfig.set_execution_context_allocation_strategy": _m(

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ....errors import EngineBuildError, OutOfMemoryError
 from ....profiles import Profile, ShapeNotCoveredError, ShapeProfile, fit_static_dims
 from ..config import BuildSettings
@@ -85,8 +87,6 @@ def _network_inputs(network: Any) -> dict[str, tuple[int, ...]]:
 def _network_io(network: Any) -> dict[str, dict[str, Any]]:
     """Names, dtypes and shapes of the parsed network's inputs and outputs (what a runner binds;
     read back so a build without a GPU still proves the engine's I/O)."""
-    import numpy as np
-
     nptype = _api("nptype")
     io: dict[str, dict[str, Any]] = {}
     for is_input, count, get in (

@@ -226,3 +226,35 @@ def not_validated_report(targets: tuple[str, ...]) -> dict[str, Any]:
             "Paddle on the target GPU at first use, and served only if it passes"
         ),
     }
+
+
+def runtime_cache_for(cache_root: Path, entry: Any, device_id: int) -> Any:
+    """The runtime cache file of a TensorRT-RTX engine entry on ``device_id``: per TensorRT-RTX
+    version, GPU model and CUDA driver major (what TensorRT-RTX checks it against)."""
+    from .backend.cuda.runtime import cudart, device_info
+    from .backend.trt import adapter
+    from .backend.trt.runtime_cache import RuntimeCacheFile, runtime_cache_dir
+
+    err, version = cudart().cudaDriverGetVersion()
+    driver_major = int(version) // 1000 if not int(err) else 0
+    folder = runtime_cache_dir(
+        cache_root, adapter.engine_label(), device_info(device_id).name, driver_major
+    )
+    return RuntimeCacheFile(folder / f"{entry.digest}.cache")
+
+
+def rtx_status(entry: Any) -> str | None:
+    """What ``cache list`` says about a TensorRT-RTX engine entry (None for anything else):
+    its targets and that it is not validated, or the GPU it was validated on and the validity
+    TensorRT-RTX reported there."""
+    key = entry.key_fields
+    settings = key.get("builder_settings") or {}
+    if not isinstance(settings, dict) or settings.get("flavor") != RTX:
+        return None
+    label = f"TensorRT-RTX {key.get('tensorrt_version')}"
+    if key.get("gpu_name") == PENDING_GPU:
+        targets = ",".join(settings.get("targets") or [])
+        return f"{label} for {targets}: NOT VALIDATED (validated on the target GPU at first use)"
+    validity = (entry.metadata or {}).get("validity") or "valid"
+    where = f"{key.get('gpu_name')} (sm {key.get('compute_capability')})"
+    return f"{label} validated on {where}: {validity}"

@@ -50,6 +50,10 @@ def tensorrt_runner(
         "cuda_graph_cache_size": options.cuda_graph_cache_size,
         "resident_outputs": resident_outputs(model_type, artifact),
     }
+    if flavor == "tensorrt-rtx":  # kernels specialised on this GPU, kept for the next start
+        from ..rtx_artifact import runtime_cache_for
+
+        graphs["runtime_cache"] = runtime_cache_for(pipeline.cache.root, artifact.entry, device_id)
     try:
         runner = TensorRTRunner(
             artifact.path, name=model_name, fallback=fallback, device_id=device_id, **graphs

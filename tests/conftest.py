@@ -15,4 +15,5 @@ pytest_plugins = [
     "fixtures.engines",
     "fixtures.fake_tensorrt",
     "fixtures.trt_runner_doubles",
+    "fixtures.fake_tensorrt_rtx",
 ]

@@ -27,8 +27,10 @@ def build_plan(payload: dict[str, Any]) -> tuple[Any, Any]:
     from . import adapter
     from .builder import build_engine
     from .config import BuildSettings
+    from .flavors import LABELS
 
-    adapter.select_flavor(str(payload.get("flavor") or "tensorrt"))
+    flavor = str(payload.get("flavor") or "tensorrt")
+    adapter.select_flavor(flavor)
     settings_dict = dict(payload["settings"])
     settings_dict["fp32_layers"] = tuple(settings_dict.get("fp32_layers") or ())
     settings_dict["targets"] = tuple(settings_dict.get("targets") or ())
@@ -49,7 +51,7 @@ def build_plan(payload: dict[str, Any]) -> tuple[Any, Any]:
         fp16_onnx=fp16,
         keep_fp32_nodes=settings.fp32_layers,
     )
-    with stage(f"building the {settings.precision} engine ({adapter.engine_label()})"):
+    with stage(f"building the {settings.precision} {LABELS[flavor]} engine"):
         result = build_engine(
             build_onnx,
             plan,

@@ -83,8 +83,8 @@ class TensorRTRunner(BaseRunner):
             engine = adapter.deserialize_engine(data)
         if engine is None:
             raise CacheError(
-                f"{name}: {adapter.engine_label()} cannot load this plan (built by another "
-                "version or for another GPU, or corrupt; see the log); rebuild it"
+                f"{name}: {adapter.engine_label()} cannot load this plan ({_why_not(data)}); "
+                "rebuild it"
             )
         self.engine = engine
         #: seconds per stage of getting the engine ready (``timings_report``)
@@ -370,6 +370,17 @@ class TensorRTRunner(BaseRunner):
         with self._lock:
             self._close_executors()
         super().close()
+
+
+def _why_not(plan: bytes) -> str:
+    """Why a plan did not load: TensorRT-RTX's validity reasons, else the usual suspects."""
+    try:
+        validity = adapter.plan_validity(plan)
+    except Exception:  # the reason is a courtesy; the refusal stands either way
+        validity = None
+    if validity is not None and validity.status != "unchecked":
+        return validity.message()
+    return "built by another version or for another GPU, or corrupt; see the log"
 
 
 def concat_outputs(parts: Sequence[Any]) -> Any:

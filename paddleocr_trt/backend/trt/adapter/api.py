@@ -236,7 +236,7 @@ def load_tensorrt(flavor: str | None = None) -> Any:
                 mod = importlib.import_module(name)
             except Exception as exc:  # ImportError, OSError from missing libnvinfer
                 raise TensorRTUnavailableError(
-                    f"cannot import {name} ({type(exc).__name__}: {exc}); install "
+                    f"cannot import {name} ({type(exc).__name__}: {exc}); "
                     f"{INSTALL[flavor]} on an NVIDIA GPU machine"
                 ) from exc
             major_version(mod)

@@ -298,3 +298,79 @@ def test_pending_plan_that_fails_validation_is_dropped_never_served(pending, mon
     assert promoted is None
     assert pipeline.cache.get(key) is None
     assert find_pending(pipeline.cache, key, (8, 9)) == []
+
+
+def test_selftest_builds_det_for_real_says_it_cannot_run_here_and_exits_1(
+    built, tmp_path: Path
+) -> None:
+    """``doctor --selftest`` with TensorRT-RTX and no usable GPU: a real det build (the ONNX
+    conversion reused from the cache), its time and size, a plain "cannot run here", exit 1."""
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path / "cache"
+    shutil.copytree(built["root"], root, symlinks=True)
+    args = ["doctor", "--selftest", "--cache-dir", str(root), "--det-model", str(built["det"])]
+    proc = subprocess.run(
+        [sys.executable, "-m", "paddleocr_trt.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "det build     built: fp16 plan for sm80,sm86,sm89,sm120" in out, out
+    assert " MB, build " in out and "(from cache)" not in out, out
+    assert "det run       NOT RUN: the engine cannot run here (no usable CUDA GPU" in out, out
+    assert "built, not run, and is not validated" in out
+    assert "passed" not in out
+
+
+def _cli(*args: str) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "paddleocr_trt.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+
+
+def test_optimize_builds_for_targets_without_a_gpu_and_says_not_validated(
+    built, tmp_path: Path
+) -> None:
+    import json
+
+    root = tmp_path / "cache"
+    shutil.copytree(built["root"], root, symlinks=True)
+    out = tmp_path / "det.engine"
+    args = ["optimize", str(built["det"]), "--engine", "tensorrt-rtx"]
+    args += ["--target", "sm86,sm89,sm120", "-o", str(out), "--cache-dir", str(root), "--json"]
+    proc = _cli(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(proc.stdout)
+    assert data["validated"] is False and data["targets"] == ["sm86", "sm89", "sm120"]
+    assert data["validation"].startswith("NOT VALIDATED yet: it cannot run here")
+    assert out.stat().st_size == data["plan_bytes"] > 100_000
+    again = _cli(*args)  # the pending entry is reused, still not validated
+    assert again.returncode == 0 and json.loads(again.stdout)["from_cache"] is True
+    listing = _cli("cache", "list", "--cache-dir", str(root))
+    assert "for sm120,sm86,sm89: NOT VALIDATED" in listing.stdout or (
+        "for sm86,sm89,sm120: NOT VALIDATED" in listing.stdout
+    ), listing.stdout
+
+
+def test_optimize_target_needs_the_rtx_flavor(built) -> None:
+    proc = _cli("optimize", str(built["det"]), "--target", "sm89")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: --target needs --engine tensorrt-rtx (full TensorRT builds for the GPU it runs on)"
+    )
+    bad = _cli("optimize", str(built["det"]), "--engine", "tensorrt-rtx", "--target", "sm90")
+    assert bad.returncode == 2 and "unknown compute capability target 'sm90'" in bad.stderr

@@ -69,6 +69,7 @@ def rtx_builds(ocr_models, onnx_models, test_cache_dir, tmp_path_factory) -> dic
     """Build all 9 graphs once per session; {graph id: build record}."""
     root = tmp_path_factory.mktemp("rtx-builds")
     records: dict[str, Any] = {}
+    before = adapter.active_flavor()  # build_plan selects its flavor process-wide
     for mtype in (ModelType.DETECTION, ModelType.RECOGNITION, ModelType.CLASSIFICATION):
         conv = onnx_models[mtype]
         profiles = _profiles(mtype, conv.input_names[0])
@@ -93,7 +94,10 @@ def rtx_builds(ocr_models, onnx_models, test_cache_dir, tmp_path_factory) -> dic
                 "timing_cache_dir": None,
             }
             started = time.perf_counter()
-            result, _ = build_plan(payload)
+            try:
+                result, _ = build_plan(payload)
+            finally:
+                adapter.select_flavor(before)
             records[f"{mtype.value}-{precision}"] = {
                 "model_type": mtype,
                 "precision": precision,
@@ -189,8 +193,16 @@ def test_shipped_rec_profiles_include_spec_batch_and_wide_buckets(
     assert max(mx[3] for _, mx in shapes) == 3200  # the widest width bucket
 
 
+@pytest.fixture
+def rtx_active(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TensorRT-RTX as the adapter's flavor for one test (restored after)."""
+    from paddleocr_trt.backend.trt.adapter import api
+
+    monkeypatch.setattr(api, "_active", [RTX])
+
+
 def test_workspace_limit_too_small_grows_instead_of_halving(
-    rtx_builds: dict[str, Any], tmp_path: Path
+    rtx_builds: dict[str, Any], rtx_active: None, tmp_path: Path
 ) -> None:
     """TensorRT-RTX fails the det graph's default profiles (to 4000x4000) with "OutOfMemory
     (Requested size was N bytes)", N just above a 256 MiB limit, on a machine with memory to
@@ -203,3 +215,34 @@ def test_workspace_limit_too_small_grows_instead_of_halving(
     assert result.attempts >= 2
     assert result.workspace_bytes > 256 << 20
     assert result.plan_bytes > 100_000
+
+
+def test_real_parser_rejects_what_the_static_type_rule_flags(
+    rtx_builds: dict[str, Any], rtx_active: None, tmp_path: Path
+) -> None:
+    """``backend/onnx/trt_support.py`` guessed that a strongly typed network refuses an fp16
+    tensor meeting an fp32 one; TensorRT-RTX's real parser and builder must refuse the pinned
+    det graph with one boundary Cast bypassed, and the static rule must name the same node."""
+    from paddleocr_trt.backend.onnx.trt_support import SAME_TYPE_OPS, check_trt_support
+    from paddleocr_trt.errors import EngineBuildError
+
+    rec = rtx_builds["detection-fp16-pinned"]
+    model = onnx.load(str(rec["result"].onnx_path))
+    casts = {n.output[0]: n for n in model.graph.node if n.op_type == "Cast"}
+    for node in model.graph.node:
+        fed = [i for i in node.input if i in casts]
+        if node.op_type in SAME_TYPE_OPS and fed and len([i for i in node.input if i]) > 1:
+            node.input[list(node.input).index(fed[0])] = casts[fed[0]].input[0]
+            victim = node.name
+            break
+    else:
+        pytest.fail("no boundary Cast feeding a same-type op in the pinned det graph")
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, str(broken))
+    assert [p.rule for p in check_trt_support(broken, strongly_typed=True) if p.node == victim] == [
+        "mixed-types"
+    ]
+    settings = BuildSettings("fp16", targets=("sm89",), progress=False)
+    with pytest.raises(EngineBuildError) as err:
+        adapter.build_serialized_engine(broken, settings, rec["profiles"])
+    assert victim in str(err.value) or "type" in str(err.value).lower(), str(err.value)

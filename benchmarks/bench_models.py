@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from paddleocr_trt.benchmarking import BENCHMARK_SHAPES
 from paddleocr_trt.model_types import ModelType
-from paddleocr_trt.optimizer import BENCHMARK_SHAPES, TensorRTOptimizer
+from paddleocr_trt.optimizer import TensorRTOptimizer
 
 SCALE = os.environ.get("PADDLEOCR_TRT_BENCH_SCALE", "full").strip().lower()
 BATCHES = {

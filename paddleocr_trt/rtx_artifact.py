@@ -260,24 +260,23 @@ def rtx_status(entry: Any) -> str | None:
     return f"{label} validated on {where}: {validity}"
 
 
-def build_pending(pipeline: Any, model_dir: Path, model_type: ModelType) -> tuple[Any, dict]:
-    """Build a TensorRT-RTX plan ahead of time (no GPU needed) into the cache under its pending
-    key: (entry, what the build reported). Nothing runs it; the hook validates it on the
-    target GPU at first use (:func:`promote_pending`) before serving it."""
-    from .fusion.artifacts import fused_input_name, with_side_inputs
+def build_pending(
+    source: Any,
+    model_dir: Path,
+    model_type: ModelType,
+    onnx_path: Path,
+    profiles: list[Any],
+    settings: Any,
+) -> tuple[Any, dict]:
+    """Build the fused graph of ``onnx_path`` with TensorRT-RTX for ``settings.targets`` in a
+    child process, into the cache under its pending key (validation status ``not-validated``):
+    (entry, what the build reported)."""
+    from .artifact import ENGINE_ARTIFACT
     from .isolation import call_in_child
-    from .pipeline import ENGINE_ARTIFACT
     from .profiles import profiles_to_dict
 
-    onnx = pipeline.onnx(model_dir, model_type)  # converted and validated on ONNX Runtime
-    base_input = (onnx.entry.metadata.get("input_names") or ["x"])[0]
-    input_name = fused_input_name(model_type, base_input)
-    profiles = with_side_inputs(
-        model_type, pipeline.profiles_for(model_type, input_name, base_input), input_name
-    )
-    settings = pipeline.build_settings()
     key = engine_key(
-        pipeline, model_dir, model_type, profiles_to_dict(profiles), settings, pending=True
+        source, model_dir, model_type, profiles_to_dict(profiles), settings, pending=True
     )
     info: dict[str, Any] = {}
 
@@ -285,7 +284,7 @@ def build_pending(pipeline: Any, model_dir: Path, model_type: ModelType) -> tupl
         plan = tmp / ENGINE_ARTIFACT
         payload = {
             "flavor": RTX,
-            "onnx": str(onnx.path),
+            "onnx": str(onnx_path),
             "plan": str(plan),
             "settings": settings.to_dict() | {"progress": True},
             "profiles": profiles_to_dict(profiles),
@@ -296,7 +295,7 @@ def build_pending(pipeline: Any, model_dir: Path, model_type: ModelType) -> tupl
         out = call_in_child(
             "paddleocr_trt.backend.trt.attempt_worker:build_only",
             payload,
-            timeout_s=pipeline.options.effective_build_timeout_s(),
+            timeout_s=source.options.effective_build_timeout_s(),
             what=f"TensorRT-RTX build of {model_dir.name} for {','.join(settings.targets)}",
             workdir=tmp / ".child",
         )
@@ -315,7 +314,7 @@ def build_pending(pipeline: Any, model_dir: Path, model_type: ModelType) -> tupl
         }
         return plan, meta
 
-    entry = pipeline.cache.get_or_create(
+    entry = source.cache.get_or_create(
         key,
         create,
         artifact_name=ENGINE_ARTIFACT,

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from paddleocr_trt.activation.request import TensorRTRequest
 from paddleocr_trt.backend.cuda import runtime as cuda_runtime
 from paddleocr_trt.backend.trt import adapter
 from paddleocr_trt.backend.trt import runner as runner_mod
@@ -30,16 +29,17 @@ from paddleocr_trt.backend.trt.runtime_cache import RuntimeCacheFile, runtime_ca
 from paddleocr_trt.cache.store import EngineCache
 from paddleocr_trt.errors import CacheError
 from paddleocr_trt.integration import decision
+from paddleocr_trt.integration.request import TensorRTRequest
 from paddleocr_trt.model_types import ModelType
 from paddleocr_trt.pipeline import ArtifactPipeline, PipelineOptions
 from paddleocr_trt.rtx_artifact import (
-    build_pending,
     engine_key,
     find_pending,
     promote_pending,
     rtx_status,
 )
 from paddleocr_trt.settings import DEFAULT_ENGINES, parse_engines
+from paddleocr_trt.tensorrt_artifact import rtx_pending_engine
 
 
 def gpu_double(monkeypatch: pytest.MonkeyPatch, name: str, cc: tuple[int, int]) -> None:
@@ -99,7 +99,7 @@ def test_build_runner_warns_once_per_step_then_runs_native(
     monkeypatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Plain use_tensorrt=True on an H200 without TensorRT: two steps, two exact warnings."""
-    from paddleocr_trt.activation import request as trt_request
+    from paddleocr_trt.integration import request as trt_request
     from paddleocr_trt.integration import runner_factory
     from paddleocr_trt.log import reset_warn_once
 
@@ -230,7 +230,7 @@ def built(ocr_models, tmp_path_factory) -> dict[str, Any]:
     cache = EngineCache(tmp_path_factory.mktemp("rtx-pending") / "cache")
     pipeline = ArtifactPipeline(cache, _options())
     det = ocr_models.dir_for(ModelType.DETECTION)
-    entry, info = build_pending(pipeline, det, ModelType.DETECTION)
+    entry, info = rtx_pending_engine(pipeline, det, ModelType.DETECTION)
     return {"root": cache.root, "digest": entry.digest, "info": info, "det": det}
 
 

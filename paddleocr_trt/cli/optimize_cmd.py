@@ -189,9 +189,14 @@ def _optimize(args: argparse.Namespace) -> int:
             f"--build-timeout must be a positive number of seconds, got {args.build_timeout}"
         )
     if args.engine == "tensorrt-rtx":
-        from .optimize_rtx import optimize_rtx
+        from .optimize_rtx import TargetError, optimize_rtx
 
-        return optimize_rtx(args, model_dir, mtype, gb)
+        try:
+            built, data, lines = optimize_rtx(args, model_dir, mtype, gb)
+        except TargetError as exc:
+            raise UsageError(f"--target: {exc}") from None
+        _emit(args, data, lines)
+        return EXIT_OK if built else EXIT_FAILED
     if args.target:
         raise UsageError(
             "--target needs --engine tensorrt-rtx (full TensorRT builds for the GPU it runs on)"

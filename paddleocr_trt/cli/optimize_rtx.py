@@ -14,25 +14,30 @@ from pathlib import Path
 from typing import Any
 
 
-def optimize_rtx(args: argparse.Namespace, model_dir: Path, mtype: Any, gb: float) -> int:
-    """Build (and where possible validate); 0 when the plan was built, 1 when it could not be."""
+class TargetError(ValueError):
+    """A ``--target`` TensorRT-RTX cannot build for (a usage error)."""
+
+
+def optimize_rtx(
+    args: argparse.Namespace, model_dir: Path, mtype: Any, gb: float
+) -> tuple[bool, dict[str, Any], list[str]]:
+    """Build (and where possible validate): (whether a plan was built, JSON data, human lines).
+    TargetError for a bad ``--target``."""
     from ..backend.trt.flavors import RTX, parse_targets
     from ..cache.safety import copy_output
     from ..cache.store import EngineCache
     from ..integration.decision import tensorrt_status
     from ..pipeline import ArtifactPipeline, PipelineOptions
     from ..progress import step
-    from ..rtx_artifact import build_pending
-    from .optimize_cmd import EXIT_FAILED, EXIT_OK, UsageError, _emit
+    from ..tensorrt_artifact import rtx_pending_engine
 
     try:
         targets = parse_targets(args.target) if args.target else ()
     except ValueError as exc:
-        raise UsageError(f"--target: {exc}") from None
+        raise TargetError(str(exc)) from None
     status = tensorrt_status(RTX)
     if not status.ok:
-        _emit(args, {"ok": False, "reason": status.message()}, [f"error: {status.message()}"])
-        return EXIT_FAILED
+        return False, {"ok": False, "reason": status.message()}, [f"error: {status.message()}"]
     options = PipelineOptions(
         precision=args.precision,
         workspace_bytes=int(gb * (1 << 30)),
@@ -42,7 +47,7 @@ def optimize_rtx(args: argparse.Namespace, model_dir: Path, mtype: Any, gb: floa
     )
     pipeline = ArtifactPipeline(EngineCache(args.cache_dir), options)
     with step(f"building a TensorRT-RTX engine for {model_dir.name}", quiet=args.json):
-        entry, info = build_pending(pipeline, model_dir, mtype)
+        entry, info = rtx_pending_engine(pipeline, model_dir, mtype)
     if args.output is not None:
         copy_output(entry.artifact_path, args.output)
     validated = _validate_here(pipeline, model_dir, mtype)
@@ -68,8 +73,7 @@ def optimize_rtx(args: argparse.Namespace, model_dir: Path, mtype: Any, gb: floa
         f"{int(data['plan_bytes'] or 0) / 1e6:.1f} MB",
         f"validation  {validated['text']}",
     ]
-    _emit(args, data, lines)
-    return EXIT_OK
+    return True, data, lines
 
 
 def _validate_here(pipeline: Any, model_dir: Path, mtype: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ def rtx_selftest(cache_dir: Path | None, det: Path | None, timeout_s: float, out
     from ..integration.decision import cuda_status, rtx_gpu_status, tensorrt_status
     from ..model_types import ModelType, locate_model_files
     from ..pipeline import ArtifactPipeline, PipelineOptions
-    from ..rtx_artifact import build_pending
+    from ..tensorrt_artifact import rtx_pending_engine
 
     status = tensorrt_status(RTX)
     print(f"TensorRT-RTX  {status.message()}", file=out)
@@ -33,7 +33,7 @@ def rtx_selftest(cache_dir: Path | None, det: Path | None, timeout_s: float, out
     pipeline = ArtifactPipeline(EngineCache(cache_dir), options)
     started = time.perf_counter()
     try:
-        entry, info = build_pending(pipeline, model_dir, ModelType.DETECTION)
+        entry, info = rtx_pending_engine(pipeline, model_dir, ModelType.DETECTION)
     except Exception as exc:  # a failed build is the finding
         print(f"det build     FAILED: {type(exc).__name__}: {exc}", file=out)
         return 1

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..activation.request import TensorRTRequest
+from .request import TensorRTRequest
 
 SUPPORTED_PRECISIONS = ("fp16", "fp32")
 

@@ -11,7 +11,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..activation.request import TensorRTRequest
 from ..backend.base import BaseRunner
 from ..model_types import ModelType
 from ..pipeline import PipelineOptions, shared_pipeline
@@ -19,6 +18,7 @@ from ..settings import default_cache_dir
 from .decision import onnxruntime_provider, target_of
 from .fallback import LazyNativeRunner
 from .fused_runner import FusedEngineRunner, HostNormalizingNative, fused_io
+from .request import TensorRTRequest
 
 
 def cpu_threads(engine_config: Mapping[str, Any]) -> int | None:

@@ -15,7 +15,6 @@ from typing import Any
 
 from packaging.version import Version
 
-from ..activation import request as trt_request
 from ..errors import ModelDirError
 from ..log import get_logger, warn_once
 from ..model_types import (
@@ -27,15 +26,11 @@ from ..model_types import (
     model_type_from_name,
 )
 from ..versions import version_of
+from . import request as trt_request
 from .decision import Availability, decide_engine
 from .report import BackendDecision, TimedRunner, record
 
 log = get_logger("integration")
-RUNNER_MARK = "__paddleocr_trt_runner__"
-
-
-def is_our_runner(runner: object) -> bool:
-    return bool(getattr(runner, RUNNER_MARK, False))
 
 
 def _paddle_version() -> Version | None:

@@ -6,7 +6,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..activation.request import TensorRTRequest
 from ..backend.base import BaseRunner
 from ..errors import CacheError
 from ..model_types import ModelType
@@ -15,6 +14,7 @@ from ..settings import cuda_graphs_enabled, default_cache_dir
 from .decision import target_of
 from .fallback import LazyNativeRunner
 from .fused_runner import FusedEngineRunner, HostNormalizingNative, fused_io
+from .request import TensorRTRequest
 
 
 def tensorrt_runner(

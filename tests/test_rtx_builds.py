@@ -13,6 +13,7 @@ Each build's seconds and plan bytes land in ``.cache/test/rtx-builds.json``.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,8 @@ from paddleocr_trt.integration.fused_runner import fused_io
 from paddleocr_trt.model_types import ModelType
 from paddleocr_trt.profiles import default_profiles, profiles_to_dict
 
-pytestmark = pytest.mark.skipif(
-    not adapter.flavor_installed(RTX),
-    reason="tensorrt-rtx is not installed (scripts/dev.sh setup installs it)",
-)
+#: the fused fp16 plans are kept here after a run (built, not run), next to rtx-builds.json
+PLANS_DIR = "rtx-plans"
 
 PRECISIONS = ("fp32", "fp16", "fp16-pinned")
 #: how many Conv nodes an fp16-pinned build keeps in FP32 (the attempt loop pins up to 8)
@@ -66,7 +65,10 @@ def _onnx_io(path: Path) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def rtx_builds(ocr_models, onnx_models, test_cache_dir, tmp_path_factory) -> dict[str, Any]:
-    """Build all 9 graphs once per session; {graph id: build record}."""
+    """Build all 9 graphs once per session; {graph id: build record}. Never skips: CI must
+    build real engines (scripts/dev.sh setup installs tensorrt-rtx)."""
+    if not adapter.flavor_installed(RTX):
+        pytest.fail("tensorrt-rtx is not installed: run scripts/dev.sh setup", pytrace=False)
     root = tmp_path_factory.mktemp("rtx-builds")
     records: dict[str, Any] = {}
     before = adapter.active_flavor()  # build_plan selects its flavor process-wide
@@ -118,8 +120,13 @@ def rtx_builds(ocr_models, onnx_models, test_cache_dir, tmp_path_factory) -> dic
         }
         for gid, r in records.items()
     }
-    out = {"flavor": adapter.engine_label(), "graphs": summary}
+    out = {"flavor": adapter.engine_label(adapter.load_tensorrt(RTX)), "graphs": summary}
     (test_cache_dir / "rtx-builds.json").write_text(json.dumps(out, indent=1))
+    plans = test_cache_dir / PLANS_DIR
+    plans.mkdir(exist_ok=True)
+    for gid, r in records.items():
+        if r["precision"] == "fp16":  # the fused fp16 det/rec/orientation plans
+            shutil.copyfile(r["result"].plan_path, plans / f"{gid}.plan")
     return records
 
 
@@ -135,7 +142,7 @@ def test_every_graph_builds_a_plan(rtx_builds: dict[str, Any]) -> None:
         assert plan.is_file() and plan.stat().st_size == result.plan_bytes > 100_000, gid
         assert result.seconds > 0, gid
         assert result.targets == DEFAULT_RTX_TARGETS, gid
-        assert result.tensorrt_version == adapter.tensorrt_version(), gid
+        assert result.tensorrt_version == adapter.tensorrt_version(adapter.load_tensorrt(RTX)), gid
         want = "fp32" if rec["precision"] == "fp32" else "fp16-onnx"
         assert result.precision == want, gid
 
@@ -239,9 +246,8 @@ def test_real_parser_rejects_what_the_static_type_rule_flags(
         pytest.fail("no boundary Cast feeding a same-type op in the pinned det graph")
     broken = tmp_path / "broken.onnx"
     onnx.save(model, str(broken))
-    assert [p.rule for p in check_trt_support(broken, strongly_typed=True) if p.node == victim] == [
-        "mixed-types"
-    ]
+    static = [p.rule for p in check_trt_support(broken, strongly_typed=True) if p.node == victim]
+    assert static and set(static) <= {"mixed-types", "type"}, static
     settings = BuildSettings("fp16", targets=("sm89",), progress=False)
     with pytest.raises(EngineBuildError) as err:
         adapter.build_serialized_engine(broken, settings, rec["profiles"])

@@ -212,15 +212,15 @@ def test_workspace_limit_too_small_grows_instead_of_halving(
     rtx_builds: dict[str, Any], rtx_active: None, tmp_path: Path
 ) -> None:
     """TensorRT-RTX fails the det graph's default profiles (to 4000x4000) with "OutOfMemory
-    (Requested size was N bytes)", N just above a 256 MiB limit, on a machine with memory to
+    (Requested size was N bytes)", N just above a 1 GiB limit (also seen at 256 MiB), with memory to
     spare; the builder must raise the limit (it used to halve it, down to failure)."""
     from paddleocr_trt.backend.trt.builder import build_engine
 
     rec = rtx_builds["detection-fp32"]
-    settings = BuildSettings("fp32", workspace_bytes=256 << 20, targets=("sm89",), progress=False)
+    settings = BuildSettings("fp32", workspace_bytes=1 << 30, targets=("sm89",), progress=False)
     result = build_engine(rec["result"].onnx_path, tmp_path / "det.plan", settings, rec["profiles"])
     assert result.attempts >= 2
-    assert result.workspace_bytes > 256 << 20
+    assert result.workspace_bytes > 1 << 30
     assert result.plan_bytes > 100_000
 
 

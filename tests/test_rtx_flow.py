@@ -374,3 +374,32 @@ def test_optimize_target_needs_the_rtx_flavor(built) -> None:
     )
     bad = _cli("optimize", str(built["det"]), "--engine", "tensorrt-rtx", "--target", "sm90")
     assert bad.returncode == 2 and "unknown compute capability target 'sm90'" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "cc", "driver", "flavor", "install"),
+    [
+        (
+            "NVIDIA GeForce RTX 4090",
+            "8.9",
+            "13.0",
+            RTX,
+            "pip install 'paddleocr-trt[tensorrt-rtx]'",
+        ),
+        ("NVIDIA GeForce RTX 3080", "8.6", "12.4", RTX, "[tensorrt-rtx-cu12]"),
+        ("NVIDIA RTX PRO 6000 Blackwell", "12.0", "13.0", RTX, "[tensorrt-rtx]"),
+        ("NVIDIA H200", "9.0", "13.0", "tensorrt", "pip install 'paddleocr-trt[tensorrt]'"),
+        ("NVIDIA L4", "8.9", "12.8", "tensorrt", "[tensorrt-cu12]"),
+        ("Tesla T4", "7.5", "12.2", "tensorrt", "[tensorrt-cu12]"),
+    ],
+)
+def test_doctor_names_the_flavor_that_fits_gpu_and_driver(
+    name: str, cc: str, driver: str, flavor: str, install: str
+) -> None:
+    from paddleocr_trt.cli.doctor_flavor import flavor_advice
+
+    cuda = {"devices": [{"name": name, "compute_capability": cc}]}
+    advice = flavor_advice(cuda, {"driver_cuda": driver})
+    assert advice["flavor"] == flavor, advice
+    assert install in advice["install"], advice
+    assert name in advice["why"] and driver in advice["why"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .request import TensorRTRequest
@@ -95,7 +95,10 @@ def decide_rtx(request: TensorRTRequest, engine_config: Mapping[str, Any]) -> Av
         tensorrt_status("tensorrt-rtx"),
     ):
         if status is not None and not status.ok:
-            return status
+            if status.reason.startswith("TensorRT-RTX"):
+                return status
+            # say which engine could not run: this may be the second step of the list
+            return replace(status, reason=f"TensorRT-RTX cannot run: {status.reason}")
     return READY
 
 

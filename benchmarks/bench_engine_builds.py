@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from paddleocr_trt.backend.onnx.convert import convert_to_onnx
-from paddleocr_trt.backend.trt import adapter
-from paddleocr_trt.backend.trt.attempt_worker import build_plan
-from paddleocr_trt.backend.trt.config import BuildSettings
-from paddleocr_trt.backend.trt.flavors import DEFAULT_RTX_TARGETS, FLAVORS, RTX
+from paddleocr_trt.engines.tensorrt import adapter
+from paddleocr_trt.engines.tensorrt.attempt_worker import build_plan
+from paddleocr_trt.engines.tensorrt.config import BuildSettings
+from paddleocr_trt.engines.tensorrt.flavors import DEFAULT_RTX_TARGETS, FLAVORS, RTX
 from paddleocr_trt.fusion.artifacts import fused_input_name, with_side_inputs
 from paddleocr_trt.model_types import ModelType
 from paddleocr_trt.profiles import default_profiles, profiles_to_dict

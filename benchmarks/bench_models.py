@@ -96,12 +96,12 @@ def _open_runner(backend: str, model: str, artifacts: _Artifacts) -> Any:
     if backend == "onnxruntime":
         import onnxruntime as ort
 
-        from paddleocr_trt.backend.onnxrt.runner import OnnxRuntimeRunner
+        from paddleocr_trt.engines.onnxruntime.runner import OnnxRuntimeRunner
 
         preferred = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         providers = [p for p in preferred if p in ort.get_available_providers()]
         return OnnxRuntimeRunner(artifacts.onnx(model), providers=providers)
-    from paddleocr_trt.backend.trt.runner import TensorRTRunner
+    from paddleocr_trt.engines.tensorrt.runner import TensorRTRunner
 
     return TensorRTRunner(artifacts.engine(model))
 

@@ -178,7 +178,7 @@ class TensorRTOptimizer:
     def _latency_pair(
         self, model_dir: Path, mtype: ModelType, plan: Path
     ) -> tuple[float | None, float | None]:
-        from .backend.trt.runner import TensorRTRunner
+        from .engines.tensorrt.runner import TensorRTRunner
 
         images = self.pipeline.validation_images()
         batch = [benchmark_input(images, model_dir, mtype, 1)]
@@ -285,7 +285,7 @@ class TensorRTOptimizer:
             native.note = note
             return native
         from .backend.cuda.runtime import mem_get_info
-        from .backend.trt.runner import TensorRTRunner
+        from .engines.tensorrt.runner import TensorRTRunner
 
         try:
             free_before, _ = mem_get_info(self.options.device_id)

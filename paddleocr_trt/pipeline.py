@@ -1,8 +1,10 @@
-"""Paddle model dir -> validated ONNX -> validated TensorRT engine, each step cached.
+"""The artifact recipe: Paddle model dir -> validated ONNX -> an engine's validated artifact,
+each step cached.
 
-The hook (``integration.tensorrt_path``) and the public API (``optimizer``) both go through
+The hook (``integration.engine_path``) and the public API (``optimizer``) both go through
 :class:`ArtifactPipeline`, so an engine the CLI built is the one ``PaddleOCR(use_tensorrt=True)``
-loads, and nothing reaches the cache without passing validation against native Paddle.
+loads, and nothing reaches the cache without passing validation against native Paddle. The
+engine step is each engine's own (``engines/<name>/artifact.py``, through its contract).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from . import tensorrt_artifact
 from .artifact import (
     ONNX_ARTIFACT,
     Artifact,
@@ -27,7 +28,8 @@ from .artifact import (
 from .cache.failures import FailureMemo
 from .cache.key import CacheKey
 from .cache.store import EngineCache
-from .engine_attempts import EngineBuilder
+from .engines import registry
+from .engines.contract import Target
 from .errors import (
     ConversionError,
     ValidationFailedError,
@@ -96,12 +98,12 @@ class ArtifactPipeline:
         cache: EngineCache | None = None,
         options: PipelineOptions | None = None,
         *,
-        engine_builder: EngineBuilder | None = None,
+        engine_builder: Any = None,  # engines.tensorrt.attempts.EngineBuilder
     ):
         self.cache = cache or EngineCache(default_cache_dir())
         self.options = options or PipelineOptions()
         self.failures = FailureMemo(self.cache.root)
-        #: None: engine_attempts.IsolatedEngineBuilder (a child process per attempt)
+        #: None: engines.tensorrt.attempts.IsolatedEngineBuilder (a child process per attempt)
         self.engine_builder = engine_builder
 
     def _check_remembered(self, key: CacheKey, timeout_s: float) -> None:
@@ -194,7 +196,6 @@ class ArtifactPipeline:
     def onnx(self, model_dir: str | Path, model_type: ModelType | str) -> Artifact:
         """The validated fp32 ONNX of a model (converted once, then from the cache)."""
         from .backend.onnx.convert import convert_to_onnx
-        from .backend.onnxrt.runner import OnnxRuntimeRunner
 
         model_dir = locate_model_files(model_dir).model_dir.resolve()
         mtype = ModelType.parse(model_type)
@@ -219,7 +220,8 @@ class ArtifactPipeline:
 
         def validate(path: Path) -> Any:
             inputs = self.validation_inputs(model_dir, mtype)
-            with OnnxRuntimeRunner(path, name=f"onnxruntime:{model_dir.name}") as candidate:
+            checker = registry.engine("onnxruntime")  # runs any ONNX graph on the CPU
+            with checker.graph_runner(path, name=f"onnxruntime:{model_dir.name}") as candidate:
                 report = self.compare(mtype, model_dir, candidate, inputs)
             log_report("ONNX", model_dir, report)
             return report
@@ -237,36 +239,38 @@ class ArtifactPipeline:
                 raise
         return Artifact(entry, from_cache="conversion" not in created)
 
-    # -- ONNX Runtime engine -------------------------------------------------------------------
+    # -- engines (engines/<name>/, through their contract) -------------------------------------
 
-    def onnxruntime_key(self, model_dir: Path, model_type: ModelType, provider: str) -> CacheKey:
-        from .onnxruntime_artifact import onnxruntime_key
-
-        return onnxruntime_key(self, model_dir, model_type, provider)
-
-    def onnxruntime_engine(
-        self, model_dir: str | Path, model_type: ModelType | str, provider: str, device_id: int = 0
-    ) -> Artifact:
-        """The fused graph an ONNX Runtime engine runs, validated under ``provider``, cached
-        (see :mod:`paddleocr_trt.onnxruntime_artifact`)."""
-        from .onnxruntime_artifact import onnxruntime_engine
-
-        return onnxruntime_engine(self, model_dir, model_type, provider, device_id)
-
-    # -- TensorRT (tensorrt_artifact.py) -------------------------------------------------------
-
-    def engine_key(self, model_dir: Path, model_type: ModelType, profiles, settings) -> CacheKey:
-        return tensorrt_artifact.engine_key(self, model_dir, model_type, profiles, settings)
-
-    def build_settings(self) -> Any:
-        return tensorrt_artifact.build_settings(self.options)
-
-    def timing_cache_dir(self) -> Path | None:
-        return tensorrt_artifact.timing_cache_dir(self.cache.root)
+    def artifact(
+        self,
+        engine: str,
+        model_dir: str | Path,
+        model_type: ModelType | str,
+        target: Target | None = None,
+    ) -> Artifact | None:
+        """The artifact the engine called ``engine`` runs (see ``engines/contract.py``), made
+        from this recipe's validated ONNX; ``target`` defaults to the options' GPU."""
+        target = target or Target("gpu", self.options.device_id)
+        mtype = ModelType.parse(model_type)
+        return registry.engine(engine).prepare(self, Path(model_dir), mtype, target)
 
     def engine(self, model_dir: str | Path, model_type: ModelType | str) -> Artifact:
-        """A validated TensorRT engine (see :func:`tensorrt_artifact.tensorrt_engine`)."""
-        return tensorrt_artifact.tensorrt_engine(self, model_dir, model_type)
+        """A validated TensorRT engine (``engines/tensorrt/artifact.py``)."""
+        artifact = self.artifact("tensorrt", model_dir, model_type)
+        assert artifact is not None
+        return artifact
+
+    # TensorRT's own steps, kept here so that a test double of the recipe can replace them
+    def engine_key(self, model_dir: Path, model_type: ModelType, profiles, settings) -> CacheKey:
+        return registry.engine("tensorrt").engine_key(
+            self, model_dir, model_type, profiles, settings
+        )
+
+    def build_settings(self) -> Any:
+        return registry.engine("tensorrt").build_settings(self.options)
+
+    def timing_cache_dir(self) -> Path | None:
+        return registry.engine("tensorrt").timing_cache_dir(self.cache.root)
 
 
 @functools.lru_cache(maxsize=8)

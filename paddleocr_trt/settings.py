@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .engines.registry import requestable as requestable_engines
 from .errors import PaddleOCRTRTError
 
 ENV_DISABLE = "PADDLEOCR_TRT_DISABLE"
@@ -19,8 +20,9 @@ ENV_BUILD_TIMEOUT_S = "PADDLEOCR_TRT_BUILD_TIMEOUT_S"
 ENV_PIPELINE = "PADDLEOCR_TRT_PIPELINE"
 
 #: Engine backends that can run a converted model, in the order a list may name them.
-#: ``tensorrt-rtx`` is TensorRT for RTX GPUs (compute capability 8.0/8.6/8.9/12.x).
-ENGINE_NAMES = ("tensorrt", "tensorrt-rtx", "onnxruntime")
+#: what trt_engine= / $PADDLEOCR_TRT_ENGINE accept: the registry's requestable engines
+#: (``tensorrt-rtx`` is TensorRT for RTX GPUs, compute capability 8.0/8.6/8.9/12.x)
+ENGINE_NAMES = requestable_engines()
 #: plain ``use_tensorrt=True``: full TensorRT, else TensorRT-RTX where the GPU runs it
 DEFAULT_ENGINES = ("tensorrt", "tensorrt-rtx")
 _ENGINE_ALIASES = {"trt": "tensorrt", "ort": "onnxruntime", "tensorrtrtx": "tensorrt-rtx"}

@@ -113,7 +113,7 @@ def test_corrupted_onnx_fails_validation_and_leaves_nothing(
         return path
 
     def validate(path: Path):
-        from paddleocr_trt.backend.onnxrt.runner import OnnxRuntimeRunner
+        from paddleocr_trt.engines.onnxruntime.runner import OnnxRuntimeRunner
 
         inputs = pipeline.validation_inputs(ocr_models.cls, ModelType.CLASSIFICATION)
         with OnnxRuntimeRunner(path) as candidate:

@@ -22,10 +22,10 @@ import onnx
 import pytest
 from onnx import helper
 
-from paddleocr_trt.backend.trt import adapter
-from paddleocr_trt.backend.trt.attempt_worker import build_plan
-from paddleocr_trt.backend.trt.config import BuildSettings
-from paddleocr_trt.backend.trt.flavors import DEFAULT_RTX_TARGETS, RTX
+from paddleocr_trt.engines.tensorrt import adapter
+from paddleocr_trt.engines.tensorrt.attempt_worker import build_plan
+from paddleocr_trt.engines.tensorrt.config import BuildSettings
+from paddleocr_trt.engines.tensorrt.flavors import DEFAULT_RTX_TARGETS, RTX
 from paddleocr_trt.fusion.artifacts import fused_input_name, with_side_inputs
 from paddleocr_trt.integration.fused_runner import fused_io
 from paddleocr_trt.model_types import ModelType
@@ -203,7 +203,7 @@ def test_shipped_rec_profiles_include_spec_batch_and_wide_buckets(
 @pytest.fixture
 def rtx_active(monkeypatch: pytest.MonkeyPatch) -> None:
     """TensorRT-RTX as the adapter's flavor for one test (restored after)."""
-    from paddleocr_trt.backend.trt.adapter import api
+    from paddleocr_trt.engines.tensorrt.adapter import api
 
     monkeypatch.setattr(api, "_active", [RTX])
 
@@ -214,7 +214,7 @@ def test_workspace_limit_too_small_grows_instead_of_halving(
     """TensorRT-RTX fails the det graph's default profiles (to 4000x4000) with "OutOfMemory
     (Requested size was N bytes)", N just above a 1 GiB limit (also seen at 256 MiB), with memory to
     spare; the builder must raise the limit (it used to halve it, down to failure)."""
-    from paddleocr_trt.backend.trt.builder import build_engine
+    from paddleocr_trt.engines.tensorrt.builder import build_engine
 
     rec = rtx_builds["detection-fp32"]
     settings = BuildSettings("fp32", workspace_bytes=1 << 30, targets=("sm89",), progress=False)

@@ -20,42 +20,47 @@ from typing import Any
 import pytest
 
 from paddleocr_trt.backend.cuda import runtime as cuda_runtime
-from paddleocr_trt.backend.trt import adapter
-from paddleocr_trt.backend.trt import runner as runner_mod
-from paddleocr_trt.backend.trt.config import BuildSettings
-from paddleocr_trt.backend.trt.flavors import RTX
-from paddleocr_trt.backend.trt.runner import TensorRTRunner
-from paddleocr_trt.backend.trt.runtime_cache import RuntimeCacheFile, runtime_cache_dir
 from paddleocr_trt.cache.store import EngineCache
-from paddleocr_trt.errors import CacheError
-from paddleocr_trt.integration import decision
-from paddleocr_trt.integration.request import TensorRTRequest
-from paddleocr_trt.model_types import ModelType
-from paddleocr_trt.pipeline import ArtifactPipeline, PipelineOptions
-from paddleocr_trt.rtx_artifact import (
+from paddleocr_trt.engines.tensorrt import adapter, rtx_engine
+from paddleocr_trt.engines.tensorrt import engine as trt_engine
+from paddleocr_trt.engines.tensorrt import runner as runner_mod
+from paddleocr_trt.engines.tensorrt.artifact import rtx_pending_engine
+from paddleocr_trt.engines.tensorrt.config import BuildSettings
+from paddleocr_trt.engines.tensorrt.flavors import RTX
+from paddleocr_trt.engines.tensorrt.rtx_artifact import (
     engine_key,
     find_pending,
     promote_pending,
     rtx_status,
 )
+from paddleocr_trt.engines.tensorrt.runner import TensorRTRunner
+from paddleocr_trt.engines.tensorrt.runtime_cache import RuntimeCacheFile, runtime_cache_dir
+from paddleocr_trt.errors import CacheError
+from paddleocr_trt.integration import decision
+from paddleocr_trt.integration.request import TensorRTRequest
+from paddleocr_trt.model_types import ModelType
+from paddleocr_trt.pipeline import ArtifactPipeline, PipelineOptions
 from paddleocr_trt.settings import DEFAULT_ENGINES, parse_engines
-from paddleocr_trt.tensorrt_artifact import rtx_pending_engine
 
 
 def gpu_double(monkeypatch: pytest.MonkeyPatch, name: str, cc: tuple[int, int]) -> None:
     """Test double of the GPU: device_info answers ``name``/``cc``; CUDA counts as usable."""
     info = cuda_runtime.DeviceInfo(0, name, cc, 24 << 30, "GPU-double")
     monkeypatch.setattr(cuda_runtime, "device_info", lambda device_id: info)
-    monkeypatch.setattr(decision, "cuda_status", lambda: decision.READY)
-    decision.rtx_gpu_status.cache_clear()
-    decision.tensorrt_status.cache_clear()
+    monkeypatch.setattr(trt_engine, "cuda_status", lambda: decision.READY)
+    monkeypatch.setattr(rtx_engine, "cuda_status", lambda: decision.READY)
+    _clear()
+
+
+def _clear() -> None:
+    rtx_engine.rtx_gpu_status.cache_clear()
+    trt_engine.tensorrt_status.cache_clear()
 
 
 @pytest.fixture(autouse=True)
 def _fresh_decisions():
     yield
-    decision.rtx_gpu_status.cache_clear()
-    decision.tensorrt_status.cache_clear()
+    _clear()
 
 
 REQUEST = TensorRTRequest(precision="fp16", device="gpu", engines=DEFAULT_ENGINES)
@@ -89,6 +94,7 @@ def test_rtx_serves_an_ada_card_when_installed(monkeypatch) -> None:
 def test_rtx_card_without_tensorrt_rtx_gets_the_install_line(monkeypatch) -> None:
     gpu_double(monkeypatch, "NVIDIA GeForce RTX 3090", (8, 6))
     monkeypatch.setattr(adapter, "flavor_installed", lambda flavor: False)
+    _clear()
     status = decision.decide_engine("tensorrt-rtx", REQUEST, {"device_type": "gpu"})
     assert status.message() == (
         "TensorRT-RTX is not installed (pip install 'paddleocr-trt[tensorrt-rtx]')"
@@ -104,11 +110,10 @@ def test_build_runner_warns_once_per_step_then_runs_native(
     from paddleocr_trt.log import reset_warn_once
 
     gpu_double(monkeypatch, "NVIDIA H200", (9, 0))
-    monkeypatch.setattr(
-        decision, "tensorrt_status", lambda flavor="tensorrt": decision.Availability(
-            False, "tensorrt-missing", "TensorRT is not installed", "pip install x"
-        ) if flavor != RTX else decision.READY,
-    )  # fmt: skip
+    missing = decision.Availability(
+        False, "tensorrt-missing", "TensorRT is not installed", "pip install x"
+    )
+    monkeypatch.setattr(trt_engine, "tensorrt_status", lambda flavor="tensorrt": missing)
     monkeypatch.setattr(trt_request, "current", lambda: REQUEST)
     monkeypatch.setattr(runner_factory, "_ours", lambda runner: runner)
     reset_warn_once()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend.trt.flavors import FULL, INSTALL, INSTALL_CU12, LABELS, RTX, rtx_runs_on
+from ..engines.tensorrt.flavors import FULL, INSTALL, INSTALL_CU12, LABELS, RTX, rtx_runs_on
 
 
 def _cuda_major(driver_cuda: Any) -> int | None:

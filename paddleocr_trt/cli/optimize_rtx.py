@@ -23,13 +23,13 @@ def optimize_rtx(
 ) -> tuple[bool, dict[str, Any], list[str]]:
     """Build (and where possible validate): (whether a plan was built, JSON data, human lines).
     TargetError for a bad ``--target``."""
-    from ..backend.trt.flavors import RTX, parse_targets
     from ..cache.safety import copy_output
     from ..cache.store import EngineCache
+    from ..engines.tensorrt.artifact import rtx_pending_engine
+    from ..engines.tensorrt.flavors import RTX, parse_targets
     from ..integration.decision import tensorrt_status
     from ..pipeline import ArtifactPipeline, PipelineOptions
     from ..progress import step
-    from ..tensorrt_artifact import rtx_pending_engine
 
     try:
         targets = parse_targets(args.target) if args.target else ()

@@ -29,8 +29,8 @@ def tensorrt_absent_reason() -> str | None:
 
 
 def _rtx_installed() -> bool:
-    from ..backend.trt import adapter
-    from ..backend.trt.flavors import RTX
+    from ..engines.tensorrt import adapter
+    from ..engines.tensorrt.flavors import RTX
 
     return adapter.flavor_installed(RTX)
 
@@ -81,10 +81,10 @@ def tiny_engine(payload: dict[str, Any]) -> dict[str, Any]:
     """Child side: build the one-op engine, run it, compare with ONNX Runtime."""
     import numpy as np
 
-    from ..backend.onnxrt.runner import OnnxRuntimeRunner
-    from ..backend.trt.builder import build_engine
-    from ..backend.trt.config import BuildSettings
-    from ..backend.trt.runner import TensorRTRunner
+    from ..engines.onnxruntime.runner import OnnxRuntimeRunner
+    from ..engines.tensorrt.builder import build_engine
+    from ..engines.tensorrt.config import BuildSettings
+    from ..engines.tensorrt.runner import TensorRTRunner
     from ..profiles import ShapeProfile
 
     onnx_path, plan = Path(payload["onnx"]), Path(payload["plan"])

@@ -14,12 +14,12 @@ from typing import Any
 
 
 def rtx_selftest(cache_dir: Path | None, det: Path | None, timeout_s: float, out: Any) -> int:
-    from ..backend.trt.flavors import RTX
     from ..cache.store import EngineCache
+    from ..engines.tensorrt.artifact import rtx_pending_engine
+    from ..engines.tensorrt.flavors import RTX
     from ..integration.decision import cuda_status, rtx_gpu_status, tensorrt_status
     from ..model_types import ModelType, locate_model_files
     from ..pipeline import ArtifactPipeline, PipelineOptions
-    from ..tensorrt_artifact import rtx_pending_engine
 
     status = tensorrt_status(RTX)
     print(f"TensorRT-RTX  {status.message()}", file=out)

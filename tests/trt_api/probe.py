@@ -22,8 +22,8 @@ import numpy as np
 FLAVOR = os.environ.get("TRT_API_PROBE_FLAVOR", "tensorrt")
 trt = importlib.import_module({"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}[FLAVOR])
 
-from paddleocr_trt.backend.trt import adapter  # noqa: E402
-from paddleocr_trt.backend.trt.config import BuildSettings  # noqa: E402
+from paddleocr_trt.engines.tensorrt import adapter  # noqa: E402
+from paddleocr_trt.engines.tensorrt.config import BuildSettings  # noqa: E402
 from paddleocr_trt.errors import EngineBuildError  # noqa: E402
 
 adapter.select_flavor(FLAVOR)

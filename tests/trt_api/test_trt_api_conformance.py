@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from bindings_env import BINDINGS, BindingsUnavailable, cache_root, prepare
 
-from paddleocr_trt.backend.trt import adapter
+from paddleocr_trt.engines.tensorrt import adapter
 
 pytestmark = pytest.mark.trt_api
 
@@ -198,8 +198,8 @@ def test_rtx_builds_for_targets_and_is_never_valid_here(probe: dict[str, Any]) -
 
 def test_rtx_tables_are_declared() -> None:
     """Every name the TensorRT-RTX tables compute is a declared RTX-only manifest entry."""
-    from paddleocr_trt.backend.trt.adapter import rtx
-    from paddleocr_trt.backend.trt.flavors import RTX_BUILD_TARGETS
+    from paddleocr_trt.engines.tensorrt.adapter import rtx
+    from paddleocr_trt.engines.tensorrt.flavors import RTX_BUILD_TARGETS
 
     assert sorted(rtx.TARGET_ENTRIES) == sorted(RTX_BUILD_TARGETS)
     for name in [*rtx.TARGET_ENTRIES.values(), *rtx.DIAGNOSTICS]:

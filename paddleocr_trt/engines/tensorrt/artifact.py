@@ -1,9 +1,9 @@
 """The TensorRT engine's artifact: a plan built from the fused graph, validated, cached.
 
 FP16 if it passes, else FP16 with the most FP16-sensitive layers pinned to FP32, else FP32;
-each attempt isolated (``engine_attempts``). Apart from :mod:`paddleocr_trt.pipeline`, like
-:mod:`paddleocr_trt.onnxruntime_artifact`: the pipeline keeps the shared steps (the validated
-ONNX, the cache, the validation inputs) and hands itself in as the ``source``.
+each attempt isolated (``attempts.py``). The recipe (:mod:`paddleocr_trt.pipeline`) keeps the
+shared steps (the validated ONNX, the cache, the validation inputs) and hands itself in as the
+``source``.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from ...artifact import ENGINE_ARTIFACT, Artifact, ArtifactSource, check_remembered, remember
+from ...cache.key import CacheKey
+from ...errors import CacheError, EngineBuildError, ValidationFailedError
+from ...log import get_logger
+from ...model_types import ModelType, locate_model_files
 from . import rtx_artifact
-from .artifact import ENGINE_ARTIFACT, Artifact, ArtifactSource, check_remembered, remember
-from .backend.trt.flavors import RTX
-from .cache.key import CacheKey
-from .engine_attempts import EngineBuilder
-from .errors import CacheError, EngineBuildError, ValidationFailedError
-from .log import get_logger
-from .model_types import ModelType, locate_model_files
+from .attempts import EngineBuilder
+from .flavors import RTX
 
 log = get_logger("pipeline")
 
@@ -41,7 +41,7 @@ def profiles_for(
 ) -> list[dict[str, Any]]:
     """Profiles of the engine's input; given ones written for the unfused input
     ``base_input`` (float NCHW) follow the fused input's name and layout."""
-    from .profiles import default_profiles, rename_input
+    from ...profiles import default_profiles, rename_input
 
     if options.profiles and model_type in options.profiles:
         given = list(options.profiles[model_type])
@@ -56,10 +56,10 @@ def engine_key(
         return rtx_artifact.engine_key(
             source, model_dir, model_type, profiles, settings, pending=False
         )
-    from .backend.cuda.runtime import device_info
-    from .backend.onnx.convert import converter_versions
-    from .backend.trt import adapter
-    from .fusion.artifacts import FUSED_GRAPH
+    from ...backend.cuda.runtime import device_info
+    from ...backend.onnx.convert import converter_versions
+    from ...fusion.artifacts import FUSED_GRAPH
+    from . import adapter
 
     gpu = device_info(source.options.device_id)
     return CacheKey(
@@ -83,7 +83,7 @@ def engine_key(
 
 
 def build_settings(options: Any) -> Any:
-    from .backend.trt.config import BuildSettings
+    from .config import BuildSettings
 
     kwargs: dict[str, Any] = {
         "precision": options.precision,
@@ -99,7 +99,7 @@ def build_settings(options: Any) -> Any:
 
 def _gpu_cc(device_id: int) -> tuple[int, int] | None:
     """The device's compute capability, None without a usable GPU (ahead-of-time builds)."""
-    from .backend.cuda.runtime import device_info
+    from ...backend.cuda.runtime import device_info
 
     try:
         cc = device_info(device_id).compute_capability
@@ -111,7 +111,7 @@ def _gpu_cc(device_id: int) -> tuple[int, int] | None:
 def timing_cache_dir(cache_root: Path) -> Path | None:
     """``<cache>/timing``, private to this user; None (no timing cache) if it is not ours:
     TensorRT must not be fed tactic data another user could have planted."""
-    from .cache.safety import ensure_private_dir
+    from ...cache.safety import ensure_private_dir
 
     try:
         return ensure_private_dir(cache_root / "timing")
@@ -125,14 +125,14 @@ def tensorrt_engine(
 ) -> Artifact:
     """A validated engine: FP16 if it passes, else FP16 with FP32-pinned layers, else FP32.
 
-    Each attempt is isolated (see ``engine_attempts``); when all fail, the failure is
+    Each attempt is isolated (see ``attempts.py``); when all fail, the failure is
     remembered under the engine's key and later calls raise RememberedFailureError at once.
     Built from the fused graph (``fusion.artifacts``): det/cls take uint8 NHWC
     ``image_uint8``, rec returns (index, max prob); validated on the fused inputs against
     native Paddle on the same images (``comparator.fused``, task agreement).
     """
-    from .fusion.artifacts import fused_input_name, with_side_inputs
-    from .profiles import profiles_to_dict
+    from ...fusion.artifacts import fused_input_name, with_side_inputs
+    from ...profiles import profiles_to_dict
 
     options = source.options
     model_dir = locate_model_files(model_dir).model_dir.resolve()
@@ -193,7 +193,7 @@ def rtx_pending_engine(
     """A TensorRT-RTX plan built ahead of time (no GPU needed) into the cache under its pending
     key: (entry, what the build reported). Nothing runs it; ``tensorrt_engine`` validates it on
     the target GPU at first use (``rtx_artifact.promote_pending``) before serving it."""
-    from .fusion.artifacts import fused_input_name, with_side_inputs
+    from ...fusion.artifacts import fused_input_name, with_side_inputs
 
     options = source.options
     model_dir = locate_model_files(model_dir).model_dir.resolve()
@@ -211,14 +211,14 @@ def rtx_pending_engine(
 def _builder(source: TensorRTSource) -> EngineBuilder:
     if source.engine_builder is not None:
         return source.engine_builder
-    from .engine_attempts import IsolatedEngineBuilder
+    from .attempts import IsolatedEngineBuilder
 
     return IsolatedEngineBuilder(source.options.effective_build_timeout_s())
 
 
 def _build_validated(source, model_dir, mtype, onnx_path, tmp, profiles, settings, inputs):
-    """The first plan that passes validation (see ``engine_attempts.build_validated``)."""
-    from .engine_attempts import build_validated
+    """The first plan that passes validation (see ``attempts.build_validated``)."""
+    from .attempts import build_validated
 
     return build_validated(
         _builder(source),

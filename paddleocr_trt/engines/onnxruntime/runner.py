@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ...backend.base import BaseRunner
 from ...log import get_logger
-from ..base import BaseRunner
 from .session import session_options
 
 log = get_logger("backend.onnxrt")

@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .backend.trt.flavors import (
+from ...cache.key import CacheKey
+from ...log import get_logger
+from ...model_types import ModelType
+from .flavors import (
     DEFAULT_RTX_TARGETS,
     RTX,
     RTX_BUILD_TARGETS,
@@ -24,9 +27,6 @@ from .backend.trt.flavors import (
     covers,
     parse_targets,
 )
-from .cache.key import CacheKey
-from .log import get_logger
-from .model_types import ModelType
 
 log = get_logger("rtx")
 
@@ -65,9 +65,9 @@ def engine_key(
     pending: bool,
 ) -> CacheKey:
     """The validated key (this GPU; what the hook serves) or the pending key (the targets)."""
-    from .backend.onnx.convert import converter_versions
-    from .backend.trt import adapter
-    from .fusion.artifacts import FUSED_GRAPH
+    from ...backend.onnx.convert import converter_versions
+    from ...fusion.artifacts import FUSED_GRAPH
+    from . import adapter
 
     builder_settings: dict[str, Any] = {
         "workspace_bytes": settings.workspace_bytes,
@@ -81,7 +81,7 @@ def engine_key(
         builder_settings["targets"] = list(settings.targets)
         gpu_name, cc = PENDING_GPU, ",".join(settings.targets)
     else:
-        from .backend.cuda.runtime import device_info
+        from ...backend.cuda.runtime import device_info
 
         gpu = device_info(pipeline.options.device_id)
         gpu_name, cc = gpu.name, f"{gpu.compute_capability[0]}.{gpu.compute_capability[1]}"
@@ -132,7 +132,7 @@ class IsolatedPlanValidator:
         self.timeout_s = timeout_s
 
     def validate(self, payload: dict[str, Any]) -> dict[str, Any]:
-        from .isolation import call_in_child
+        from ...isolation import call_in_child
 
         return call_in_child(
             "paddleocr_trt.backend.trt.attempt_worker:validate_plan",
@@ -161,8 +161,8 @@ def promote_pending(
     None when there is none or none passes (each failure is logged and its entry dropped, so
     the caller builds on this GPU as usual). Never serves a plan that did not pass.
     """
-    from .backend.cuda.runtime import device_info
-    from .engine_attempts import save_inputs
+    from ...backend.cuda.runtime import device_info
+    from .attempts import save_inputs
 
     cc = tuple(device_info(pipeline.options.device_id).compute_capability)
     for pending in find_pending(pipeline.cache, validated, cc):  # type: ignore[arg-type]
@@ -231,9 +231,9 @@ def not_validated_report(targets: tuple[str, ...]) -> dict[str, Any]:
 def runtime_cache_for(cache_root: Path, entry: Any, device_id: int) -> Any:
     """The runtime cache file of a TensorRT-RTX engine entry on ``device_id``: per TensorRT-RTX
     version, GPU model and CUDA driver major (what TensorRT-RTX checks it against)."""
-    from .backend.cuda.runtime import cudart, device_info
-    from .backend.trt import adapter
-    from .backend.trt.runtime_cache import RuntimeCacheFile, runtime_cache_dir
+    from ...backend.cuda.runtime import cudart, device_info
+    from . import adapter
+    from .runtime_cache import RuntimeCacheFile, runtime_cache_dir
 
     err, version = cudart().cudaDriverGetVersion()
     driver_major = int(version) // 1000 if not int(err) else 0
@@ -271,9 +271,9 @@ def build_pending(
     """Build the fused graph of ``onnx_path`` with TensorRT-RTX for ``settings.targets`` in a
     child process, into the cache under its pending key (validation status ``not-validated``):
     (entry, what the build reported)."""
-    from .artifact import ENGINE_ARTIFACT
-    from .isolation import call_in_child
-    from .profiles import profiles_to_dict
+    from ...artifact import ENGINE_ARTIFACT
+    from ...isolation import call_in_child
+    from ...profiles import profiles_to_dict
 
     key = engine_key(
         source, model_dir, model_type, profiles_to_dict(profiles), settings, pending=True

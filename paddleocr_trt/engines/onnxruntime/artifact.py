@@ -10,16 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .artifact import ONNX_ARTIFACT, Artifact, ArtifactSource, log_report
-from .cache.key import CacheKey
-from .fusion.artifacts import FUSED_GRAPH, check_fused_graph, write_fused_onnx
-from .model_types import ModelType, locate_model_files
+from ...artifact import ONNX_ARTIFACT, Artifact, ArtifactSource, log_report
+from ...cache.key import CacheKey
+from ...fusion.artifacts import FUSED_GRAPH, check_fused_graph, write_fused_onnx
+from ...model_types import ModelType, locate_model_files
 
 
 def onnxruntime_key(
     pipeline: ArtifactSource, model_dir: Path, model_type: ModelType, provider: str
 ) -> CacheKey:
-    from .backend.onnx.convert import converter_versions
+    from ...backend.onnx.convert import converter_versions
 
     return CacheKey(
         model_fingerprint=pipeline.cache.fingerprint(model_dir).digest,
@@ -52,7 +52,7 @@ def onnxruntime_engine(
 
     Either failing raises ``ValidationFailedError`` and nothing is cached.
     """
-    from .backend.onnxrt.runner import OnnxRuntimeRunner
+    from .runner import OnnxRuntimeRunner
 
     model_dir = locate_model_files(model_dir).model_dir.resolve()
     mtype = ModelType.parse(model_type)

@@ -1,6 +1,6 @@
 """One engine attempt (build + validate against native Paddle), run only in a child process.
 
-``engine_attempts.IsolatedEngineBuilder`` calls :func:`build_and_validate` through
+``attempts.IsolatedEngineBuilder`` calls :func:`build_and_validate` through
 ``isolation.call_in_child``: a TensorRT abort, segfault or hang here ends this child, never the
 user's process, and the parent records it as one failed attempt.
 """
@@ -69,11 +69,11 @@ def build_and_validate(payload: dict[str, Any]) -> dict[str, Any]:
     validation pairs (task agreement: fp16 is not exact)."""
     import numpy as np
 
+    from ...backend.paddle.runner import PaddleInferenceRunner
     from ...comparator.fused import FusedPair
     from ...fusion.artifacts import check_fused_graph
     from ...model_types import ModelType
     from ...progress import stage
-    from ..paddle.runner import PaddleInferenceRunner
     from .runner import TensorRTRunner
 
     result, _settings = build_plan(payload)
@@ -140,11 +140,11 @@ def validate_plan(payload: dict[str, Any]) -> dict[str, Any]:
     validity on this GPU first, then the same comparison with native Paddle as a new build."""
     import numpy as np
 
+    from ...backend.paddle.runner import PaddleInferenceRunner
     from ...comparator.fused import FusedPair
     from ...fusion.artifacts import check_fused_graph
     from ...model_types import ModelType
     from ...progress import stage
-    from ..paddle.runner import PaddleInferenceRunner
     from . import adapter
     from .runner import TensorRTRunner
 

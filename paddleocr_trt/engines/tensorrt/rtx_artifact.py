@@ -135,7 +135,7 @@ class IsolatedPlanValidator:
         from ...isolation import call_in_child
 
         return call_in_child(
-            "paddleocr_trt.backend.trt.attempt_worker:validate_plan",
+            "paddleocr_trt.engines.tensorrt.attempt_worker:validate_plan",
             payload,
             timeout_s=self.timeout_s,
             what=f"validation of a TensorRT-RTX plan for {Path(payload['model_dir']).name}",
@@ -293,7 +293,7 @@ def build_pending(
             "timing_cache_dir": None,
         }
         out = call_in_child(
-            "paddleocr_trt.backend.trt.attempt_worker:build_only",
+            "paddleocr_trt.engines.tensorrt.attempt_worker:build_only",
             payload,
             timeout_s=source.options.effective_build_timeout_s(),
             what=f"TensorRT-RTX build of {model_dir.name} for {','.join(settings.targets)}",

@@ -26,8 +26,7 @@ from paddleocr_trt.engines.tensorrt import adapter
 from paddleocr_trt.engines.tensorrt.attempt_worker import build_plan
 from paddleocr_trt.engines.tensorrt.config import BuildSettings
 from paddleocr_trt.engines.tensorrt.flavors import DEFAULT_RTX_TARGETS, RTX
-from paddleocr_trt.fusion.artifacts import fused_input_name, with_side_inputs
-from paddleocr_trt.integration.fused_runner import fused_io
+from paddleocr_trt.fusion.artifacts import fused_input_name, fused_io, with_side_inputs
 from paddleocr_trt.model_types import ModelType
 from paddleocr_trt.profiles import default_profiles, profiles_to_dict
 

@@ -1,15 +1,25 @@
-"""One engine attempt (build + validate against native Paddle), run only in a child process.
+"""One engine attempt (build + validate against the model's reference), run only in a child.
 
 ``attempts.IsolatedEngineBuilder`` calls :func:`build_and_validate` through
 ``isolation.call_in_child``: a TensorRT abort, segfault or hang here ends this child, never the
-user's process, and the parent records it as one failed attempt.
+user's process, and the parent records it as one failed attempt. :func:`build_only` (a
+TensorRT-RTX build ahead of time, no GPU) and :func:`validate_plan` (such a plan validated on
+the target GPU) are its two halves, run the same way.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
+
+
+def _model(payload: dict[str, Any]) -> Any:
+    from ...model_resolve import ResolvedModel, resolve_model
+    from ...model_types import ModelType
+
+    if payload.get("model"):
+        return ResolvedModel.from_payload(payload["model"])
+    return resolve_model(payload["model_dir"], ModelType.parse(payload["model_type"]))
 
 
 def build_plan(payload: dict[str, Any]) -> tuple[Any, Any]:
@@ -36,7 +46,6 @@ def build_plan(payload: dict[str, Any]) -> tuple[Any, Any]:
     settings_dict["targets"] = tuple(settings_dict.get("targets") or ())
     settings = BuildSettings(**settings_dict)
     plan = Path(payload["plan"])
-    model_dir = Path(payload["model_dir"])
     mtype = ModelType.parse(payload["model_type"])
     profiles = [
         {n: ShapeProfile(d["min"], d["opt"], d["max"]) for n, d in p.items()}
@@ -45,7 +54,7 @@ def build_plan(payload: dict[str, Any]) -> tuple[Any, Any]:
     fp16 = settings.precision == "fp16" and adapter.fp16_needs_fp16_onnx()
     build_onnx, fp16_onnx = engine_onnx(
         mtype,
-        model_dir,
+        _model(payload),
         Path(payload["onnx"]),
         plan.parent,
         fp16_onnx=fp16,
@@ -64,50 +73,54 @@ def build_plan(payload: dict[str, Any]) -> tuple[Any, Any]:
     return result, settings
 
 
-def build_and_validate(payload: dict[str, Any]) -> dict[str, Any]:
-    """Build (:func:`build_plan`) and compare the plan with native Paddle on the fused
-    validation pairs (task agreement: fp16 is not exact)."""
+def _validate(payload: dict[str, Any], plan: Path, what: str) -> tuple[Any, Any]:
+    """(report, model): the plan compared with the model's reference on the fused pairs."""
     import numpy as np
 
-    from ...backend.paddle.runner import PaddleInferenceRunner
     from ...comparator.fused import FusedPair
     from ...fusion.artifacts import check_fused_graph
     from ...model_types import ModelType
     from ...progress import stage
+    from ...reference import reference_runner
     from .runner import TensorRTRunner
 
-    result, _settings = build_plan(payload)
-    plan = Path(payload["plan"])
-    model_dir = Path(payload["model_dir"])
+    model = _model(payload)
     mtype = ModelType.parse(payload["model_type"])
     with np.load(payload["inputs"]) as data:
         arrays = [data[f"arr_{i}"] for i in range(len(data.files))]
     inputs = [FusedPair(base, fused) for base, fused in zip(arrays[::2], arrays[1::2], strict=True)]
     device_id = int(payload.get("device_id", 0))
     with (
-        stage(f"validating against Paddle on {len(inputs)} inputs"),
-        PaddleInferenceRunner(
-            model_dir,
-            device="cpu",
-            cpu_threads=os.cpu_count() or 1,
-            name=f"paddle:{model_dir.name}",
-        ) as reference,
-        TensorRTRunner(plan, name=f"tensorrt:{model_dir.name}", device_id=device_id) as candidate,
+        stage(f"{what} against {model.reference_label} on {len(inputs)} inputs"),
+        reference_runner(model) as reference,
+        TensorRTRunner(
+            plan, name=f"tensorrt:{model.model_dir.name}", device_id=device_id
+        ) as candidate,
     ):
         report = check_fused_graph(
             mtype,
-            model_dir,
+            model,
             reference,
             candidate,
             inputs,
             min_agreement=float(payload["min_agreement"]),
             tolerance=None,
         )
+    return report, model
+
+
+def build_and_validate(payload: dict[str, Any]) -> dict[str, Any]:
+    """Build (:func:`build_plan`) and compare the plan with the model's reference (native
+    Paddle, or ONNX Runtime on an ONNX model dir's source graph) on the fused validation pairs
+    (task agreement: fp16 is not exact)."""
     from ...fusion.artifacts import FUSED_GRAPH
 
+    result, _settings = build_plan(payload)
+    report, model = _validate(payload, Path(payload["plan"]), "validating")
     return {
         "graph": FUSED_GRAPH,
         "report": report.to_dict(),
+        "reference": model.reference_label,
         "build_seconds": result.seconds,
         "tensorrt_version": result.tensorrt_version,
         "built_precision": result.precision,
@@ -137,43 +150,13 @@ def build_only(payload: dict[str, Any]) -> dict[str, Any]:
 
 def validate_plan(payload: dict[str, Any]) -> dict[str, Any]:
     """Child side of validating a plan built elsewhere (TensorRT-RTX, ahead of time): its
-    validity on this GPU first, then the same comparison with native Paddle as a new build."""
-    import numpy as np
-
-    from ...backend.paddle.runner import PaddleInferenceRunner
-    from ...comparator.fused import FusedPair
-    from ...fusion.artifacts import check_fused_graph
-    from ...model_types import ModelType
-    from ...progress import stage
+    validity on this GPU first, then the same comparison as a new build."""
     from . import adapter
-    from .runner import TensorRTRunner
 
     adapter.select_flavor(str(payload.get("flavor") or "tensorrt"))
     plan = Path(payload["plan"])
-    model_dir = Path(payload["model_dir"])
-    mtype = ModelType.parse(payload["model_type"])
     validity = adapter.plan_validity(plan.read_bytes())
     if not validity.loadable:
         raise adapter.EngineExecutionError(f"the plan cannot run here: {validity.message()}")
-    with np.load(payload["inputs"]) as data:
-        arrays = [data[f"arr_{i}"] for i in range(len(data.files))]
-    inputs = [FusedPair(base, fused) for base, fused in zip(arrays[::2], arrays[1::2], strict=True)]
-    with (
-        stage(f"validating a plan built elsewhere against Paddle on {len(inputs)} inputs"),
-        PaddleInferenceRunner(
-            model_dir, device="cpu", cpu_threads=os.cpu_count() or 1, name="paddle"
-        ) as reference,
-        TensorRTRunner(
-            plan, name=f"tensorrt:{model_dir.name}", device_id=int(payload.get("device_id", 0))
-        ) as candidate,
-    ):
-        report = check_fused_graph(
-            mtype,
-            model_dir,
-            reference,
-            candidate,
-            inputs,
-            min_agreement=float(payload["min_agreement"]),
-            tolerance=None,
-        )
+    report, _ = _validate(payload, plan, "validating a plan built elsewhere")
     return {"report": report.to_dict(), "validity": validity.message()}

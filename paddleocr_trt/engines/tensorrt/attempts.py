@@ -59,6 +59,8 @@ class AttemptJob:
     device_id: int
     timing_cache_dir: Path | None
     flavor: str = "tensorrt"  # or "tensorrt-rtx"
+    #: the resolved model (``ResolvedModel.to_payload``): the child reads no model dir
+    model: dict[str, Any] | None = None
 
 
 class EngineBuilder(Protocol):
@@ -92,6 +94,7 @@ class IsolatedEngineBuilder:
             "device_id": job.device_id,
             "timing_cache_dir": str(job.timing_cache_dir) if job.timing_cache_dir else None,
             "flavor": job.flavor,
+            "model": job.model,
         }
         out = call_in_child(
             self.target,
@@ -290,6 +293,7 @@ def build_validated(
     device_id: int,
     timing_cache_dir: Path | None,
     flavor: str = "tensorrt",
+    model: Any = None,
 ) -> tuple[Path, Any, dict[str, Any]]:
     """FP16, FP16 with sensitive layers pinned to FP32, FP32 (:func:`attempt_plan`); the first
     plan that passes validation wins. When attempts ran out of GPU memory (a context or the
@@ -315,6 +319,7 @@ def build_validated(
                 device_id=device_id,
                 timing_cache_dir=timing_cache_dir,
                 flavor=flavor,
+                model=model.to_payload() if model is not None else None,
             )
 
         pinned = lambda: pinned_settings(settings, onnx_path, inputs)  # noqa: E731

@@ -69,12 +69,14 @@ def engine_key(
     from ...fusion.artifacts import FUSED_GRAPH
     from . import adapter
 
+    model = pipeline.resolve(model_dir, model_type)
     builder_settings: dict[str, Any] = {
         "workspace_bytes": settings.workspace_bytes,
         "optimization_level": settings.optimization_level,
         "tf32": settings.tf32,
         "min_agreement": pipeline.options.min_agreement,
         "graph": FUSED_GRAPH,
+        **model.source_key(),
         "flavor": RTX,
     }
     if pending:
@@ -86,13 +88,13 @@ def engine_key(
         gpu = device_info(pipeline.options.device_id)
         gpu_name, cc = gpu.name, f"{gpu.compute_capability[0]}.{gpu.compute_capability[1]}"
     return CacheKey(
-        model_fingerprint=pipeline.cache.fingerprint(model_dir).digest,
+        model_fingerprint=str(model.fingerprint),
         model_type=model_type.value,
         kind="engine",
         precision=settings.precision,
         profiles=tuple(profiles),
         builder_settings=builder_settings,
-        converter_versions=converter_versions(),
+        converter_versions=converter_versions(model.is_onnx),
         tensorrt_version=adapter.tensorrt_version(adapter.load_tensorrt(RTX)),
         gpu_name=gpu_name,
         compute_capability=cc,
@@ -165,19 +167,21 @@ def promote_pending(
     from .attempts import save_inputs
 
     cc = tuple(device_info(pipeline.options.device_id).compute_capability)
+    model = pipeline.resolve(model_dir, model_type)
     for pending in find_pending(pipeline.cache, validated, cc):  # type: ignore[arg-type]
         what = f"TensorRT-RTX plan built ahead of time ({pending.path.name})"
         work = pipeline.cache.tmp_dir / f"rtx-validate-{pending.digest}"
         work.mkdir(parents=True, exist_ok=True)
         try:
             inputs = save_inputs(
-                pipeline.fused_validation_pairs(model_dir, model_type), work / "inputs.npz"
+                pipeline.fused_validation_pairs(model, model_type), work / "inputs.npz"
             )
             out = validator.validate(
                 {
                     "flavor": RTX,
                     "plan": str(pending.artifact_path),
-                    "model_dir": str(model_dir),
+                    "model_dir": str(model.model_dir),
+                    "model": model.to_payload(),
                     "model_type": model_type.value,
                     "inputs": str(inputs),
                     "min_agreement": pipeline.options.min_agreement,
@@ -197,6 +201,7 @@ def promote_pending(
             continue
         meta = dict(pending.metadata)
         meta.update(validated_from=pending.digest, validity=out.get("validity"))
+        meta.update(model.source_metadata())
 
         def create(
             tmp: Path, src: Path = pending.artifact_path, meta: dict[str, Any] = meta
@@ -275,6 +280,7 @@ def build_pending(
     from ...isolation import call_in_child
     from ...profiles import profiles_to_dict
 
+    pipeline_model = source.resolve(model_dir, model_type)
     key = engine_key(
         source, model_dir, model_type, profiles_to_dict(profiles), settings, pending=True
     )
@@ -290,6 +296,7 @@ def build_pending(
             "profiles": profiles_to_dict(profiles),
             "model_dir": str(model_dir),
             "model_type": model_type.value,
+            "model": pipeline_model.to_payload(),
             "timing_cache_dir": None,
         }
         out = call_in_child(

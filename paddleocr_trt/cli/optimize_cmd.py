@@ -57,6 +57,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="kill one engine attempt (build + validation) after this long "
         "(default: $PADDLEOCR_TRT_BUILD_TIMEOUT_S, else 1800)",
     )
+    p.add_argument(
+        "--engine",
+        default="tensorrt",
+        choices=["tensorrt", "tensorrt-rtx"],
+        help="tensorrt (full TensorRT, builds and validates on this GPU) or tensorrt-rtx "
+        "(TensorRT for RTX GPUs: builds without a GPU, validated on the target GPU)",
+    )
+    p.add_argument(
+        "--target",
+        default=None,
+        metavar="SM,...",
+        help="tensorrt-rtx: compute capabilities to build for, e.g. sm86,sm89,sm120 "
+        "(default: every one TensorRT-RTX runs on)",
+    )
     p.set_defaults(func=cmd_optimize)
 
     p = subparsers.add_parser(
@@ -208,6 +222,19 @@ def _optimize(args: argparse.Namespace) -> int:
     if args.build_timeout is not None and not args.build_timeout > 0:
         raise UsageError(
             f"--build-timeout must be a positive number of seconds, got {args.build_timeout}"
+        )
+    if args.engine == "tensorrt-rtx":
+        from .optimize_rtx import TargetError, optimize_rtx
+
+        try:
+            built, data, lines = optimize_rtx(args, model_dir, mtype, gb)
+        except TargetError as exc:
+            raise UsageError(f"--target: {exc}") from None
+        _emit(args, data, lines)
+        return EXIT_OK if built else EXIT_FAILED
+    if args.target:
+        raise UsageError(
+            "--target needs --engine tensorrt-rtx (full TensorRT builds for the GPU it runs on)"
         )
     from ..optimizer import TensorRTOptimizer
     from ..progress import step

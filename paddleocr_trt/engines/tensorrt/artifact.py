@@ -17,7 +17,9 @@ from ...errors import CacheError, EngineBuildError, ValidationFailedError
 from ...log import get_logger
 from ...model_resolve import ModelRef, ResolvedModel
 from ...model_types import ModelType
+from . import rtx_artifact
 from .attempts import EngineBuilder
+from .flavors import RTX
 
 log = get_logger("pipeline")
 
@@ -58,6 +60,10 @@ def profiles_for(
 def engine_key(
     source: ArtifactSource, model_dir: ModelRef, model_type: ModelType, profiles, settings
 ) -> CacheKey:
+    if source.options.trt_flavor == RTX:  # this GPU's validated key (rtx_artifact)
+        return rtx_artifact.engine_key(
+            source, model_dir, model_type, profiles, settings, pending=False
+        )
     from ...backend.cuda.runtime import device_info
     from ...backend.onnx.convert import converter_versions
     from ...fusion.artifacts import FUSED_GRAPH
@@ -96,7 +102,20 @@ def build_settings(options: Any) -> Any:
     }
     if options.workspace_bytes:
         kwargs["workspace_bytes"] = options.workspace_bytes
+    if options.trt_flavor == RTX:
+        kwargs["targets"] = rtx_artifact.rtx_targets(options.targets, _gpu_cc(options.device_id))
     return BuildSettings(**kwargs)
+
+
+def _gpu_cc(device_id: int) -> tuple[int, int] | None:
+    """The device's compute capability, None without a usable GPU (ahead-of-time builds)."""
+    from ...backend.cuda.runtime import device_info
+
+    try:
+        cc = device_info(device_id).compute_capability
+    except Exception:
+        return None
+    return int(cc[0]), int(cc[1])
 
 
 def timing_cache_dir(cache: Any) -> Path | None:
@@ -152,6 +171,8 @@ def tensorrt_engine(
         return plan, {**meta, **model.source_metadata()}
 
     entry = source.cache.get(key)
+    if entry is None and options.trt_flavor == RTX:  # a plan built elsewhere, validated here
+        entry = _promote_rtx(source, model, mtype, key, outcome)
     if entry is None:
         check_remembered(source.failures, key, timeout_s)
         try:
@@ -165,6 +186,39 @@ def tensorrt_engine(
             remember(source.failures, key, exc, timeout_s)
             raise
     return Artifact(entry, from_cache="report" not in outcome, extra={"onnx": onnx})
+
+
+def _promote_rtx(source: Any, model_dir: Path, mtype: ModelType, key: CacheKey, outcome: dict):
+    """A TensorRT-RTX plan built ahead of time, validated on this GPU before it is served."""
+    validator = getattr(source, "plan_validator", None) or rtx_artifact.IsolatedPlanValidator(
+        source.options.effective_build_timeout_s()
+    )
+    promoted = rtx_artifact.promote_pending(source, model_dir, mtype, key, validator)
+    if promoted is None:
+        return None
+    outcome["report"] = promoted.report  # validated now: not "loaded from cache"
+    return promoted.entry
+
+
+def rtx_pending_engine(
+    source: TensorRTSource, model_dir: Path, model_type: ModelType
+) -> tuple[Any, dict]:
+    """A TensorRT-RTX plan built ahead of time (no GPU needed) into the cache under its pending
+    key: (entry, what the build reported). Nothing runs it; ``tensorrt_engine`` validates it on
+    the target GPU at first use (``rtx_artifact.promote_pending``) before serving it."""
+    from ...fusion.artifacts import fused_input_name, with_side_inputs
+
+    options = source.options
+    model = source.resolve(model_dir, model_type)
+    onnx = source.onnx(model, model_type)  # converted and validated on ONNX Runtime
+    base_input = (onnx.entry.metadata.get("input_names") or ["x"])[0]
+    input_name = fused_input_name(model_type, base_input)
+    profiles = with_side_inputs(
+        model_type, profiles_for(options, model_type, input_name, base_input, model), input_name
+    )
+    return rtx_artifact.build_pending(
+        source, model.model_dir, model_type, onnx.path, profiles, build_settings(options)
+    )
 
 
 def _builder(source: TensorRTSource) -> EngineBuilder:
@@ -191,5 +245,6 @@ def _build_validated(source, model, mtype, onnx_path, tmp, profiles, settings, i
         inputs=inputs,
         min_agreement=source.options.min_agreement,
         device_id=source.options.device_id,
-        timing_cache_dir=source.timing_cache_dir(),
+        timing_cache_dir=source.timing_cache_dir() if not settings.targets else None,
+        flavor=source.options.trt_flavor,
     )

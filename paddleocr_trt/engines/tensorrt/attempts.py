@@ -58,6 +58,7 @@ class AttemptJob:
     min_agreement: float
     device_id: int
     timing_cache_dir: Path | None
+    flavor: str = "tensorrt"  # or "tensorrt-rtx"
     #: the resolved model (``ResolvedModel.to_payload``): the child reads no model dir
     model: dict[str, Any] | None = None
 
@@ -92,6 +93,7 @@ class IsolatedEngineBuilder:
             "min_agreement": job.min_agreement,
             "device_id": job.device_id,
             "timing_cache_dir": str(job.timing_cache_dir) if job.timing_cache_dir else None,
+            "flavor": job.flavor,
             "model": job.model,
         }
         out = call_in_child(
@@ -292,6 +294,7 @@ def build_validated(
     min_agreement: float,
     device_id: int,
     timing_cache_dir: Path | None,
+    flavor: str = "tensorrt",
     model: Any = None,
 ) -> tuple[Path, Any, dict[str, Any]]:
     """FP16, FP16 with sensitive layers pinned to FP32, FP32 (:func:`attempt_plan`); the first
@@ -317,6 +320,7 @@ def build_validated(
                 min_agreement=min_agreement,
                 device_id=device_id,
                 timing_cache_dir=timing_cache_dir,
+                flavor=flavor,
                 model=model.to_payload() if model is not None else None,
             )
 

@@ -9,6 +9,7 @@ into the file under its lock, so concurrent builders add entries instead of over
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -30,6 +31,25 @@ from .config import BuildSettings
 logger = get_logger("trt.builder")
 
 MIN_WORKSPACE_BYTES = 128 << 20
+#: TensorRT-RTX reports a layer whose scratch exceeds the workspace *limit* as "OutOfMemory
+#: (Requested size was N bytes)" with N just above the limit, even with memory to spare (seen
+#: without a GPU: the det graph's default profiles to 4000x4000 fail at 256 MiB and 1 GiB and
+#: build at 4 GiB; on an H200 the fp16 det graph failed at 4 GiB). Halving would make it worse:
+#: the limit is doubled instead, up to this many times and this size.
+MAX_WORKSPACE_GROWTH = 3
+MAX_WORKSPACE_BYTES = 64 << 30
+_REQUESTED = re.compile(r"Requested size was (\d+) bytes")
+
+
+def workspace_too_small(message: str, workspace_bytes: int) -> int | None:
+    """The size TensorRT asked for when it exceeds the workspace limit (the limit is the cause,
+    not the machine's memory), else None."""
+    found = _REQUESTED.search(message)
+    if found is None or int(found.group(1)) <= int(workspace_bytes):
+        return None
+    return int(found.group(1))
+
+
 TIMING_CACHE_LOCK_TIMEOUT_S = 120.0
 
 
@@ -49,6 +69,10 @@ class BuildResult:
     profiles: tuple[dict[str, ShapeProfile], ...] = ()
     #: FP32 pin patterns that matched no layer (flag-path FP16 only).
     unmatched_pins: tuple[str, ...] = ()
+    #: the network's I/O as the builder parsed it (see ``adapter.build``)
+    network_io: dict | None = None
+    #: TensorRT-RTX compute capability targets of the plan (empty: the builder's GPU)
+    targets: tuple[str, ...] = ()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -187,16 +211,37 @@ def build_engine(
         cache_bytes = read_timing_cache(cache_path)
 
     start = time.perf_counter()
-    attempt_settings, attempts = settings, 0
+    attempt_settings, attempts, growths = settings, 0, 0
     while True:
         attempts += 1
         try:
-            with device_scope(device_id):
+            # An ahead-of-time build for named targets (TensorRT-RTX) needs no GPU at all.
+            scope = contextlib.nullcontext() if settings.targets else device_scope(device_id)
+            with scope:
                 out = adapter.build_serialized_engine(
                     source, attempt_settings, profiles, timing_cache=cache_bytes
                 )
             break
         except OutOfMemoryError as exc:
+            current = attempt_settings.workspace_bytes
+            asked = workspace_too_small(str(exc), current)
+            if asked is not None and growths < MAX_WORKSPACE_GROWTH:
+                bigger = min(max(current * 2, asked), MAX_WORKSPACE_BYTES)
+                if bigger > current:
+                    growths += 1
+                    logger.warning(
+                        "engine build for %s: a layer needs more than the %d MiB workspace "
+                        "limit (%s asked for %d bytes); retrying with %d MiB",
+                        onnx_path.name,
+                        current >> 20,
+                        adapter.engine_label(),
+                        asked,
+                        bigger >> 20,
+                    )
+                    attempt_settings = attempt_settings.with_workspace(bigger)
+                    continue
+            if growths:
+                raise
             half = attempt_settings.workspace_bytes // 2
             if half < MIN_WORKSPACE_BYTES:
                 raise OutOfMemoryError(
@@ -219,9 +264,11 @@ def build_engine(
         with device_scope(device_id):
             save_timing_cache(cache_path, out.timing_cache)
     logger.info(
-        "built %s (%s, %.1f MiB) in %.1f s",
+        "built %s (%s %s%s, %.1f MiB) in %.1f s",
         out_path.name,
+        adapter.engine_label(),
         out.precision,
+        f" for {','.join(attempt_settings.targets)}" if attempt_settings.targets else "",
         len(out.plan) / (1 << 20),
         seconds,
     )
@@ -238,4 +285,6 @@ def build_engine(
         onnx_path=source,
         profiles=out.profiles,
         unmatched_pins=out.unmatched_pins,
+        network_io=out.network_io,
+        targets=attempt_settings.targets,
     )

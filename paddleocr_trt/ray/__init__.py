@@ -2,7 +2,8 @@
 
 Needs the ``[ray]`` extra (``pip install "paddleocr-trt[ray]"``). ``ocr_dataset(inputs, ...)``
 returns a Ray Dataset of one row per page; ``OCRWorker`` is the callable class to use in your
-own ``Dataset.map_batches``; ``paddleocr-trt batch`` is the CLI. See the README's "Many machines" section.
+own ``Dataset.map_batches``; ``paddleocr-trt batch`` is the CLI. See the README's
+"Many machines" section.
 """
 
 from __future__ import annotations

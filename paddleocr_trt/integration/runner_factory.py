@@ -135,8 +135,12 @@ def build_runner(native_builder: Callable[..., Any], **kwargs: Any) -> Any:
             **{**kwargs, "engine_config": native_engine_config(engine_config, model_dir)}
         )
 
+    from .auto_engine import automatic_engine
+
+    auto = automatic_engine(request, engine_config)
+    engines = request.engines + ((auto.engine,) if auto.engine else ())
     reasons: list[str] = []
-    for position, engine in enumerate(request.engines):
+    for position, engine in enumerate(engines):
         label = ENGINE_LABELS.get(engine, engine)
         status = decide_engine(engine, request, engine_config)
         if status.ok and model_dir is None:
@@ -164,15 +168,17 @@ def build_runner(native_builder: Callable[..., Any], **kwargs: Any) -> Any:
                     )
                 )
                 return _ours(TimedRunner(runner, model_name, engine))
-        reasons.append(
-            status.message() if len(request.engines) == 1 else f"{label}: {status.message()}"
-        )
-        later = request.engines[position + 1 :]
+        reasons.append(status.message() if len(engines) == 1 else f"{label}: {status.message()}")
+        later = engines[position + 1 :]
         next_step = (
             f"trying the {ENGINE_LABELS.get(later[0], later[0])} engine"
             if later
             else "running native Paddle inference"
         )
+        if later and later[0] == auto.engine:
+            next_step += f" ({auto.why})"
+        elif not later and request.automatic and auto.engine is None:
+            next_step += f" (not ONNX Runtime: {auto.why})"
         warn_once(
             (engine, status.code, model_name),
             "%s: %s; %s instead.",

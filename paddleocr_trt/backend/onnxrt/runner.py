@@ -15,14 +15,24 @@ from ..base import BaseRunner
 log = get_logger("backend.onnxrt")
 
 
-def session_options(threads: int | None = None) -> Any:
-    """Quiet ONNX Runtime session options, ``threads`` intra-op threads (None: its default)."""
+def session_options(threads: int | None = None, *, spinning: bool = False) -> Any:
+    """Quiet ONNX Runtime session options, ``threads`` intra-op threads (None: its default).
+
+    ``spinning=False`` (for the CPU provider): ONNX Runtime's idle workers sleep instead of
+    busy-waiting for the next operator. Spinning workers burn the cores that the pipelined
+    path's other stages (and other processes) need: measured on 2 cores, the same det/rec call
+    took 1.3-1.7x the CPU time with spinning, for no gain in wall time under load (issue 22,
+    docs/changes/perf.md). Results do not depend on it.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # initializer clean-up chatter is not the user's concern
     if threads:
         options.intra_op_num_threads = int(threads)
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return options
 
 
@@ -45,7 +55,9 @@ class OnnxRuntimeRunner(BaseRunner):
 
         self.onnx_path = Path(onnx_path)
         super().__init__(name or self.onnx_path.stem)
-        options = session_options(threads)
+        # spinning workers pay only where the host threads are not the engine's (GPU providers)
+        cpu_only = list(providers or ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+        options = session_options(threads, spinning=not cpu_only)
         chosen: list = []
         for provider in providers or ["CPUExecutionProvider"]:
             if provider == "CUDAExecutionProvider":
@@ -65,7 +77,6 @@ class OnnxRuntimeRunner(BaseRunner):
         self.resident_outputs: tuple[str, ...] = (
             tuple(names) if self.providers[0] == "CPUExecutionProvider" else ()
         )
-        self._threads = threads
         self._sums: object | None = None
         log.debug("onnxruntime runner %s: %s on %s", self.name, self.onnx_path, self.providers)
 
@@ -90,7 +101,7 @@ class OnnxRuntimeRunner(BaseRunner):
         from .resident import MaskedSumSession, OrtResidentMap
 
         if self._sums is None:
-            self._sums = MaskedSumSession(self._threads)
+            self._sums = MaskedSumSession(1)  # a few thousand values per page: one thread
         values = session.run_with_ort_values(  # type: ignore[attr-defined]
             self.output_names,
             {name: ort.OrtValue.ortvalue_from_numpy(a) for name, a in feed.items()},

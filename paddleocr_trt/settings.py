@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .engines.registry import requestable as requestable_engines
 from .errors import PaddleOCRTRTError
 
 ENV_DISABLE = "PADDLEOCR_TRT_DISABLE"
@@ -19,7 +20,8 @@ ENV_BUILD_TIMEOUT_S = "PADDLEOCR_TRT_BUILD_TIMEOUT_S"
 ENV_PIPELINE = "PADDLEOCR_TRT_PIPELINE"
 
 #: Engine backends that can run a converted model, in the order a list may name them.
-ENGINE_NAMES = ("tensorrt", "onnxruntime")
+#: what trt_engine= / $PADDLEOCR_TRT_ENGINE accept: the registry's requestable engines
+ENGINE_NAMES = requestable_engines()
 DEFAULT_ENGINES = ("tensorrt",)
 
 DEFAULT_WORKSPACE_GB = 4.0

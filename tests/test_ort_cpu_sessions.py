@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from paddleocr_trt.backend.onnxrt.runner import OnnxRuntimeRunner, session_options
+from paddleocr_trt.engines.onnxruntime.runner import OnnxRuntimeRunner
+from paddleocr_trt.engines.onnxruntime.session import session_options
 from paddleocr_trt.model_types import ModelType
 
 SPIN_KEYS = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")

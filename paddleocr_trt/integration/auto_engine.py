@@ -14,15 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..activation.request import TensorRTRequest
-from .decision import (
-    CPU_PROVIDER,
-    CUDA_PROVIDER,
-    onnxruntime_provider,
-    onnxruntime_status,
-    target_of,
-)
+from .decision import onnxruntime_provider, onnxruntime_status, target_of
+from .request import TensorRTRequest
 
+CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
 ENGINE = "onnxruntime"
 
 

@@ -40,20 +40,32 @@ def test_cpu_request_gets_the_cpu_provider() -> None:
 
 
 def test_gpu_request_on_cpu_paddle_gets_the_cpu_provider() -> None:
-    """A CPU build of Paddle moved the model to the CPU: native would run on the CPU too."""
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        pytest.skip("onnxruntime-gpu here: the CPU-only case cannot be observed")
-    choice = automatic_engine(_request("gpu"), {"device_type": "cpu"})
-    assert choice.engine == "onnxruntime", choice
-    assert "Paddle would run on the CPU" in choice.why
+    """This Paddle is a CPU build: native would run the GPU request on the CPU too, whatever
+    PaddleX's engine config says."""
+    from paddleocr_trt.integration.auto_engine import paddle_has_cuda
+
+    if "CUDAExecutionProvider" in ort.get_available_providers() or paddle_has_cuda():
+        pytest.skip("onnxruntime-gpu or a GPU Paddle here: the CPU-only case cannot be observed")
+    for config in ({"device_type": "cpu"}, {"device_type": "gpu", "device_id": 0}, {}):
+        choice = automatic_engine(_request("gpu"), config)
+        assert choice.engine == "onnxruntime", (config, choice)
+        assert "Paddle would run on the CPU" in choice.why
 
 
-def test_gpu_request_with_cpu_only_onnxruntime_stays_on_gpu_paddle() -> None:
+def gpu_paddle_double() -> bool:
+    """Test double: ``paddle_has_cuda`` as a GPU build of Paddle answers (none here)."""
+    return True
+
+
+def test_gpu_request_with_cpu_only_onnxruntime_stays_on_gpu_paddle(monkeypatch) -> None:
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("onnxruntime-gpu here: the CPU-only case cannot be observed")
+    monkeypatch.setattr("paddleocr_trt.integration.auto_engine.paddle_has_cuda", gpu_paddle_double)
     choice = automatic_engine(_request("gpu"), {"device_type": "gpu", "device_id": 0})
     assert choice.engine is None, choice
     assert "native Paddle runs on the GPU" in choice.why
+    # a CPU request still gets ONNX Runtime's CPU provider with a GPU Paddle installed
+    assert automatic_engine(_request("cpu"), {"device_type": "cpu"}).engine == "onnxruntime"
 
 
 def test_gpu_request_with_cuda_provider_gets_onnxruntime(monkeypatch) -> None:

@@ -30,11 +30,28 @@ class AutoChoice:
     why: str
 
 
+def paddle_has_cuda() -> bool:
+    """Whether the installed Paddle can run on a GPU at all (a CPU build runs a GPU request on
+    the CPU, whatever PaddleX's engine config says)."""
+    import sys
+
+    paddle = sys.modules.get("paddle")
+    if paddle is not None:  # PaddleX imported it already: ask it
+        try:
+            return bool(paddle.device.is_compiled_with_cuda())
+        except Exception:
+            return False
+    from ..versions import version_of
+
+    return version_of("paddlepaddle-gpu") is not None
+
+
 def native_device(request: TensorRTRequest, engine_config: Mapping[str, Any]) -> str:
-    """Where native Paddle would run this model: PaddleX's own placement (a CPU build of
-    Paddle puts a GPU request on the CPU), else the requested device."""
+    """Where native Paddle would run this model: the CPU for a CPU build of Paddle, else
+    PaddleX's own placement, else the requested device."""
     placed = str(engine_config.get("device_type") or "").lower()
-    return placed or target_of(request, engine_config).device_type
+    device = placed or target_of(request, engine_config).device_type
+    return "cpu" if device == "gpu" and not paddle_has_cuda() else device
 
 
 def automatic_engine(request: TensorRTRequest, engine_config: Mapping[str, Any]) -> AutoChoice:

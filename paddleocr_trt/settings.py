@@ -18,6 +18,7 @@ ENV_ENGINE = "PADDLEOCR_TRT_ENGINE"
 ENV_CUDA_GRAPHS = "PADDLEOCR_TRT_CUDA_GRAPHS"
 ENV_BUILD_TIMEOUT_S = "PADDLEOCR_TRT_BUILD_TIMEOUT_S"
 ENV_PIPELINE = "PADDLEOCR_TRT_PIPELINE"
+ENV_MODEL_SOURCE = "PADDLEOCR_TRT_MODEL_SOURCE"
 
 #: Engine backends that can run a converted model, in the order a list may name them.
 #: what trt_engine= / $PADDLEOCR_TRT_ENGINE accept: the registry's requestable engines
@@ -83,6 +84,7 @@ def validate_settings(environ: dict[str, str] | None = None) -> None:
     env = os.environ if environ is None else environ
     workspace_gb(env)
     build_timeout_s(env)
+    model_source(env)
     raw_engines = env.get(ENV_ENGINE, "").strip()
     if raw_engines:
         try:
@@ -163,3 +165,13 @@ def pipeline_enabled(environ: dict[str, str] | None = None) -> bool:
     """
     env = os.environ if environ is None else environ
     return env.get(ENV_PIPELINE, "").strip().lower() not in _FALSE
+
+
+def model_source(environ: dict[str, str] | None = None) -> str:
+    """Which program of a model dir holding both a Paddle program and ``inference.onnx`` is the
+    source: ``auto`` (default: Paddle where it is installed, else ONNX), ``paddle`` or ``onnx``."""
+    env = os.environ if environ is None else environ
+    raw = env.get(ENV_MODEL_SOURCE, "").strip().lower() or "auto"
+    if raw not in ("auto", "paddle", "onnx"):
+        raise SettingsError(f"{ENV_MODEL_SOURCE}={raw!r}: use auto, paddle or onnx")
+    return raw

@@ -149,7 +149,8 @@ def test_optimize_without_tensorrt_exits_1_with_reason(ocr_models, tmp_path: Pat
     assert "TensorRT is not installed" in report["reason"]
     human = cli(*args)
     assert human.returncode == 1
-    assert "optimize failed:" in human.stdout and "TensorRT is not installed" in human.stdout
+    assert "error: optimize failed:" in human.stderr and "TensorRT is not installed" in human.stderr
+    assert human.stderr.count("TensorRT is not installed") == 1  # printed once, not logged too
     assert "Traceback" not in human.stderr
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..errors import CacheError
 from ..log import get_logger
+from ..model_types import ModelFiles
 from ..settings import default_cache_dir
 from .build import CachePublishError, CreateFn, ValidateFn, build_entry
 from .fingerprint import ModelFingerprint, fingerprint_model_dir
@@ -97,7 +98,7 @@ class EngineCache:
     def entry_dir(self, key: CacheKey) -> Path:
         return self.root / key.kind / key.digest
 
-    def fingerprint(self, model_dir: str | Path) -> ModelFingerprint:
+    def fingerprint(self, model_dir: str | Path | ModelFiles) -> ModelFingerprint:
         """Content fingerprint of a model dir, remembered in this cache's hash index."""
         return fingerprint_model_dir(model_dir, self._index)
 

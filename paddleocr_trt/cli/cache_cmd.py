@@ -102,6 +102,8 @@ def _guarded(func: Any) -> Any:
         try:
             validate_settings()
             return func(args)
+        except BrokenPipeError:
+            raise  # the reader went away: main() ends quietly
         except SettingsError as exc:
             return _fail(args, str(exc), EXIT_USAGE)
         except (CacheError, OSError) as exc:
@@ -184,15 +186,64 @@ def cmd_info(args: argparse.Namespace) -> int:
     ]
     lines = [f"{label + ':':<20}{value}" for label, value in rows]
     if entry.validation is not None:
-        lines.append(f"{'validation:':<20}{json.dumps(entry.validation)}")
+        lines.append("validation:")
+        lines.extend(validation_lines(entry.validation))
     _emit(args, entry.to_dict(), "\n".join(lines))
     return EXIT_OK if entry.problem is None else EXIT_FAILED
 
 
+def validation_lines(validation: Any, indent: str = "  ", width: int = 100) -> list[str]:
+    """A validation record as short indented ``key: value`` lines (nested dicts and lists of
+    dicts indented further; long lists of numbers cut), instead of one multi-KB JSON line."""
+    lines: list[str] = []
+    if isinstance(validation, dict):
+        for key, value in validation.items():
+            if isinstance(value, dict | list) and value and _nested(value):
+                lines.append(f"{indent}{key}:")
+                lines.extend(validation_lines(value, indent + "  ", width))
+            else:
+                lines.append(_clip(f"{indent}{key}: {_scalar(value)}", width))
+    elif isinstance(validation, list):
+        for i, item in enumerate(validation):
+            if isinstance(item, dict | list) and _nested(item):
+                lines.append(f"{indent}[{i}]")
+                lines.extend(validation_lines(item, indent + "  ", width))
+            else:
+                lines.append(_clip(f"{indent}- {_scalar(item)}", width))
+    else:
+        lines.append(_clip(f"{indent}{_scalar(validation)}", width))
+    return lines
+
+
+def _nested(value: Any) -> bool:
+    items = value.values() if isinstance(value, dict) else value
+    return isinstance(value, dict) or any(isinstance(v, dict | list) for v in items)
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list) and all(isinstance(v, int | float) for v in value):
+        shown = ", ".join(_scalar(v) for v in value[:8])
+        return f"[{shown}{', ...' if len(value) > 8 else ''}] ({len(value)} values)"
+    return json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+
+
+def _clip(line: str, width: int) -> str:
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
 @_guarded
 def cmd_clear(args: argparse.Namespace) -> int:
-    if bool(args.all) == bool(args.key):
-        return _fail(args, "say which entry to remove (KEY) or --all, not both", EXIT_USAGE)
+    if not args.all and not args.key:
+        return _fail(
+            args,
+            "say what to remove: `cache clear KEY` (one entry; see `cache list`) "
+            "or `cache clear --all`",
+            EXIT_USAGE,
+        )
+    if args.all and args.key:
+        return _fail(args, "give KEY or --all, not both", EXIT_USAGE)
     cache = _cache(args)
     if args.all:
         count = cache.clear()

@@ -124,8 +124,13 @@ def unsupported_precision(precision: str) -> Availability | None:
 
 
 def origin(artifact: Artifact, made: str) -> str:
-    """ "loaded from cache" or what making it took ("built and validated", ...)."""
-    return "loaded from cache" if artifact.from_cache else made
+    """ "loaded from cache" or what making it took ("built and validated", ...); from an ONNX
+    model dir's source graph, what it was validated against (no conversion, no Paddle)."""
+    if artifact.from_cache:
+        return "loaded from cache"
+    if artifact.entry.metadata.get("source_format") == "onnx":
+        return "validated against the source ONNX graph on ONNX Runtime"
+    return made
 
 
 def agreement_of(artifact: Artifact) -> float | None:

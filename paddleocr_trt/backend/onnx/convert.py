@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ...childproc import parent_ties
-from ...errors import ConversionError
+from ...errors import ConversionError, ModelDirError
 from ...log import get_logger
 from ...model_types import ModelFiles, ModelType, locate_model_files
 from ...settings import ENV_DISABLE
@@ -84,8 +84,9 @@ class ConversionResult:
         return self.input_names[0]
 
 
-def converter_versions() -> dict[str, str]:
-    """Versions that determine the converted graph (cache keys include them)."""
+def converter_versions(source_onnx: bool = False) -> dict[str, str]:
+    """Versions that determine the converted graph (cache keys include them). An ONNX source
+    is not converted: Paddle and paddle2onnx do not enter its graph or its key."""
     return {
         key: version_of(*dists) or "not installed"
         for key, dists in (
@@ -94,6 +95,7 @@ def converter_versions() -> dict[str, str]:
             ("onnx", ("onnx",)),
             ("onnxruntime", ("onnxruntime", "onnxruntime-gpu")),
         )
+        if not (source_onnx and key in ("paddle", "paddle2onnx"))
     }
 
 
@@ -105,7 +107,7 @@ class _Failure(Exception):
 
 
 def convert_to_onnx(
-    model_dir: str | Path,
+    model_dir: str | Path | ModelFiles,
     output_path: str | Path,
     model_type: str | ModelType,
     *,
@@ -114,16 +116,27 @@ def convert_to_onnx(
 ) -> ConversionResult:
     """Convert a Paddle det/rec/cls inference model dir (legacy or PIR) to a checked ONNX file.
 
+    An ONNX model dir (``inference.onnx``) is not converted: see ``source_onnx``.
+
     Raises ``ModelDirError`` / ``UnsupportedModelTypeError`` for bad arguments and
     ``ConversionError`` when the model cannot be converted into a graph that passes the checks.
     """
     mtype = ModelType.parse(model_type)
     # Absolute paths: the child runs with its work dir as cwd.
-    files = locate_model_files(Path(model_dir).expanduser().resolve())
+    files = (
+        model_dir
+        if isinstance(model_dir, ModelFiles)
+        else locate_model_files(Path(model_dir).expanduser().resolve())
+    )
     output = Path(output_path).expanduser().resolve()
     if output.is_dir():
         raise ValueError(f"output path {str(output)!r} is a directory; give a file name (.onnx)")
     opset = int(opset or DEFAULT_OPSET)
+    if not files.format.is_paddle:
+        raise ModelDirError(
+            f"{files.model_dir} is an ONNX model dir: nothing to convert "
+            "(backend.onnx.source_onnx.check_source_onnx checks its graph)"
+        )
     versions = converter_versions()
     started = time.perf_counter()
     output.parent.mkdir(parents=True, exist_ok=True)

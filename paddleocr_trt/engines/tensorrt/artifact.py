@@ -15,7 +15,8 @@ from ...artifact import ENGINE_ARTIFACT, Artifact, ArtifactSource, check_remembe
 from ...cache.key import CacheKey
 from ...errors import CacheError, EngineBuildError, ValidationFailedError
 from ...log import get_logger
-from ...model_types import ModelType, locate_model_files
+from ...model_resolve import ModelRef, ResolvedModel
+from ...model_types import ModelType
 from .attempts import EngineBuilder
 
 log = get_logger("pipeline")
@@ -28,36 +29,44 @@ class TensorRTSource(ArtifactSource, Protocol):
     engine_builder: EngineBuilder | None
 
     def engine_key(
-        self, model_dir: Path, model_type: ModelType, profiles: Any, settings: Any
+        self, model_dir: ModelRef, model_type: ModelType, profiles: Any, settings: Any
     ) -> CacheKey: ...
 
     def timing_cache_dir(self) -> Path | None: ...
 
 
 def profiles_for(
-    options: Any, model_type: ModelType, input_name: str, base_input: str | None = None
+    options: Any,
+    model_type: ModelType,
+    input_name: str,
+    base_input: str | None = None,
+    model: ResolvedModel | None = None,
 ) -> list[dict[str, Any]]:
     """Profiles of the engine's input; given ones written for the unfused input
-    ``base_input`` (float NCHW) follow the fused input's name and layout."""
+    ``base_input`` (float NCHW) follow the fused input's name and layout. Default ones take
+    their upper bounds (det side, rec width) from the model's inference.yml where it states
+    them (``ResolvedModel.max_input_shape``), else PaddleOCR's 4000 / 3200."""
     from ...profiles import default_profiles, rename_input
 
     if options.profiles and model_type in options.profiles:
         given = list(options.profiles[model_type])
         return rename_input(given, base_input, input_name) if base_input else given
-    return default_profiles(model_type, input_name)
+    limits = model.profile_limits() if model is not None else {}
+    return default_profiles(model_type, input_name, **limits)
 
 
 def engine_key(
-    source: ArtifactSource, model_dir: Path, model_type: ModelType, profiles, settings
+    source: ArtifactSource, model_dir: ModelRef, model_type: ModelType, profiles, settings
 ) -> CacheKey:
     from ...backend.cuda.runtime import device_info
     from ...backend.onnx.convert import converter_versions
     from ...fusion.artifacts import FUSED_GRAPH
     from . import adapter
 
+    model = source.resolve(model_dir, model_type)
     gpu = device_info(source.options.device_id)
     return CacheKey(
-        model_fingerprint=source.cache.fingerprint(model_dir).digest,
+        model_fingerprint=str(model.fingerprint),
         model_type=model_type.value,
         kind="engine",
         precision=settings.precision,
@@ -68,8 +77,9 @@ def engine_key(
             "tf32": settings.tf32,
             "min_agreement": source.options.min_agreement,
             "graph": FUSED_GRAPH,
+            **model.source_key(),
         },
-        converter_versions=converter_versions(),
+        converter_versions=converter_versions(model.is_onnx),
         tensorrt_version=adapter.tensorrt_version(),
         gpu_name=gpu.name,
         compute_capability=f"{gpu.compute_capability[0]}.{gpu.compute_capability[1]}",
@@ -102,7 +112,7 @@ def timing_cache_dir(cache_root: Path) -> Path | None:
 
 
 def tensorrt_engine(
-    source: TensorRTSource, model_dir: str | Path, model_type: ModelType | str
+    source: TensorRTSource, model_dir: ModelRef, model_type: ModelType | str
 ) -> Artifact:
     """A validated engine: FP16 if it passes, else FP16 with FP32-pinned layers, else FP32.
 
@@ -110,33 +120,34 @@ def tensorrt_engine(
     remembered under the engine's key and later calls raise RememberedFailureError at once.
     Built from the fused graph (``fusion.artifacts``): det/cls take uint8 NHWC
     ``image_uint8``, rec returns (index, max prob); validated on the fused inputs against
-    native Paddle on the same images (``comparator.fused``, task agreement).
+    the model's reference (native Paddle, or ONNX Runtime running an ONNX model dir's source
+    graph) on the same images (``comparator.fused``, task agreement).
     """
     from ...fusion.artifacts import fused_input_name, with_side_inputs
     from ...profiles import profiles_to_dict
 
     options = source.options
-    model_dir = locate_model_files(model_dir).model_dir.resolve()
-    mtype = ModelType.parse(model_type)
-    onnx = source.onnx(model_dir, mtype)
+    model = source.resolve(model_dir, model_type)  # once; everything below takes the value
+    mtype = model.model_type
+    onnx = source.onnx(model, mtype)
     base_input = (onnx.entry.metadata.get("input_names") or ["x"])[0]
     input_name = fused_input_name(mtype, base_input)
     profiles = with_side_inputs(
-        mtype, profiles_for(options, mtype, input_name, base_input), input_name
+        mtype, profiles_for(options, mtype, input_name, base_input, model), input_name
     )
     settings = build_settings(options)
-    key = source.engine_key(model_dir, mtype, profiles_to_dict(profiles), settings)
+    key = source.engine_key(model, mtype, profiles_to_dict(profiles), settings)
     timeout_s = options.effective_build_timeout_s()
     outcome: dict[str, Any] = {}
 
     def create(tmp: Path) -> tuple[Path, dict[str, Any]]:
         check_remembered(source.failures, key, timeout_s)  # another process may have just failed
-        inputs = source.fused_validation_pairs(model_dir, mtype)
+        inputs = source.fused_validation_pairs(model, mtype)
         plan, report, meta = _build_validated(
-            source, model_dir, mtype, onnx.path, tmp, profiles, settings, inputs
+            source, model, mtype, onnx.path, tmp, profiles, settings, inputs
         )
         outcome["report"] = report
-        return plan, meta
+        return plan, {**meta, **model.source_metadata()}
 
     entry = source.cache.get(key)
     if entry is None:
@@ -162,13 +173,14 @@ def _builder(source: TensorRTSource) -> EngineBuilder:
     return IsolatedEngineBuilder(source.options.effective_build_timeout_s())
 
 
-def _build_validated(source, model_dir, mtype, onnx_path, tmp, profiles, settings, inputs):
+def _build_validated(source, model, mtype, onnx_path, tmp, profiles, settings, inputs):
     """The first plan that passes validation (see ``attempts.build_validated``)."""
     from .attempts import build_validated
 
     return build_validated(
         _builder(source),
-        model_dir=model_dir,
+        model_dir=model.model_dir,
+        model=model,
         mtype=mtype,
         onnx_path=Path(onnx_path),
         tmp=tmp,

@@ -1,4 +1,4 @@
-"""One engine attempt (build + validate against native Paddle), run only in a child process.
+"""One engine attempt (build + validate against the model's reference), run only in a child.
 
 ``attempts.IsolatedEngineBuilder`` calls :func:`build_and_validate` through
 ``isolation.call_in_child``: a TensorRT abort, segfault or hang here ends this child, never the
@@ -7,26 +7,27 @@ user's process, and the parent records it as one failed attempt.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 
 def build_and_validate(payload: dict[str, Any]) -> dict[str, Any]:
     """Build the fused graph of ``payload["onnx"]`` into ``payload["plan"]`` and compare it with
-    native Paddle on the fused validation pairs (task agreement: fp16 is not exact).
+    the model's reference (native Paddle, or ONNX Runtime on an ONNX model dir's source graph)
+    on the fused validation pairs (task agreement: fp16 is not exact).
 
     Fusion happens here, after the fp16 conversion (``fusion.artifacts.engine_onnx``), so the
     uint8 prologue and the argmax epilogue stay fp32 and FP32 pins name unfused nodes.
     """
     import numpy as np
 
-    from ...backend.paddle.runner import PaddleInferenceRunner
     from ...comparator.fused import FusedPair
     from ...fusion.artifacts import check_fused_graph, engine_onnx
+    from ...model_resolve import ResolvedModel, resolve_model
     from ...model_types import ModelType
     from ...profiles import ShapeProfile
     from ...progress import stage
+    from ...reference import reference_runner
     from . import adapter
     from .builder import build_engine
     from .config import BuildSettings
@@ -36,8 +37,13 @@ def build_and_validate(payload: dict[str, Any]) -> dict[str, Any]:
     settings_dict["fp32_layers"] = tuple(settings_dict.get("fp32_layers") or ())
     settings = BuildSettings(**settings_dict)
     plan = Path(payload["plan"])
-    model_dir = Path(payload["model_dir"])
     mtype = ModelType.parse(payload["model_type"])
+    model = (
+        ResolvedModel.from_payload(payload["model"])
+        if payload.get("model")
+        else resolve_model(payload["model_dir"], mtype)
+    )
+    model_dir = model.model_dir
     profiles = [
         {n: ShapeProfile(d["min"], d["opt"], d["max"]) for n, d in p.items()}
         for p in payload["profiles"]
@@ -45,7 +51,7 @@ def build_and_validate(payload: dict[str, Any]) -> dict[str, Any]:
     fp16 = settings.precision == "fp16" and adapter.fp16_needs_fp16_onnx()
     build_onnx, fp16_onnx = engine_onnx(
         mtype,
-        model_dir,
+        model,
         Path(payload["onnx"]),
         plan.parent,
         fp16_onnx=fp16,
@@ -66,18 +72,13 @@ def build_and_validate(payload: dict[str, Any]) -> dict[str, Any]:
     inputs = [FusedPair(base, fused) for base, fused in zip(arrays[::2], arrays[1::2], strict=True)]
     device_id = int(payload.get("device_id", 0))
     with (
-        stage(f"validating against Paddle on {len(inputs)} inputs"),
-        PaddleInferenceRunner(
-            model_dir,
-            device="cpu",
-            cpu_threads=os.cpu_count() or 1,
-            name=f"paddle:{model_dir.name}",
-        ) as reference,
+        stage(f"validating against {model.reference_label} on {len(inputs)} inputs"),
+        reference_runner(model) as reference,
         TensorRTRunner(plan, name=f"tensorrt:{model_dir.name}", device_id=device_id) as candidate,
     ):
         report = check_fused_graph(
             mtype,
-            model_dir,
+            model,
             reference,
             candidate,
             inputs,
@@ -89,6 +90,7 @@ def build_and_validate(payload: dict[str, Any]) -> dict[str, Any]:
     return {
         "graph": FUSED_GRAPH,
         "report": report.to_dict(),
+        "reference": model.reference_label,
         "build_seconds": result.seconds,
         "tensorrt_version": result.tensorrt_version,
         "built_precision": result.precision,

@@ -58,6 +58,8 @@ class AttemptJob:
     min_agreement: float
     device_id: int
     timing_cache_dir: Path | None
+    #: the resolved model (``ResolvedModel.to_payload``): the child reads no model dir
+    model: dict[str, Any] | None = None
 
 
 class EngineBuilder(Protocol):
@@ -90,6 +92,7 @@ class IsolatedEngineBuilder:
             "min_agreement": job.min_agreement,
             "device_id": job.device_id,
             "timing_cache_dir": str(job.timing_cache_dir) if job.timing_cache_dir else None,
+            "model": job.model,
         }
         out = call_in_child(
             self.target,
@@ -287,6 +290,7 @@ def build_validated(
     min_agreement: float,
     device_id: int,
     timing_cache_dir: Path | None,
+    model: Any = None,
 ) -> tuple[Path, Any, dict[str, Any]]:
     """FP16, FP16 with sensitive layers pinned to FP32, FP32 (:func:`attempt_plan`); the first
     plan that passes validation wins. When attempts ran out of GPU memory (a context or the
@@ -311,6 +315,7 @@ def build_validated(
                 min_agreement=min_agreement,
                 device_id=device_id,
                 timing_cache_dir=timing_cache_dir,
+                model=model.to_payload() if model is not None else None,
             )
 
         pinned = lambda: pinned_settings(settings, onnx_path, inputs)  # noqa: E731

@@ -51,6 +51,8 @@ def rows(data: dict[str, Any]) -> tuple[list[Row], list[dict[str, Any]]]:
     found, other = [], []
     for bench in data["benchmarks"]:
         info, stats = bench.get("extra_info") or {}, bench["stats"]
+        if info.get("peer"):  # bench_peer.py: its own tables (peer_report)
+            continue
         if not {"model", "batch", "backend"} <= set(info):
             other.append(bench)
             continue
@@ -137,6 +139,12 @@ def markdown(data: dict[str, Any]) -> str:
     for variant, per_model in pipeline_backends.items():
         lines += ["", f"Backends behind pipeline entry `{variant}`:"]
         lines += [f"- {name}: {why}" for name, why in sorted(per_model.items())]
+    peer = [b["extra_info"] for b in data["benchmarks"] if (b.get("extra_info") or {}).get("peer")]
+    if peer:
+        from peer_report import summary_lines
+
+        lines += ["", "## Ours vs PaddleOCR's own engine='onnxruntime' vs native Paddle"]
+        lines += summary_lines(peer)
     if other:
         lines += ["", "Other entries:", "", "| name | mean ms | rounds |", "|---|---:|---:|"]
         for bench in other:

@@ -134,6 +134,13 @@ def engines(environ: dict[str, str] | None = None) -> tuple[str, ...]:
     return parse_engines(raw, source=ENV_ENGINE) if raw else DEFAULT_ENGINES
 
 
+def engines_given(environ: dict[str, str] | None = None) -> bool:
+    """Whether ``$PADDLEOCR_TRT_ENGINE`` names the engines (then that list is strict: no
+    automatic ONNX Runtime step after it)."""
+    env = os.environ if environ is None else environ
+    return bool(env.get(ENV_ENGINE, "").strip())
+
+
 def cuda_graphs_enabled(environ: dict[str, str] | None = None) -> bool:
     """``$PADDLEOCR_TRT_CUDA_GRAPHS``: replay CUDA graphs in the drop-in hook (default off)."""
     env = os.environ if environ is None else environ

@@ -181,9 +181,12 @@ def _fallback_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("device", ["cpu", "gpu"])
 def test_fallback_pipeline_equals_plain_paddleocr(
-    device: str, ocr_models, sample_images, caplog: pytest.LogCaptureFixture
+    device: str, ocr_models, sample_images, caplog: pytest.LogCaptureFixture, monkeypatch
 ) -> None:
-    """use_tensorrt=True on this GPU-less machine: identical output, one warning per model."""
+    """use_tensorrt=True on this GPU-less machine, strict (TensorRT or native): identical
+    output, one warning per model. (Without PADDLEOCR_TRT_ENGINE the ONNX Runtime engine
+    follows instead: tests/test_auto_engine.py.)"""
+    monkeypatch.setenv("PADDLEOCR_TRT_ENGINE", "tensorrt")
     plain = _results(_ocr(ocr_models, device=device), sample_images)
     reset_warn_once()
     with caplog.at_level(logging.WARNING, logger="paddleocr_trt"):

@@ -31,6 +31,10 @@ class TensorRTRequest:
     engines: tuple[str, ...] = ("tensorrt",)
     #: ``trt_pipeline=`` as given (None: not given; ``$PADDLEOCR_TRT_PIPELINE`` decides)
     pipeline: bool | None = None
+    #: no engine list was given (no ``trt_engine=``, no ``$PADDLEOCR_TRT_ENGINE``): when no
+    #: TensorRT flavor can run, the validated ONNX Runtime engine may follow before native
+    #: Paddle (``integration.auto_engine``); an explicit list is strict
+    automatic: bool = False
 
 
 _current: contextvars.ContextVar[TensorRTRequest | None] = contextvars.ContextVar(
@@ -82,6 +86,7 @@ def from_common_args(common_args: Mapping[str, Any]) -> TensorRTRequest | None:
         device=common_args.get("device"),
         engines=tuple(engines) if engines else env_engines(),
         pipeline=common_args.get(PIPELINE_COMMON_ARG),
+        automatic=not engines and not _env_engines_given(),
     )
 
 
@@ -94,4 +99,15 @@ def from_engine_config(engine_config: Mapping[str, Any]) -> TensorRTRequest | No
     device_type = engine_config.get("device_type") or "gpu"
     device_id = engine_config.get("device_id")
     device = device_type if device_id is None else f"{device_type}:{device_id}"
-    return TensorRTRequest(precision=precision, device=device, engines=env_engines())
+    return TensorRTRequest(
+        precision=precision,
+        device=device,
+        engines=env_engines(),
+        automatic=not _env_engines_given(),
+    )
+
+
+def _env_engines_given() -> bool:
+    from ..settings import engines_given
+
+    return engines_given()

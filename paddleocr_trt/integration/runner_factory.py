@@ -150,8 +150,12 @@ def build_runner(
             }
         )
 
+    from .auto_engine import automatic_engine
+
+    auto = automatic_engine(request, engine_config)
+    engines = request.engines + ((auto.engine,) if auto.engine else ())
     reasons: list[str] = []
-    for position, engine in enumerate(request.engines):
+    for position, engine in enumerate(engines):
         label = registry.label(engine)
         status = decide_engine(engine, request, engine_config)
         if status.ok and model_dir is None:
@@ -183,11 +187,13 @@ def build_runner(
                     )
                 )
                 return _ours(TimedRunner(runner, model_name, engine))
-        reasons.append(
-            status.message() if len(request.engines) == 1 else f"{label}: {status.message()}"
-        )
-        later = request.engines[position + 1 :]
+        reasons.append(status.message() if len(engines) == 1 else f"{label}: {status.message()}")
+        later = engines[position + 1 :]
         next_step = f"trying the {registry.label(later[0])} engine" if later else native_step
+        if later and later[0] == auto.engine:
+            next_step += f" ({auto.why})"
+        elif not later and request.automatic and auto.engine is None:
+            next_step += f" (not ONNX Runtime: {auto.why})"
         warn_once(
             (engine, status.code, model_name),
             "%s: %s; %s instead.",

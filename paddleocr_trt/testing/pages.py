@@ -11,9 +11,10 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
 
-from .images import BLACK, WHITE, SampleImage, latin_font
+from .images import BLACK, WHITE, SampleImage, cjk_font, latin_font
 
 _WORD_TEXT = """
 invoice total amount due date payment order number customer account balance tax
@@ -82,6 +83,106 @@ def render_pages(out_dir: str | Path, count: int = 20, *, seed: int = 0) -> list
         else:
             kind, (image, lines) = "document", _document(rng)
         name = f"page_{index:03d}_{kind}"
+        path = out / f"{name}.png"
+        image.save(path, format="PNG")
+        pages.append(
+            SampleImage(
+                name, path, lines, kind, f"{image.width}x{image.height}, {len(lines)} lines"
+            )
+        )
+    return pages
+
+
+_CHINESE = (
+    "发票金额合计日期付款订单号码客户账户余额税费小计数量单价运费地址城市邮编电话合同服务报告"
+)
+
+
+def _photo(rng: random.Random) -> tuple[Image.Image, list[str]]:
+    """A 4000x3000 camera-sized frame: a sign on a textured, shaded background."""
+    gen = np.random.default_rng(rng.randrange(2**32))
+    y, x = np.mgrid[0:3000, 0:4000]
+    base = 90 + 60 * np.sin(x / 700.0) + 40 * np.cos(y / 500.0)
+    noise = gen.normal(0, 12, (3000, 4000))
+    gray = np.clip(base + noise, 0, 255).astype(np.uint8)
+    image = Image.fromarray(np.stack([gray, (gray * 0.9).astype(np.uint8), gray // 2 + 40], -1))
+    lines = [_line(rng, rng.randint(2, 5)) for _ in range(6)]
+    sign = _page((2400, 1200), lines, 110, 90, 60)
+    image.paste(sign, (800, 900))
+    return image.filter(ImageFilter.GaussianBlur(1.2)), lines
+
+
+def _blank(rng: random.Random) -> tuple[Image.Image, list[str]]:
+    """A near-empty scan: paper tone and faint speckle, no text (det finds nothing or dust)."""
+    gen = np.random.default_rng(rng.randrange(2**32))
+    gray = np.clip(gen.normal(243, 3, (1400, 1000)), 0, 255).astype(np.uint8)
+    return Image.fromarray(gray).convert("RGB"), []
+
+
+def _dark(rng: random.Random) -> tuple[Image.Image, list[str]]:
+    """An under-exposed document: light grey text on a dark page."""
+    image, lines = _document(rng)
+    arr = np.asarray(image, dtype=np.float32)
+    return Image.fromarray((25 + arr * 0.25).astype(np.uint8)), lines
+
+
+def _noisy(rng: random.Random) -> tuple[Image.Image, list[str]]:
+    """A document under heavy sensor noise."""
+    gen = np.random.default_rng(rng.randrange(2**32))
+    image, lines = _document(rng)
+    arr = np.asarray(image, dtype=np.float32) + gen.normal(0, 40, (1400, 1000, 1))
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)), lines
+
+
+def _chinese_page(rng: random.Random) -> tuple[Image.Image, list[str]]:
+    lines = ["".join(rng.choice(_CHINESE) for _ in range(rng.randint(4, 14))) for _ in range(16)]
+    image = Image.new("RGB", (1000, 1400), WHITE)
+    draw = ImageDraw.Draw(image)
+    font = cjk_font().at(36)
+    for i, line in enumerate(lines):
+        draw.text((60, 60 + i * 80), line, font=font, fill=BLACK)
+    return image, lines
+
+
+#: page class -> renderer; ``render_varied_pages`` cycles through them in this order
+VARIED_KINDS = {
+    "document": _document,
+    "receipt": _receipt,
+    "photo": _photo,
+    "blank": _blank,
+    "dark": _dark,
+    "noisy": _noisy,
+    "chinese": _chinese_page,
+}
+
+
+def render_varied_pages(
+    out_dir: str | Path, count: int = 12, *, seed: int = 0, kinds: tuple[str, ...] = ()
+) -> list[SampleImage]:
+    """``count`` pages cycling through ``kinds`` (default: every class of ``VARIED_KINDS``,
+    documents twice per cycle as in a real queue): what a throughput comparison should see,
+    not only clean documents. PNG files in ``out_dir``, ``SampleImage.kind`` = the page class."""
+    order = kinds or (
+        "document",
+        "receipt",
+        "photo",
+        "document",
+        "blank",
+        "dark",
+        "noisy",
+        "chinese",
+    )
+    unknown = [k for k in order if k not in VARIED_KINDS]
+    if unknown:
+        raise ValueError(f"unknown page classes {unknown}; known: {sorted(VARIED_KINDS)}")
+    rng = random.Random(seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pages = []
+    for index in range(count):
+        kind = order[index % len(order)]
+        image, lines = VARIED_KINDS[kind](rng)
+        name = f"varied_{index:03d}_{kind}"
         path = out / f"{name}.png"
         image.save(path, format="PNG")
         pages.append(

@@ -34,7 +34,9 @@ class OnnxRuntimeRunner(BaseRunner):
 
         self.onnx_path = Path(onnx_path)
         super().__init__(name or self.onnx_path.stem)
-        options = session_options(threads)
+        # spinning workers pay only where the host threads are not the engine's (GPU providers)
+        cpu_only = list(providers or ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+        options = session_options(threads, spinning=not cpu_only)
         chosen: list = []
         for provider in providers or ["CPUExecutionProvider"]:
             if provider == "CUDAExecutionProvider":
@@ -54,7 +56,6 @@ class OnnxRuntimeRunner(BaseRunner):
         self.resident_outputs: tuple[str, ...] = (
             tuple(names) if self.providers[0] == "CPUExecutionProvider" else ()
         )
-        self._threads = threads
         self._sums: object | None = None
         log.debug("onnxruntime runner %s: %s on %s", self.name, self.onnx_path, self.providers)
 
@@ -79,7 +80,7 @@ class OnnxRuntimeRunner(BaseRunner):
         from .resident import MaskedSumSession, OrtResidentMap
 
         if self._sums is None:
-            self._sums = MaskedSumSession(self._threads)
+            self._sums = MaskedSumSession(1)  # a few thousand values per page: one thread
         values = session.run_with_ort_values(  # type: ignore[attr-defined]
             self.output_names,
             {name: ort.OrtValue.ortvalue_from_numpy(a) for name, a in feed.items()},

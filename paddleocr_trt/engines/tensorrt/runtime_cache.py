@@ -5,8 +5,10 @@ TensorRT-RTX compiles kernels for the actual GPU when an execution context is ma
 under 15 s"). The result is valid only for the same TensorRT-RTX version, GPU model, OS and CUDA
 driver major, so the file lives in the cache under exactly those: ``<cache>/runtime/<TensorRT-RTX
 version>-<GPU name>-drv<major>/<engine entry>.cache``. Reads and writes go through the cache's
-safety primitives (private directories, no symlinks followed, atomic replace); a refused or
-unreadable file only means the kernels are specialised again.
+descriptor-based primitive (``cache.root.CacheRoot`` / ``cache.safedir.SafeDir``: private
+directories reached from the marked root with no link followed at any level, owner and mode
+checked, atomic replace); a refused or unreadable file only means the kernels are specialised
+again.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...cache.safety import ensure_private_dir, read_trusted_bytes, write_bytes_atomic
+from ...cache.root import CacheRoot
+from ...cache.safedir import SafeDir
 from ...errors import CacheError
 from ...log import get_logger
 
@@ -38,11 +41,20 @@ class RuntimeCacheFile:
     saved_bytes: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 
+    def _folder(self, *, create: bool) -> SafeDir:
+        """``<cache>/runtime/<tag>`` (``path`` is ``runtime_cache_dir(...) / name``), reached
+        from the cache root through descriptors."""
+        folder = Path(self.path).parent
+        return CacheRoot(folder.parent.parent).open(
+            folder.parent.name, folder.name, create=create
+        )
+
     def load(self) -> bytes | None:
         """The saved cache, or None (absent, or refused as unsafe: then it is not used)."""
         started = time.perf_counter()
         try:
-            data = read_trusted_bytes(self.path)
+            with self._folder(create=False) as folder:
+                data = folder.read_bytes(Path(self.path).name)
         except FileNotFoundError:
             return None
         except (OSError, CacheError) as exc:
@@ -58,8 +70,8 @@ class RuntimeCacheFile:
             return False
         started = time.perf_counter()
         try:
-            ensure_private_dir(self.path.parent)
-            write_bytes_atomic(self.path, bytes(data))
+            with self._folder(create=True) as folder:
+                folder.write_bytes(Path(self.path).name, bytes(data))
         except (OSError, CacheError) as exc:
             logger.warning("could not save the TensorRT-RTX runtime cache %s: %s", self.path, exc)
             return False

@@ -62,6 +62,86 @@ def _onnx_io(path: Path) -> dict[str, dict[str, Any]]:
     return io
 
 
+def build_graph(
+    mtype: ModelType,
+    onnx_path: Path,
+    model_dir: Path,
+    profiles: list[dict[str, Any]],
+    settings: BuildSettings,
+    work: Path,
+) -> dict[str, Any]:
+    """One real TensorRT-RTX build of the fused graph of ``onnx_path`` through the attempt code
+    (``build_plan``: fusion after the fp16 conversion, as the pipeline does); built, not run."""
+    payload = {
+        "flavor": RTX,
+        "onnx": str(onnx_path),
+        "plan": str(work / "engine.plan"),
+        "settings": settings.to_dict(),
+        "profiles": profiles_to_dict(profiles),
+        "model_dir": str(model_dir),
+        "model_type": mtype.value,
+        "timing_cache_dir": None,
+    }
+    before = adapter.active_flavor()  # build_plan selects its flavor process-wide
+    started = time.perf_counter()
+    try:
+        result, _ = build_plan(payload)
+    finally:
+        adapter.select_flavor(before)
+    return {
+        "model_type": mtype,
+        "precision": settings.precision,
+        "pinned": (),
+        "profiles": profiles,
+        "result": result,
+        "wall_seconds": time.perf_counter() - started,
+    }
+
+
+def record_builds(test_cache_dir: Path, records: dict[str, Any]) -> None:
+    """Each build's seconds and plan bytes, merged into ``.cache/test/rtx-builds.json``."""
+    path = test_cache_dir / "rtx-builds.json"
+    try:
+        graphs = json.loads(path.read_text())["graphs"]
+    except (OSError, ValueError, KeyError):
+        graphs = {}
+    for gid, r in records.items():
+        graphs[gid] = {
+            "build_seconds": round(r["result"].seconds, 2),
+            "wall_seconds": round(r["wall_seconds"], 2),
+            "plan_bytes": r["result"].plan_bytes,
+            "built_precision": r["result"].precision,
+            "targets": list(r["result"].targets),
+            "workspace_bytes": r["result"].workspace_bytes,
+            "attempts": r["result"].attempts,
+        }
+    out = {"flavor": adapter.engine_label(adapter.load_tensorrt(RTX)), "graphs": graphs}
+    path.write_text(json.dumps(out, indent=1))
+
+
+def check_engine_io(gid: str, rec: dict[str, Any]) -> None:
+    """The network TensorRT-RTX built binds what the fused runner feeds and reads (names and
+    dtypes of the fused ONNX's I/O), with the profiles the build was given."""
+    result = rec["result"]
+    io = result.network_io
+    assert io, gid
+    onnx_io = _onnx_io(Path(result.onnx_path))
+    assert {n: {"input": v["input"], "dtype": v["dtype"]} for n, v in io.items()} == onnx_io, gid
+    inputs = [n for n, v in io.items() if v["input"]]
+    mtype = rec["model_type"]
+    image = fused_input_name(mtype, inputs[0] if mtype is ModelType.RECOGNITION else "x")
+    assert image in inputs, gid
+    want_dtype = "float32" if mtype is ModelType.RECOGNITION else "uint8"
+    assert io[image]["dtype"] == want_dtype, (gid, fused_io(mtype))
+    assert profiles_to_dict(result.profiles) == profiles_to_dict(rec["profiles"]), gid
+    for prof in result.profiles:
+        assert sorted(prof) == sorted(inputs), gid
+        for name, sp in prof.items():
+            for dim, fixed in enumerate(io[name]["shape"]):
+                if fixed > 0:  # a fixed network dim is what every profile shape has
+                    assert sp.min[dim] == sp.max[dim] == fixed, (gid, name)
+
+
 @pytest.fixture(scope="session")
 def rtx_builds(ocr_models, onnx_models, test_cache_dir, tmp_path_factory) -> dict[str, Any]:
     """Build all 9 graphs once per session; {graph id: build record}. Never skips: CI must
@@ -70,7 +150,6 @@ def rtx_builds(ocr_models, onnx_models, test_cache_dir, tmp_path_factory) -> dic
         pytest.fail("tensorrt-rtx is not installed: run scripts/dev.sh setup", pytrace=False)
     root = tmp_path_factory.mktemp("rtx-builds")
     records: dict[str, Any] = {}
-    before = adapter.active_flavor()  # build_plan selects its flavor process-wide
     for mtype in (ModelType.DETECTION, ModelType.RECOGNITION, ModelType.CLASSIFICATION):
         conv = onnx_models[mtype]
         profiles = _profiles(mtype, conv.input_names[0])
@@ -84,43 +163,11 @@ def rtx_builds(ocr_models, onnx_models, test_cache_dir, tmp_path_factory) -> dic
             )
             work = root / f"{mtype.value}-{precision}"
             work.mkdir()
-            payload = {
-                "flavor": RTX,
-                "onnx": str(conv.onnx_path),
-                "plan": str(work / "engine.plan"),
-                "settings": settings.to_dict(),
-                "profiles": profiles_to_dict(profiles),
-                "model_dir": str(ocr_models.dir_for(mtype)),
-                "model_type": mtype.value,
-                "timing_cache_dir": None,
-            }
-            started = time.perf_counter()
-            try:
-                result, _ = build_plan(payload)
-            finally:
-                adapter.select_flavor(before)
-            records[f"{mtype.value}-{precision}"] = {
-                "model_type": mtype,
-                "precision": precision,
-                "pinned": pinned,
-                "profiles": profiles,
-                "result": result,
-                "wall_seconds": time.perf_counter() - started,
-            }
-    summary = {
-        gid: {
-            "build_seconds": round(r["result"].seconds, 2),
-            "wall_seconds": round(r["wall_seconds"], 2),
-            "plan_bytes": r["result"].plan_bytes,
-            "built_precision": r["result"].precision,
-            "targets": list(r["result"].targets),
-            "workspace_bytes": r["result"].workspace_bytes,
-            "attempts": r["result"].attempts,
-        }
-        for gid, r in records.items()
-    }
-    out = {"flavor": adapter.engine_label(adapter.load_tensorrt(RTX)), "graphs": summary}
-    (test_cache_dir / "rtx-builds.json").write_text(json.dumps(out, indent=1))
+            records[f"{mtype.value}-{precision}"] = build_graph(
+                mtype, conv.onnx_path, ocr_models.dir_for(mtype), profiles, settings, work
+            )
+            records[f"{mtype.value}-{precision}"].update(precision=precision, pinned=pinned)
+    record_builds(test_cache_dir, records)
     plans = test_cache_dir / PLANS_DIR
     plans.mkdir(exist_ok=True)
     for gid, r in records.items():
@@ -170,24 +217,7 @@ def test_engine_io_is_what_the_runner_binds(rtx_builds: dict[str, Any]) -> None:
     """Names and dtypes of the network TensorRT-RTX built equal the fused ONNX's I/O (which the
     fused runner feeds and reads), and the profiles in the plan are the shipped defaults."""
     for gid, rec in rtx_builds.items():
-        result = rec["result"]
-        io = result.network_io
-        assert io, gid
-        onnx_io = _onnx_io(Path(result.onnx_path))
-        assert {n: {"input": v["input"], "dtype": v["dtype"]} for n, v in io.items()} == onnx_io
-        inputs = [n for n, v in io.items() if v["input"]]
-        mtype = rec["model_type"]
-        image = fused_input_name(mtype, inputs[0] if mtype is ModelType.RECOGNITION else "x")
-        assert image in inputs, gid
-        want_dtype = "float32" if mtype is ModelType.RECOGNITION else "uint8"
-        assert io[image]["dtype"] == want_dtype, (gid, fused_io(mtype))
-        assert profiles_to_dict(result.profiles) == profiles_to_dict(rec["profiles"]), gid
-        for prof in result.profiles:
-            assert sorted(prof) == sorted(inputs), gid
-            for name, sp in prof.items():
-                for dim, fixed in enumerate(io[name]["shape"]):
-                    if fixed > 0:  # a fixed network dim is what every profile shape has
-                        assert sp.min[dim] == sp.max[dim] == fixed, (gid, name)
+        check_engine_io(gid, rec)
 
 
 def test_shipped_rec_profiles_include_spec_batch_and_wide_buckets(

@@ -14,7 +14,7 @@ def session_options(threads: int | None = None, *, spinning: bool = False) -> An
     ``spinning=False`` (for the CPU provider): ONNX Runtime's idle workers sleep instead of
     busy-waiting for the next operator. Spinning workers burn the cores that the pipelined
     path's other stages (and other processes) need: measured on 2 cores, the same det/rec call
-    took 1.3-1.7x the CPU time with spinning (issue 22, docs/changes/perf.md). Results do not
+    took 1.3-1.7x the CPU time with spinning (issue 22, see CHANGELOG). Results do not
     depend on it.
     """
     import onnxruntime as ort

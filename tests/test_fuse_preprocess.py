@@ -3,6 +3,7 @@ PaddleX's own NormalizeImage/Normalize + ToCHWImage + ToBatch would have given i
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -162,7 +163,7 @@ def test_fused_textline_orientation_matches_paddlex(
     assert labels[0::2].tolist() != labels[1::2].tolist()  # upright vs flipped told apart
 
 
-def test_normalize_arguments_and_errors(ocr_models) -> None:
+def test_normalize_arguments_and_errors(ocr_models, tmp_path: Path) -> None:
     from paddlex.inference.models.text_detection.processors import NormalizeImage
 
     args = load_normalize_args(ocr_models.det)
@@ -180,8 +181,13 @@ def test_normalize_arguments_and_errors(ocr_models) -> None:
         normalize_constants("one/255", [0, 0, 0], [1, 1, 1])
     with pytest.raises(ValueError, match="NormalizeImage"):
         normalize_args_from_config({"PreProcess": {"transform_ops": [{"ToCHWImage": None}]}})
-    with pytest.raises(ValueError, match=r"inference\.yml"):
+    with pytest.raises(ValueError, match="does not exist"):
         load_normalize_args(ocr_models.det.parent / "missing")
+    no_yml = tmp_path / "no-yml"
+    shutil.copytree(ocr_models.det, no_yml)
+    (no_yml / "inference.yml").unlink()
+    with pytest.raises(ValueError, match=r"inference\.yml"):
+        load_normalize_args(no_yml)
     fused = prepend_uint8_normalize(_identity_nchw(), **args)
     with pytest.raises(ValueError, match="float32 NCHW"):
         prepend_uint8_normalize(fused, **args)

@@ -28,7 +28,12 @@ from .errors import (
 from .log import get_logger
 from .model_types import ModelType, locate_model_files
 from .progress import stage
-from .settings import DEFAULT_MIN_AGREEMENT, build_timeout_s, default_cache_dir
+from .settings import (
+    DEFAULT_MIN_AGREEMENT,
+    build_timeout_s,
+    check_workspace_fits,
+    default_cache_dir,
+)
 
 log = get_logger("pipeline")
 
@@ -305,6 +310,7 @@ class ArtifactPipeline:
         from .fusion.artifacts import FUSED_GRAPH
 
         gpu = device_info(self.options.device_id)
+        check_workspace_fits(settings.workspace_bytes, gpu.total_memory, gpu.name)
         return CacheKey(
             model_fingerprint=self.cache.fingerprint(model_dir).digest,
             model_type=model_type.value,

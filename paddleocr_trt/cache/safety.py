@@ -88,9 +88,24 @@ def ensure_private_dir(path: Path) -> Path:
         pass
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return ensure_private_dir(path)
+        return _mkdir_once_more(path)
     else:
         os.chmod(path, PRIVATE_DIR_MODE, follow_symlinks=False)  # whatever the umask
+    check_trusted(path, want_dir=True)
+    return path
+
+
+def _mkdir_once_more(path: Path) -> Path:
+    """The parents exist now; a second ENOENT (a kernel file system such as /proc answers so)
+    is the answer, not a reason to recurse."""
+    try:
+        os.mkdir(path, PRIVATE_DIR_MODE)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        raise CacheError(f"cannot create directory {path}: its file system refuses it") from None
+    else:
+        os.chmod(path, PRIVATE_DIR_MODE, follow_symlinks=False)
     check_trusted(path, want_dir=True)
     return path
 

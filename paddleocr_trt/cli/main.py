@@ -37,6 +37,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .settings_check import check_settings
+
+    refused = check_settings(args)  # every setting, once, before any command runs
+    if refused is not None:
+        return refused
     _terminate_cleanly()
     try:
         return int(args.func(args) or 0)

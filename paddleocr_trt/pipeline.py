@@ -1,44 +1,55 @@
-"""Paddle model dir -> validated ONNX -> validated TensorRT engine, each step cached.
+"""The artifact recipe: Paddle model dir -> validated ONNX -> an engine's validated artifact,
+each step cached.
 
-The hook (``integration.tensorrt_path``) and the public API (``optimizer``) both go through
+The hook (``integration.engine_path``) and the public API (``optimizer``) both go through
 :class:`ArtifactPipeline`, so an engine the CLI built is the one ``PaddleOCR(use_tensorrt=True)``
-loads, and nothing reaches the cache without passing validation against native Paddle.
+loads, and nothing reaches the cache without passing validation against native Paddle. The
+engine step is each engine's own (``engines/<name>/artifact.py``, through its contract).
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .artifact import (
+    ONNX_ARTIFACT,
+    Artifact,
+    RememberedFailureError,
+    check_remembered,
+    log_report,
+    remember,
+)
 from .cache.failures import FailureMemo
 from .cache.key import CacheKey
-from .cache.store import CacheEntry, EngineCache
-from .engine_attempts import EngineBuilder
+from .cache.store import EngineCache
+from .engines import registry
+from .engines.contract import Target
 from .errors import (
     ConversionError,
-    EngineBuildError,
-    PaddleOCRTRTError,
     ValidationFailedError,
 )
 from .log import get_logger
 from .model_types import ModelType, locate_model_files
 from .progress import stage
-from .settings import (
-    DEFAULT_MIN_AGREEMENT,
-    build_timeout_s,
-    check_workspace_fits,
-    default_cache_dir,
-)
+from .settings import DEFAULT_MIN_AGREEMENT, build_timeout_s, default_cache_dir
 
 log = get_logger("pipeline")
 
-ONNX_ARTIFACT = "model.onnx"
-ENGINE_ARTIFACT = "engine.plan"
+#: re-exported: callers catch it from here
+__all__ = [
+    "Artifact",
+    "ArtifactPipeline",
+    "PipelineOptions",
+    "RememberedFailureError",
+    "shared_pipeline",
+]
+
 #: Validation batch sizes: 1 and a multi-image batch (the issue asks for several).
 VALIDATION_BATCHES = (1, 4)
 
@@ -77,74 +88,25 @@ class PipelineOptions:
         return self.build_timeout_s if self.build_timeout_s is not None else build_timeout_s()
 
 
-class RememberedFailureError(PaddleOCRTRTError):
-    """This artifact failed before with the same key; it is not retried until cleared."""
-
-
-@dataclass
-class Artifact:
-    """A cached, validated artifact and where it came from."""
-
-    entry: CacheEntry
-    from_cache: bool
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def path(self) -> Path:
-        return self.entry.artifact_path
-
-    @property
-    def validation(self) -> dict[str, Any] | None:
-        return self.entry.validation
-
-
 class ArtifactPipeline:
     def __init__(
         self,
         cache: EngineCache | None = None,
         options: PipelineOptions | None = None,
         *,
-        engine_builder: EngineBuilder | None = None,
+        engine_builder: Any = None,  # engines.tensorrt.attempts.EngineBuilder
     ):
         self.cache = cache or EngineCache(default_cache_dir())
         self.options = options or PipelineOptions()
         self.failures = FailureMemo(self.cache.root)
-        #: None: engine_attempts.IsolatedEngineBuilder (a child process per attempt)
+        #: None: engines.tensorrt.attempts.IsolatedEngineBuilder (a child process per attempt)
         self.engine_builder = engine_builder
 
-    # -- remembered failures ------------------------------------------------------------------
-
     def _check_remembered(self, key: CacheKey, timeout_s: float) -> None:
-        """Raise RememberedFailureError if ``key`` failed before (unless it only timed out and
-        the timeout has been raised since)."""
-        record = self.failures.get(key)
-        if record is None:
-            return
-        before = record.context.get("timeout_s")
-        if record.context.get("timed_out") and before is not None and timeout_s > float(before):
-            log.info(
-                "%s timed out after %s s before; retrying with the longer timeout of %s s",
-                key.describe(),
-                before,
-                timeout_s,
-            )
-            return
-        raise RememberedFailureError(
-            f"{key.describe()} failed before and is not retried ({record.describe()}); "
-            f"run `paddleocr-trt cache clear {key.digest[:12]}` to try again"
-        )
+        check_remembered(self.failures, key, timeout_s)
 
     def _remember(self, key: CacheKey, exc: BaseException, timeout_s: float) -> None:
-        attempts = list(getattr(exc, "attempts", None) or [])
-        timed_out = "timed out" in str(exc) or "timeout" in str(exc)
-        if attempts:
-            timed_out = any(a.get("outcome") == "timeout" for a in attempts)
-        self.failures.record(
-            key,
-            exc,
-            attempts=attempts,
-            context={"timeout_s": timeout_s, "timed_out": timed_out},
-        )
+        remember(self.failures, key, exc, timeout_s)
 
     # -- inputs and references ----------------------------------------------------------------
 
@@ -154,7 +116,7 @@ class ArtifactPipeline:
             return tuple(Path(p) for p in self.options.validation_images)
         from .cache.fsutil import cache_error
         from .cache.safety import ensure_private_dir
-        from .testing.images import render_sample_images
+        from .comparator.sample_images import render_sample_images
 
         out = self.cache.root / "validation-images"
         try:
@@ -205,7 +167,7 @@ class ArtifactPipeline:
             name=f"paddle:{model_dir.name}",
         )
 
-    def _compare(self, model_type: ModelType, model_dir: Path, candidate: Any, inputs) -> Any:
+    def compare(self, model_type: ModelType, model_dir: Path, candidate: Any, inputs) -> Any:
         from .comparator.compare import compare
 
         with self.reference_runner(model_dir) as reference:
@@ -230,7 +192,6 @@ class ArtifactPipeline:
     def onnx(self, model_dir: str | Path, model_type: ModelType | str) -> Artifact:
         """The validated fp32 ONNX of a model (converted once, then from the cache)."""
         from .backend.onnx.convert import convert_to_onnx
-        from .backend.onnxrt.runner import OnnxRuntimeRunner
 
         model_dir = locate_model_files(model_dir).model_dir.resolve()
         mtype = ModelType.parse(model_type)
@@ -255,9 +216,10 @@ class ArtifactPipeline:
 
         def validate(path: Path) -> Any:
             inputs = self.validation_inputs(model_dir, mtype)
-            with OnnxRuntimeRunner(path, name=f"onnxruntime:{model_dir.name}") as candidate:
-                report = self._compare(mtype, model_dir, candidate, inputs)
-            _log_report("ONNX", model_dir, report)
+            checker = registry.engine("onnxruntime")  # runs any ONNX graph on the CPU
+            with checker.graph_runner(path, name=f"onnxruntime:{model_dir.name}") as candidate:
+                report = self.compare(mtype, model_dir, candidate, inputs)
+            log_report("ONNX", model_dir, report)
             return report
 
         entry = self.cache.get(key)
@@ -273,171 +235,38 @@ class ArtifactPipeline:
                 raise
         return Artifact(entry, from_cache="conversion" not in created)
 
-    # -- ONNX Runtime engine -------------------------------------------------------------------
+    # -- engines (engines/<name>/, through their contract) -------------------------------------
 
-    def onnxruntime_key(self, model_dir: Path, model_type: ModelType, provider: str) -> CacheKey:
-        from .onnxruntime_artifact import onnxruntime_key
+    def artifact(
+        self,
+        engine: str,
+        model_dir: str | Path,
+        model_type: ModelType | str,
+        target: Target | None = None,
+    ) -> Artifact | None:
+        """The artifact the engine called ``engine`` runs (see ``engines/contract.py``), made
+        from this recipe's validated ONNX; ``target`` defaults to the options' GPU."""
+        target = target or Target("gpu", self.options.device_id)
+        mtype = ModelType.parse(model_type)
+        return registry.engine(engine).prepare(self, Path(model_dir), mtype, target)
 
-        return onnxruntime_key(self, model_dir, model_type, provider)
+    def engine(self, model_dir: str | Path, model_type: ModelType | str) -> Artifact:
+        """A validated TensorRT engine (``engines/tensorrt/artifact.py``)."""
+        artifact = self.artifact("tensorrt", model_dir, model_type)
+        assert artifact is not None
+        return artifact
 
-    def onnxruntime_engine(
-        self, model_dir: str | Path, model_type: ModelType | str, provider: str, device_id: int = 0
-    ) -> Artifact:
-        """The fused graph an ONNX Runtime engine runs, validated under ``provider``, cached
-        (see :mod:`paddleocr_trt.onnxruntime_artifact`)."""
-        from .onnxruntime_artifact import onnxruntime_engine
-
-        return onnxruntime_engine(self, model_dir, model_type, provider, device_id)
-
-    # -- TensorRT -----------------------------------------------------------------------------
-
-    def profiles_for(
-        self, model_type: ModelType, input_name: str, base_input: str | None = None
-    ) -> list[dict[str, Any]]:
-        """Profiles of the engine's input; given ones written for the unfused input
-        ``base_input`` (float NCHW) follow the fused input's name and layout."""
-        from .profiles import default_profiles, rename_input
-
-        if self.options.profiles and model_type in self.options.profiles:
-            given = list(self.options.profiles[model_type])
-            return rename_input(given, base_input, input_name) if base_input else given
-        return default_profiles(model_type, input_name)
-
+    # TensorRT's own steps, kept here so that a test double of the recipe can replace them
     def engine_key(self, model_dir: Path, model_type: ModelType, profiles, settings) -> CacheKey:
-        from .backend.cuda.runtime import device_info
-        from .backend.onnx.convert import converter_versions
-        from .backend.trt import adapter
-        from .fusion.artifacts import FUSED_GRAPH
-
-        gpu = device_info(self.options.device_id)
-        check_workspace_fits(settings.workspace_bytes, gpu.total_memory, gpu.name)
-        return CacheKey(
-            model_fingerprint=self.cache.fingerprint(model_dir).digest,
-            model_type=model_type.value,
-            kind="engine",
-            precision=settings.precision,
-            profiles=tuple(profiles),
-            builder_settings={
-                "workspace_bytes": settings.workspace_bytes,
-                "optimization_level": settings.optimization_level,
-                "tf32": settings.tf32,
-                "min_agreement": self.options.min_agreement,
-                "graph": FUSED_GRAPH,
-            },
-            converter_versions=converter_versions(),
-            tensorrt_version=adapter.tensorrt_version(),
-            gpu_name=gpu.name,
-            compute_capability=f"{gpu.compute_capability[0]}.{gpu.compute_capability[1]}",
+        return registry.engine("tensorrt").engine_key(
+            self, model_dir, model_type, profiles, settings
         )
 
     def build_settings(self) -> Any:
-        from .backend.trt.config import BuildSettings
-
-        kwargs: dict[str, Any] = {
-            "precision": self.options.precision,
-            "optimization_level": self.options.optimization_level,
-            "tf32": self.options.tf32,
-        }
-        if self.options.workspace_bytes:
-            kwargs["workspace_bytes"] = self.options.workspace_bytes
-        return BuildSettings(**kwargs)
-
-    def engine(self, model_dir: str | Path, model_type: ModelType | str) -> Artifact:
-        """A validated engine: FP16 if it passes, else FP16 with FP32-pinned layers, else FP32.
-
-        Each attempt is isolated (see ``engine_attempts``); when all fail, the failure is
-        remembered under the engine's key and later calls raise RememberedFailureError at once.
-        Built from the fused graph (``fusion.artifacts``): det/cls take uint8 NHWC
-        ``image_uint8``, rec returns (index, max prob); validated on the fused inputs against
-        native Paddle on the same images (``comparator.fused``, task agreement).
-        """
-        from .fusion.artifacts import fused_input_name, with_side_inputs
-        from .profiles import profiles_to_dict
-
-        model_dir = locate_model_files(model_dir).model_dir.resolve()
-        mtype = ModelType.parse(model_type)
-        onnx = self.onnx(model_dir, mtype)
-        base_input = (onnx.entry.metadata.get("input_names") or ["x"])[0]
-        input_name = fused_input_name(mtype, base_input)
-        profiles = with_side_inputs(
-            mtype, self.profiles_for(mtype, input_name, base_input), input_name
-        )
-        settings = self.build_settings()
-        key = self.engine_key(model_dir, mtype, profiles_to_dict(profiles), settings)
-        timeout_s = self.options.effective_build_timeout_s()
-        outcome: dict[str, Any] = {}
-
-        def create(tmp: Path) -> tuple[Path, dict[str, Any]]:
-            self._check_remembered(key, timeout_s)  # another process may have just failed
-            inputs = self.fused_validation_pairs(model_dir, mtype)
-            plan, report, meta = self._build_validated(
-                model_dir, mtype, onnx.path, tmp, profiles, settings, inputs
-            )
-            outcome["report"] = report
-            return plan, meta
-
-        entry = self.cache.get(key)
-        if entry is None:
-            self._check_remembered(key, timeout_s)
-            try:
-                entry = self.cache.get_or_create(
-                    key,
-                    create,
-                    artifact_name=ENGINE_ARTIFACT,
-                    validate_fn=lambda _path: outcome["report"],
-                )
-            except (EngineBuildError, ValidationFailedError) as exc:
-                self._remember(key, exc, timeout_s)
-                raise
-        return Artifact(entry, from_cache="report" not in outcome, extra={"onnx": onnx})
-
-    def _builder(self) -> EngineBuilder:
-        if self.engine_builder is not None:
-            return self.engine_builder
-        from .engine_attempts import IsolatedEngineBuilder
-
-        return IsolatedEngineBuilder(self.options.effective_build_timeout_s())
+        return registry.engine("tensorrt").build_settings(self.options)
 
     def timing_cache_dir(self) -> Path | None:
-        """``<cache>/timing``, private to this user; None (no timing cache) if it is not ours:
-        TensorRT must not be fed tactic data another user could have planted."""
-        from .cache.safety import ensure_private_dir
-        from .errors import CacheError
-
-        try:
-            return ensure_private_dir(self.cache.root / "timing")
-        except (OSError, CacheError) as exc:
-            log.warning("building without the TensorRT timing cache: %s", exc)
-            return None
-
-    def _build_validated(self, model_dir, mtype, onnx_path, tmp, profiles, settings, inputs):
-        """The first plan that passes validation (see ``engine_attempts.build_validated``)."""
-        from .engine_attempts import build_validated
-
-        return build_validated(
-            self._builder(),
-            model_dir=model_dir,
-            mtype=mtype,
-            onnx_path=Path(onnx_path),
-            tmp=tmp,
-            profiles=profiles,
-            settings=settings,
-            inputs=inputs,
-            min_agreement=self.options.min_agreement,
-            device_id=self.options.device_id,
-            timing_cache_dir=self.timing_cache_dir(),
-        )
-
-
-def _log_report(what: str, model_dir: Path, report: Any) -> None:
-    level = log.info if report.passed else log.warning
-    level(
-        "%s validation of %s: agreement %.4f (%s)",
-        what,
-        model_dir,
-        report.agreement,
-        "passed" if report.passed else f"FAILED: {getattr(report, 'reason', '')}",
-    )
+        return registry.engine("tensorrt").timing_cache_dir(self.cache.root)
 
 
 @functools.lru_cache(maxsize=8)

@@ -126,8 +126,8 @@ def assert_ocr_results_agree(
 
 def tensorrt_unavailable_reason(precision: str = "fp16") -> str | None:
     """Why ``PaddleOCR(use_tensorrt=True, device="gpu")`` would not get engines here, or None."""
-    from paddleocr_trt.activation.request import TensorRTRequest
     from paddleocr_trt.integration.decision import decide
+    from paddleocr_trt.integration.request import TensorRTRequest
     from paddleocr_trt.settings import ENV_DISABLE, is_disabled, settings_problem
 
     problem = settings_problem()

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .engines.registry import requestable as requestable_engines
 from .errors import PaddleOCRTRTError
 
 ENV_DISABLE = "PADDLEOCR_TRT_DISABLE"
@@ -37,7 +38,8 @@ ENV_PIPELINE = "PADDLEOCR_TRT_PIPELINE"
 ENV_MODELS_DIR = "PADDLEOCR_TRT_MODELS_DIR"  # used by testing/models.py (demo and tests)
 
 #: Engine backends that can run a converted model, in the order a list may name them.
-ENGINE_NAMES = ("tensorrt", "onnxruntime")
+#: what trt_engine= / $PADDLEOCR_TRT_ENGINE accept: the registry's requestable engines
+ENGINE_NAMES = requestable_engines()
 DEFAULT_ENGINES = ("tensorrt",)
 
 DEFAULT_WORKSPACE_GB = 4.0

@@ -30,6 +30,7 @@ case "$cmd" in
     test)
         setup
         .venv/bin/ruff check paddleocr_trt tests benchmarks
+        .venv/bin/lint-imports --no-cache  # the import contracts in pyproject.toml
         exec .venv/bin/python -m pytest "$@"
         ;;
     *) echo "usage: scripts/dev.sh {setup|demo|test} [args...]" >&2; exit 2 ;;

@@ -24,7 +24,7 @@ def test_pages_mix_sizes_and_are_deterministic(tmp_path) -> None:
 
 
 def test_replay_answers_rows_in_any_batching_without_the_engine(onnx_models) -> None:
-    from paddleocr_trt.backend.onnxrt.runner import OnnxRuntimeRunner
+    from paddleocr_trt.engines.onnxruntime.runner import OnnxRuntimeRunner
 
     engine = OnnxRuntimeRunner(onnx_models[ModelType.CLASSIFICATION].onnx_path)
     replay = ReplayRunner(engine)

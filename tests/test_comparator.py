@@ -13,9 +13,9 @@ from onnx import numpy_helper
 
 from paddleocr_trt.backend.base import BaseRunner
 from paddleocr_trt.backend.onnx.convert import ConversionResult
-from paddleocr_trt.backend.onnxrt import OnnxRuntimeRunner
 from paddleocr_trt.backend.paddle import PaddleInferenceRunner
 from paddleocr_trt.comparator import build_validation_inputs, compare, metrics
+from paddleocr_trt.engines.onnxruntime import OnnxRuntimeRunner
 from paddleocr_trt.model_types import ModelType
 from paddleocr_trt.testing.images import SampleImage
 from paddleocr_trt.testing.models import DET_MODEL_NAME, REC_MODEL_NAME, OCRModelSet

@@ -145,8 +145,8 @@ def test_selftest_tiny_model_runs_on_onnxruntime_and_repro_lines(tmp_path: Path)
     and the reproduction lines name its profile in Polygraphy's and trtexec's syntax."""
     import numpy as np
 
-    from paddleocr_trt.backend.onnxrt.runner import OnnxRuntimeRunner
     from paddleocr_trt.cli.selftest import make_tiny_onnx, reproduce_commands
+    from paddleocr_trt.engines.onnxruntime.runner import OnnxRuntimeRunner
 
     path = make_tiny_onnx(tmp_path / "tiny.onnx")
     x = np.linspace(-1, 1, 2 * 3 * 32 * 32, dtype=np.float32).reshape(2, 3, 32, 32)

@@ -16,16 +16,16 @@ import numpy as np
 import pytest
 from fixtures.cache import make_key
 
-from paddleocr_trt.backend.trt.config import BuildSettings
 from paddleocr_trt.cache.failures import FailureMemo
 from paddleocr_trt.cache.store import CacheEntry, EngineCache
-from paddleocr_trt.engine_attempts import (
+from paddleocr_trt.engines.tensorrt.attempts import (
     AttemptJob,
     AttemptResult,
     IsolatedEngineBuilder,
     attempt_plan,
     run_attempts,
 )
+from paddleocr_trt.engines.tensorrt.config import BuildSettings
 from paddleocr_trt.errors import EngineBuildError, OutOfMemoryError, ValidationFailedError
 from paddleocr_trt.isolation import KIND_CRASHED, KIND_TIMEOUT, ChildProcessFailure
 from paddleocr_trt.model_types import ModelType

@@ -9,9 +9,9 @@ import os
 import numpy as np
 import pytest
 
-from paddleocr_trt.activation import request as trt_request
 from paddleocr_trt.activation.patches import _wrap_parse_common_args
 from paddleocr_trt.backend.base import BaseRunner
+from paddleocr_trt.integration import request as trt_request
 from paddleocr_trt.integration.decision import Target, target_of
 from paddleocr_trt.integration.fallback import GuardedRunner
 from paddleocr_trt.integration.report import clear as clear_backend_report

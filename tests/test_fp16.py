@@ -31,10 +31,10 @@ from paddleocr_trt.backend.onnx.precision import (
     relative_error,
     repair_fp16,
 )
-from paddleocr_trt.backend.onnxrt.runner import OnnxRuntimeRunner
 from paddleocr_trt.comparator.compare import compare
 from paddleocr_trt.comparator.inputs import build_validation_inputs
 from paddleocr_trt.comparator.metrics import ctc_decode, load_postprocess_config
+from paddleocr_trt.engines.onnxruntime.runner import OnnxRuntimeRunner
 from paddleocr_trt.model_types import ModelType
 from paddleocr_trt.testing.images import SampleImage
 from paddleocr_trt.testing.models import OCRModelSet

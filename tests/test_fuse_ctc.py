@@ -15,8 +15,8 @@ from paddleocr_trt.backend.onnx.fuse import (
     CTC_PROB_OUTPUT,
     append_ctc_argmax,
 )
-from paddleocr_trt.backend.onnxrt.runner import OnnxRuntimeRunner
 from paddleocr_trt.comparator.inputs import build_validation_inputs
+from paddleocr_trt.engines.onnxruntime.runner import OnnxRuntimeRunner
 from paddleocr_trt.model_types import ModelType
 from paddleocr_trt.postprocess.ctc import ArgmaxCTCDecoder
 

@@ -162,7 +162,7 @@ def _resident(kind: str, prob: np.ndarray, seen: list[int]):
         return HostResidentMap(prob.copy(), on_fetch=seen.append)
     import onnxruntime as ort
 
-    from paddleocr_trt.backend.onnxrt.resident import OrtResidentMap
+    from paddleocr_trt.engines.onnxruntime.resident import OrtResidentMap
 
     value = ort.OrtValue.ortvalue_from_numpy(prob.copy())
     return OrtResidentMap(value, _sum_session(), on_fetch=seen.append)
@@ -172,7 +172,7 @@ _SESSIONS: list = []
 
 
 def _sum_session():
-    from paddleocr_trt.backend.onnxrt.resident import MaskedSumSession
+    from paddleocr_trt.engines.onnxruntime.resident import MaskedSumSession
 
     if not _SESSIONS:
         _SESSIONS.append(MaskedSumSession())

@@ -18,7 +18,7 @@ from paddleocr_trt.backend.onnx.fuse import (
     prepend_uint8_normalize,
 )
 from paddleocr_trt.backend.onnx.fuse_db import db_thresh_input
-from paddleocr_trt.backend.onnxrt.runner import OnnxRuntimeRunner
+from paddleocr_trt.engines.onnxruntime.runner import OnnxRuntimeRunner
 from paddleocr_trt.fusion import fuse_model
 from paddleocr_trt.model_types import ModelType
 

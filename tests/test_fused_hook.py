@@ -250,9 +250,9 @@ def test_fused_graph_failing_validation_is_not_used(
     from paddleocr import PaddleOCR
 
     import paddleocr_trt
-    from paddleocr_trt import onnxruntime_artifact
     from paddleocr_trt.backend.onnx.fuse import prepend_uint8_normalize
     from paddleocr_trt.backend.onnx.fuse_db import append_db_bitmap
+    from paddleocr_trt.engines.onnxruntime import artifact as onnxruntime_artifact
     from paddleocr_trt.fusion import graphs
 
     real_fuse = graphs.fuse_model

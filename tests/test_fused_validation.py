@@ -11,8 +11,8 @@ import pytest
 
 from paddleocr_trt.backend.onnx.fuse import UINT8_INPUT, prepend_uint8_normalize
 from paddleocr_trt.backend.onnx.fuse_db import append_db_bitmap
-from paddleocr_trt.backend.onnxrt.runner import OnnxRuntimeRunner
 from paddleocr_trt.comparator.fused import build_fused_pairs, compare_fused, uint8_like
+from paddleocr_trt.engines.onnxruntime.runner import OnnxRuntimeRunner
 from paddleocr_trt.fusion import fuse_model
 from paddleocr_trt.fusion.artifacts import engine_onnx, with_side_inputs
 from paddleocr_trt.model_types import ModelType

@@ -9,8 +9,8 @@ import numpy as np
 import onnx
 import pytest
 
-from paddleocr_trt.backend.onnxrt.runner import OnnxRuntimeRunner
 from paddleocr_trt.comparator.inputs import _crops
+from paddleocr_trt.engines.onnxruntime.runner import OnnxRuntimeRunner
 from paddleocr_trt.fusion import (
     adapt_text_det_predictor,
     adapt_text_rec_predictor,

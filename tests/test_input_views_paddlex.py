@@ -19,8 +19,8 @@ import onnx
 import pytest
 from fixtures.trt_runner_doubles import ViewAdapterDouble, ViewExecutorDouble, make_runner
 
-from paddleocr_trt.backend.onnxrt.runner import OnnxRuntimeRunner
 from paddleocr_trt.comparator.inputs import _crops
+from paddleocr_trt.engines.onnxruntime.runner import OnnxRuntimeRunner
 from paddleocr_trt.fusion import fuse_model
 from paddleocr_trt.fusion.predictors import ADAPTED_ATTR
 from paddleocr_trt.integration import predictor_hook

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from paddleocr_trt.backend.trt.config import BuildSettings
-from paddleocr_trt.engine_attempts import AttemptJob, IsolatedEngineBuilder, run_attempts
+from paddleocr_trt.engines.tensorrt.attempts import AttemptJob, IsolatedEngineBuilder, run_attempts
+from paddleocr_trt.engines.tensorrt.config import BuildSettings
 from paddleocr_trt.errors import EngineBuildError
 from paddleocr_trt.isolation import (
     KIND_CRASHED,

@@ -16,7 +16,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from paddleocr_trt.backend.onnx.fuse_db import append_db_bitmap
-from paddleocr_trt.backend.onnxrt.resident import (
+from paddleocr_trt.engines.onnxruntime.resident import (
     MAX_PADDING,
     MaskedSumSession,
     OrtResidentMap,
@@ -200,7 +200,7 @@ def _identity_det_graph(tmp_path) -> str:
 
 def test_onnxruntime_runner_keeps_the_resident_output_in_onnxruntime(tmp_path) -> None:
     from paddleocr_trt.backend.onnx.fuse_db import db_thresh_input
-    from paddleocr_trt.backend.onnxrt.runner import OnnxRuntimeRunner
+    from paddleocr_trt.engines.onnxruntime.runner import OnnxRuntimeRunner
 
     path = _identity_det_graph(tmp_path)
     rng = np.random.default_rng(10)

@@ -113,11 +113,11 @@ def test_corrupted_onnx_fails_validation_and_leaves_nothing(
         return path
 
     def validate(path: Path):
-        from paddleocr_trt.backend.onnxrt.runner import OnnxRuntimeRunner
+        from paddleocr_trt.engines.onnxruntime.runner import OnnxRuntimeRunner
 
         inputs = pipeline.validation_inputs(ocr_models.cls, ModelType.CLASSIFICATION)
         with OnnxRuntimeRunner(path) as candidate:
-            return pipeline._compare(ModelType.CLASSIFICATION, ocr_models.cls, candidate, inputs)
+            return pipeline.compare(ModelType.CLASSIFICATION, ocr_models.cls, candidate, inputs)
 
     with pytest.raises(ValidationFailedError) as info:
         cache.get_or_create(key, create, artifact_name="model.onnx", validate_fn=validate)
@@ -164,8 +164,8 @@ def test_two_processes_convert_once(ocr_models, tmp_path, few_images):
 
 
 def test_decision_reasons_on_this_machine() -> None:
-    from paddleocr_trt.activation.request import TensorRTRequest
     from paddleocr_trt.integration.decision import decide
+    from paddleocr_trt.integration.request import TensorRTRequest
 
     status = decide(TensorRTRequest("fp16", "gpu"), {"device_type": "gpu"})
     assert not status.ok and status.code == "tensorrt-missing"

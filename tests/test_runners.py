@@ -13,8 +13,8 @@ from PIL import Image
 
 from paddleocr_trt.backend.base import BaseRunner
 from paddleocr_trt.backend.onnx.convert import ConversionResult
-from paddleocr_trt.backend.onnxrt import OnnxRuntimeRunner
 from paddleocr_trt.backend.paddle import PaddleInferenceRunner
+from paddleocr_trt.engines.onnxruntime import OnnxRuntimeRunner
 from paddleocr_trt.errors import ModelDirError
 from paddleocr_trt.model_types import ModelType
 from paddleocr_trt.testing.images import SampleImage
@@ -184,7 +184,7 @@ def test_paddle_runner_rejects_bad_dirs_and_devices(
 def test_importing_runners_and_converter_does_not_import_paddle_or_onnxruntime() -> None:
     code = (
         "import sys\n"
-        "import paddleocr_trt.backend.paddle, paddleocr_trt.backend.onnxrt\n"
+        "import paddleocr_trt.backend.paddle, paddleocr_trt.engines.onnxruntime\n"
         "import paddleocr_trt.backend.onnx.convert, paddleocr_trt.backend.onnx.repair\n"
         "heavy = sorted(m for m in ('paddle', 'paddle2onnx', 'onnxruntime') if m in sys.modules)\n"
         "print(','.join(heavy))\n"

@@ -15,12 +15,12 @@ import pytest
 
 from paddleocr_trt.backend.onnx.activation_memory import estimate_profiles
 from paddleocr_trt.backend.paddle.runner import PaddleInferenceRunner
-from paddleocr_trt.backend.trt import adapter
-from paddleocr_trt.backend.trt.builder import BuildResult, build_engine
-from paddleocr_trt.backend.trt.config import BuildSettings
-from paddleocr_trt.backend.trt.runner import TensorRTRunner
 from paddleocr_trt.comparator import compare
 from paddleocr_trt.comparator.inputs import build_validation_inputs
+from paddleocr_trt.engines.tensorrt import adapter
+from paddleocr_trt.engines.tensorrt.builder import BuildResult, build_engine
+from paddleocr_trt.engines.tensorrt.config import BuildSettings
+from paddleocr_trt.engines.tensorrt.runner import TensorRTRunner
 from paddleocr_trt.errors import CacheError
 from paddleocr_trt.model_types import ModelType
 from paddleocr_trt.profiles import ShapeProfile, default_profiles

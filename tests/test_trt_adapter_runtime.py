@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from paddleocr_trt.backend.trt import adapter
+from paddleocr_trt.engines.tensorrt import adapter
 from paddleocr_trt.errors import OutOfMemoryError
 from paddleocr_trt.profiles import ShapeNotCoveredError
 

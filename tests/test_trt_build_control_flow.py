@@ -16,9 +16,9 @@ from pathlib import Path
 import onnx
 import pytest
 
-from paddleocr_trt.backend.trt import adapter, builder
-from paddleocr_trt.backend.trt.adapter import build as adapter_build
-from paddleocr_trt.backend.trt.config import BuildSettings
+from paddleocr_trt.engines.tensorrt import adapter, builder
+from paddleocr_trt.engines.tensorrt.adapter import build as adapter_build
+from paddleocr_trt.engines.tensorrt.config import BuildSettings
 from paddleocr_trt.errors import EngineBuildError
 from paddleocr_trt.model_types import ModelType
 from paddleocr_trt.profiles import ShapeProfile, default_profiles

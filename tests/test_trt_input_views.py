@@ -23,8 +23,8 @@ from fixtures.trt_runner_doubles import (
     make_runner,
 )
 
-from paddleocr_trt.backend.trt import input_views as input_views_mod
-from paddleocr_trt.backend.trt.runner import TensorRTRunner
+from paddleocr_trt.engines.tensorrt import input_views as input_views_mod
+from paddleocr_trt.engines.tensorrt.runner import TensorRTRunner
 from paddleocr_trt.fusion.views import concat_into_views, input_view_scope, leased_views
 from paddleocr_trt.profiles import ShapeProfile
 

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from fixtures.trt_runner_doubles import OrtAdapterDouble, cls_batch, make_runner
 
-from paddleocr_trt.backend.trt.adapter import EngineExecutionError
-from paddleocr_trt.backend.trt.runner import NoContextMemoryError, TensorRTRunner
+from paddleocr_trt.engines.tensorrt.adapter import EngineExecutionError
+from paddleocr_trt.engines.tensorrt.runner import NoContextMemoryError, TensorRTRunner
 from paddleocr_trt.errors import OutOfMemoryError
 from paddleocr_trt.profiles import ShapeNotCoveredError, ShapeProfile
 

@@ -21,9 +21,9 @@ from fixtures.trt_runner_doubles import OrtAdapterDouble, ProfileEnqueuerDouble,
 
 from paddleocr_trt.backend.cuda.concat import BatchConcatMap
 from paddleocr_trt.backend.cuda.resident import resident_indices
-from paddleocr_trt.backend.onnxrt import OnnxRuntimeRunner
-from paddleocr_trt.backend.trt.adapter import EngineExecutionError
-from paddleocr_trt.backend.trt.runner import TensorRTRunner
+from paddleocr_trt.engines.onnxruntime import OnnxRuntimeRunner
+from paddleocr_trt.engines.tensorrt.adapter import EngineExecutionError
+from paddleocr_trt.engines.tensorrt.runner import TensorRTRunner
 from paddleocr_trt.errors import OutOfMemoryError
 from paddleocr_trt.model_types import ModelType
 from paddleocr_trt.postprocess.resident import HostResidentMap, ResidentMap

@@ -16,8 +16,8 @@ import sys
 import threading
 from typing import Any
 
+from ..integration import request as trt_request
 from ..log import get_logger, warn_once
-from . import request as trt_request
 from .compat import installed_versions, unsupported_reason
 
 log = get_logger("activation")
@@ -144,7 +144,8 @@ def _patch_ocr_pipeline() -> None:
 def _patch_paddlex_engine() -> None:
     from paddlex.inference.models.engines.paddle import PaddleStaticEngine
 
-    from ..integration.runner_factory import build_runner, is_our_runner
+    from ..integration.report import is_our_runner
+    from ..integration.runner_factory import build_runner
 
     original_builder_factory = PaddleStaticEngine.get_default_runner_builder
     original_validate = PaddleStaticEngine.validate_runner

@@ -14,7 +14,7 @@ import stat
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .._version import __version__
 from ..errors import CacheError, ValidationFailedError
@@ -35,14 +35,24 @@ from .key import CacheKey
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, CacheEntry
 from .safety import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, remove_own_tree
 
-if TYPE_CHECKING:
-    from .store import EngineCache
-
 log = get_logger("cache")
 
 #: ``create_fn(tmp_dir)`` returns the artifact path inside ``tmp_dir``, optionally with metadata
 CreateFn = Callable[[Path], "Path | str | tuple[Path | str, Mapping[str, Any]]"]
 ValidateFn = Callable[[Path], Any]
+
+
+class EntryStore(Protocol):
+    """What :func:`build_entry` needs of the cache (``store.EngineCache``, which calls it)."""
+
+    root: Path
+
+    @property
+    def tmp_dir(self) -> Path: ...
+
+    def entry_dir(self, key: CacheKey) -> Path: ...
+
+    def _discard_entry(self, entry_dir: Path) -> bool: ...
 
 
 class CachePublishError(CacheError):
@@ -104,7 +114,7 @@ def _report_dict(value: Any, key: CacheKey) -> dict[str, Any] | None:
 
 
 def build_entry(
-    cache: EngineCache,
+    cache: EntryStore,
     key: CacheKey,
     create_fn: CreateFn,
     artifact_name: str,

@@ -194,8 +194,8 @@ def _activation() -> dict[str, Any]:
 
 def _engines(precision: str) -> dict[str, Any]:
     """Each engine backend's answer for a GPU request, and the order the user configured."""
-    from ..activation.request import TensorRTRequest, env_engines
     from ..integration.decision import decide_engine, onnxruntime_provider, target_of
+    from ..integration.request import TensorRTRequest, env_engines
     from ..settings import ENGINE_NAMES
 
     request = TensorRTRequest(precision=precision, device="gpu", engines=env_engines())
@@ -210,8 +210,8 @@ def _engines(precision: str) -> dict[str, Any]:
 
 def _decision(precision: str, activation: dict[str, Any]) -> dict[str, Any]:
     """What ``PaddleOCR(use_tensorrt=True, device="gpu")`` would do, in the hook's own terms."""
-    from ..activation.request import TensorRTRequest, env_engines
     from ..integration.decision import decide_engine
+    from ..integration.request import TensorRTRequest, env_engines
     from ..settings import ENV_DISABLE
 
     if activation["disabled"]:

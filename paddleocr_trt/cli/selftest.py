@@ -74,10 +74,10 @@ def tiny_engine(payload: dict[str, Any]) -> dict[str, Any]:
     """Child side: build the one-op engine, run it, compare with ONNX Runtime."""
     import numpy as np
 
-    from ..backend.onnxrt.runner import OnnxRuntimeRunner
-    from ..backend.trt.builder import build_engine
-    from ..backend.trt.config import BuildSettings
-    from ..backend.trt.runner import TensorRTRunner
+    from ..engines.onnxruntime.runner import OnnxRuntimeRunner
+    from ..engines.tensorrt.builder import build_engine
+    from ..engines.tensorrt.config import BuildSettings
+    from ..engines.tensorrt.runner import TensorRTRunner
     from ..profiles import ShapeProfile
 
     onnx_path, plan = Path(payload["onnx"]), Path(payload["plan"])

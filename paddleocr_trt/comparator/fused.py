@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 
 from ..backend.base import BaseRunner
-from ..backend.onnx.fuse_db import db_thresh_input, unpack_db_bitmap
+from ..backend.onnx.fuse_db import db_thresh_input
 from ..log import get_logger
 from ..model_types import ModelType
+from ..postprocess.bitmap import unpack_db_bitmap
 from . import metrics
 from .compare import (
     _METRIC_NAMES,

@@ -18,6 +18,13 @@ from ..model_types import ModelType
 FUSED_GRAPH = "fused-v2"  # v2: det also returns the packed DB bitmap
 
 
+def fused_io(model_type: ModelType) -> str:
+    """What crosses the engine boundary of a fused graph, for backend reports."""
+    if model_type is ModelType.RECOGNITION:
+        return "returns CTC index + max prob"
+    return "takes uint8 NHWC images"
+
+
 def fused_input_name(model_type: ModelType, base_input: str) -> str:
     """The input name of the fused graph: det/cls take uint8 images, rec keeps its input."""
     from ..backend.onnx.fuse import UINT8_INPUT

@@ -1,7 +1,7 @@
 """Producers that write their batch straight into the engine's pinned input buffers.
 
 Why a scope: a view leased from :meth:`TensorRTRunner.input_views` must be consumed by the very
-next call of the runner (``input_views.py`` in ``backend/trt``), so producers only ask for one
+next call of the runner (``input_views.py`` in ``engines/tensorrt``), so producers only ask for one
 while the code that calls the runner right after them has opened :func:`input_view_scope`
 (PaddleX's ``process`` through our hook; the pipelined path around each engine call). Outside a
 scope, or when the runner has no views to give (ONNX Runtime, native Paddle, a fallback, shapes

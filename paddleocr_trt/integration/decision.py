@@ -1,86 +1,40 @@
 """Can this model run on one of our engines here? If not, the one reason and the remedy.
 
-Checked cheapest first; each answer is cached for the process because it cannot change while
-the process lives (a library does not appear mid-run) and because every model asks.
+Each engine answers for itself through the contract (``engines/<name>/engine.py``,
+``availability``); this module turns the user's request and PaddleX's engine config into the
+:class:`Target` device and keeps the names callers use (``decide``, ``tensorrt_status``, ...).
+The engines cache their answers for the process: a library does not appear mid-run.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from ..activation.request import TensorRTRequest
+from ..engines import registry
+from ..engines.contract import (
+    READY,
+    SUPPORTED_PRECISIONS,
+    Availability,
+    Target,
+)
+from .request import TensorRTRequest
 
-SUPPORTED_PRECISIONS = ("fp16", "fp32")
-
-
-@dataclass(frozen=True)
-class Availability:
-    ok: bool
-    code: str  # stable identifier, used to say each reason once
-    reason: str = ""
-    remedy: str = ""
-
-    def message(self) -> str:
-        return f"{self.reason} ({self.remedy})" if self.remedy else self.reason
-
-
-READY = Availability(True, "ready")
-
-
-def _not_installed(module: str, name: str, remedy: str) -> Availability | None:
-    """The "not installed" answer for an engine whose module cannot be found, else None."""
-    if importlib.util.find_spec(module) is not None:
-        return None
-    return Availability(False, f"{module}-missing", f"{name} is not installed", remedy)
-
-
-@functools.lru_cache(maxsize=1)
-def tensorrt_status() -> Availability:
-    missing = _not_installed(
-        "tensorrt",
-        "TensorRT",
-        "install TensorRT 10.x or 11.x for your CUDA version, e.g. "
-        "pip install 'paddleocr-trt[tensorrt]', on a machine with an NVIDIA GPU",
-    )
-    if missing is not None:
-        return missing
-    from ..backend.trt import adapter
-    from ..errors import TensorRTUnavailableError
-
-    try:
-        trt = adapter.load_tensorrt()
-    except TensorRTUnavailableError as exc:
-        return Availability(False, "tensorrt-unloadable", str(exc))
-    return Availability(True, "ready", f"TensorRT {adapter.tensorrt_version(trt)}")
-
-
-@functools.lru_cache(maxsize=1)
-def cuda_status() -> Availability:
-    from ..backend.cuda import runtime
-
-    ok, reason = runtime.cuda_available()
-    if ok:
-        return READY
-    return Availability(
-        False,
-        "no-cuda-gpu",
-        f"no usable CUDA GPU: {reason}",
-        "TensorRT engines need an NVIDIA GPU with a working driver and cuda-python "
-        "(pip install 'paddleocr-trt[tensorrt]')",
-    )
-
-
-@dataclass(frozen=True)
-class Target:
-    """The device the user asked for: ``device="gpu"`` stays a GPU request even where the CPU
-    build of Paddle made PaddleX fall back to the CPU (our engines do not need Paddle's GPU)."""
-
-    device_type: str
-    device_id: int
+__all__ = [
+    "READY",
+    "SUPPORTED_PRECISIONS",
+    "Availability",
+    "Target",
+    "cuda_status",
+    "decide",
+    "decide_engine",
+    "decide_onnxruntime",
+    "device_type_of",
+    "onnxruntime_provider",
+    "onnxruntime_status",
+    "target_of",
+    "tensorrt_status",
+]
 
 
 def target_of(request: TensorRTRequest, engine_config: Mapping[str, Any]) -> Target:
@@ -102,72 +56,39 @@ def device_type_of(request: TensorRTRequest, engine_config: Mapping[str, Any]) -
     return target_of(request, engine_config).device_type
 
 
-def _unsupported_precision(request: TensorRTRequest) -> Availability | None:
-    if request.precision in SUPPORTED_PRECISIONS:
-        return None
-    return Availability(
-        False,
-        "unsupported-precision",
-        f"precision {request.precision!r} is not supported by paddleocr_trt",
-        f"use one of {', '.join(SUPPORTED_PRECISIONS)}",
-    )
+def decide_engine(
+    engine: str, request: TensorRTRequest, engine_config: Mapping[str, Any]
+) -> Availability:
+    """``engine``'s answer for this request on the device PaddleX is configured for."""
+    target = target_of(request, engine_config)
+    return registry.engine(engine).availability(request.precision, target)
 
 
 def decide(request: TensorRTRequest, engine_config: Mapping[str, Any]) -> Availability:
     """The TensorRT engine's answer (the default engine)."""
-    device_type = device_type_of(request, engine_config)
-    if device_type != "gpu":
-        return Availability(
-            False,
-            "not-a-gpu-device",
-            f"use_tensorrt=True needs an NVIDIA GPU, but the device is {device_type!r}",
-            "pass device='gpu' on a machine with an NVIDIA GPU",
-        )
-    unsupported = _unsupported_precision(request)
-    if unsupported is not None:
-        return unsupported
-    status = tensorrt_status()
-    if not status.ok:
-        return status
-    return cuda_status()
-
-
-@functools.lru_cache(maxsize=1)
-def onnxruntime_status() -> Availability:
-    missing = _not_installed(
-        "onnxruntime", "ONNX Runtime", "pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA)"
-    )
-    if missing is not None:
-        return missing
-    try:
-        import onnxruntime as ort
-    except Exception as exc:  # a broken install: say so, run native
-        return Availability(False, "onnxruntime-unloadable", f"ONNX Runtime cannot load: {exc}")
-    return Availability(True, "ready", f"ONNX Runtime {ort.__version__}")
-
-
-CPU_PROVIDER = "CPUExecutionProvider"
-CUDA_PROVIDER = "CUDAExecutionProvider"
-
-
-def onnxruntime_provider(target: Target) -> str:
-    """CUDA when the device is a GPU and onnxruntime-gpu is installed, else the CPU provider."""
-    if target.device_type == "gpu":
-        import onnxruntime as ort
-
-        if CUDA_PROVIDER in ort.get_available_providers():
-            return CUDA_PROVIDER
-    return CPU_PROVIDER
+    return decide_engine("tensorrt", request, engine_config)
 
 
 def decide_onnxruntime(request: TensorRTRequest, engine_config: Mapping[str, Any]) -> Availability:
     """ONNX Runtime runs on any device; precision is the validated fp32 graph's either way."""
-    return _unsupported_precision(request) or onnxruntime_status()
+    return decide_engine("onnxruntime", request, engine_config)
 
 
-def decide_engine(
-    engine: str, request: TensorRTRequest, engine_config: Mapping[str, Any]
-) -> Availability:
-    if engine == "onnxruntime":
-        return decide_onnxruntime(request, engine_config)
-    return decide(request, engine_config)
+def tensorrt_status() -> Availability:
+    """Is TensorRT installed and loadable (the device aside)?"""
+    return registry.engine("tensorrt").status()
+
+
+def cuda_status() -> Availability:
+    """Is there a usable CUDA GPU (what TensorRT engines need besides TensorRT)?"""
+    return registry.engine("tensorrt").device_status()
+
+
+def onnxruntime_status() -> Availability:
+    """Is ONNX Runtime installed and loadable?"""
+    return registry.engine("onnxruntime").status()
+
+
+def onnxruntime_provider(target: Target) -> str:
+    """CUDA when the device is a GPU and onnxruntime-gpu is installed, else the CPU provider."""
+    return registry.engine("onnxruntime").provider(target)

@@ -202,10 +202,3 @@ def host_steps_of(record: object) -> HostSteps | None:
         return old_ops["ToBatch"](imgs=imgs)[0]
 
     return steps
-
-
-def fused_io(model_type: ModelType) -> str:
-    """What crosses the engine boundary of a fused graph, for backend reports."""
-    if model_type is ModelType.RECOGNITION:
-        return "returns CTC index + max prob"
-    return "takes uint8 NHWC images"

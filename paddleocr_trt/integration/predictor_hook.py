@@ -25,7 +25,7 @@ from typing import Any
 
 from ..log import get_logger
 from ..model_types import ModelType
-from .report import add_process_time
+from .report import add_process_time, is_our_runner
 
 log = get_logger("integration")
 _PATCHED = "__paddleocr_trt_patched__"
@@ -60,8 +60,6 @@ def install() -> None:
 
 
 def _is_ours(runner: object) -> bool:
-    from .runner_factory import is_our_runner
-
     return runner is not None and is_our_runner(runner)
 
 

@@ -39,6 +39,14 @@ def clear() -> None:
         _decisions.clear()
 
 
+#: set on every runner this package hands PaddleX (``TimedRunner``)
+RUNNER_MARK = "__paddleocr_trt_runner__"
+
+
+def is_our_runner(runner: object) -> bool:
+    return bool(getattr(runner, RUNNER_MARK, False))
+
+
 class TimedRunner:
     """Forwards to a PaddleX runner and adds its wall time (the *engine* time of its stage) and
     the bytes it returned to the stage timers (:func:`take_stage_timings`).

@@ -14,7 +14,7 @@ from typing import Any
 
 from packaging.version import Version
 
-from ..activation import request as trt_request
+from ..engines import registry
 from ..errors import ModelDirError
 from ..log import get_logger, warn_once
 from ..model_types import (
@@ -26,15 +26,11 @@ from ..model_types import (
     model_type_from_name,
 )
 from ..versions import version_of
+from . import request as trt_request
 from .decision import Availability, decide_engine
 from .report import BackendDecision, TimedRunner, record
 
 log = get_logger("integration")
-RUNNER_MARK = "__paddleocr_trt_runner__"
-
-
-def is_our_runner(runner: object) -> bool:
-    return bool(getattr(runner, RUNNER_MARK, False))
 
 
 def _paddle_version() -> Version | None:
@@ -86,20 +82,6 @@ def _model_type(model_name: str, model_files: ModelFiles | None) -> ModelType | 
     return model_type_from_name(model_name)
 
 
-ENGINE_LABELS = {"tensorrt": "TensorRT", "onnxruntime": "ONNX Runtime"}
-
-
-def _engine_runner(engine: str) -> Callable[..., tuple[Any, str]]:
-    """Each engine's path, imported only when that engine is tried (they pull in numpy & co)."""
-    if engine == "onnxruntime":
-        from .onnxruntime_path import onnxruntime_runner
-
-        return onnxruntime_runner
-    from .tensorrt_path import tensorrt_runner
-
-    return tensorrt_runner
-
-
 def build_runner(native_builder: Callable[..., Any], **kwargs: Any) -> Any:
     """Try each requested engine in order, then native Paddle; one warning per step moved on."""
     model_name: str = kwargs["model_name"]
@@ -137,13 +119,16 @@ def build_runner(native_builder: Callable[..., Any], **kwargs: Any) -> Any:
 
     reasons: list[str] = []
     for position, engine in enumerate(request.engines):
-        label = ENGINE_LABELS.get(engine, engine)
+        label = registry.label(engine)
         status = decide_engine(engine, request, engine_config)
         if status.ok and model_dir is None:
             status = Availability(False, "no-model-dir", "PaddleX passed no model directory")
         if status.ok:
+            from .engine_path import engine_runner  # only when tried: numpy & co
+
             try:
-                runner, description = _engine_runner(engine)(
+                runner, description = engine_runner(
+                    engine,
                     model_name=model_name,
                     model_dir=Path(model_dir),  # type: ignore[arg-type]
                     model_type=model_type,
@@ -169,7 +154,7 @@ def build_runner(native_builder: Callable[..., Any], **kwargs: Any) -> Any:
         )
         later = request.engines[position + 1 :]
         next_step = (
-            f"trying the {ENGINE_LABELS.get(later[0], later[0])} engine"
+            f"trying the {registry.label(later[0])} engine"
             if later
             else "running native Paddle inference"
         )

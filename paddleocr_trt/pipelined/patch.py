@@ -18,7 +18,7 @@ import inspect
 import os
 from typing import Any
 
-from ..activation import request as trt_request
+from ..integration import request as trt_request
 from ..log import get_logger
 from ..settings import pipeline_enabled
 
@@ -43,7 +43,7 @@ def _on_engine(predictor: Any, predictor_cls: type) -> bool:
     """Our engine runs it, and its ``process``/``apply`` are the PaddleX code the steps mirror."""
     from paddlex.inference.models.predictors.base_predictor import BasePredictor
 
-    from ..integration.runner_factory import is_our_runner
+    from ..integration.report import is_our_runner
 
     kind = type(predictor)
     if kind.process is not predictor_cls.process or kind.apply is not BasePredictor.apply:

@@ -30,8 +30,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..backend.onnx.fuse_db import unpack_db_bitmap
 from ..log import get_logger, warn_once
+from .bitmap import unpack_db_bitmap
 from .resident import HostResidentMap, ImageWindows, MaskedWindow, ResidentSlice, masked_mean
 
 log = get_logger("postprocess.db")

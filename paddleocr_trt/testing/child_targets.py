@@ -58,8 +58,8 @@ def build_and_validate_on_onnxruntime(payload: dict[str, Any]) -> dict[str, Any]
     """
     import shutil
 
-    from ..backend.onnxrt.runner import OnnxRuntimeRunner
-    from ..backend.trt import attempt_worker, builder, runner
+    from ..engines.onnxruntime.runner import OnnxRuntimeRunner
+    from ..engines.tensorrt import attempt_worker, builder, runner
 
     def build_engine_stand_in(onnx_path, out_path, settings, profiles, **_kwargs):
         shutil.copyfile(onnx_path, out_path)

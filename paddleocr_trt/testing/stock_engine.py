@@ -28,7 +28,7 @@ def swap_in_plain_onnxruntime(
     Refuses a pipeline whose predictors our hook already adapted to fused graphs: that would
     not be stock any more.
     """
-    from ..backend.onnxrt.runner import OnnxRuntimeRunner
+    from ..engines.onnxruntime.runner import OnnxRuntimeRunner
     from ..fusion.predictors import ADAPTED_ATTR
     from ..integration.report import TimedRunner
     from ..model_types import locate_model_files, resolve_model_type

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from paddleocr_trt.backend.trt import runner as runner_mod
-from paddleocr_trt.backend.trt.adapter import TensorInfo
-from paddleocr_trt.backend.trt.runner import TensorRTRunner
+from paddleocr_trt.engines.tensorrt import runner as runner_mod
+from paddleocr_trt.engines.tensorrt.adapter import TensorInfo
+from paddleocr_trt.engines.tensorrt.runner import TensorRTRunner
 from paddleocr_trt.profiles import ShapeProfile
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import tensorrt as trt
 
-from paddleocr_trt.backend.trt import adapter
-from paddleocr_trt.backend.trt.config import BuildSettings
+from paddleocr_trt.engines.tensorrt import adapter
+from paddleocr_trt.engines.tensorrt.config import BuildSettings
 from paddleocr_trt.errors import EngineBuildError
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from bindings_env import BINDINGS, BindingsUnavailable, cache_root, prepare
 
-from paddleocr_trt.backend.trt import adapter
+from paddleocr_trt.engines.tensorrt import adapter
 
 pytestmark = pytest.mark.trt_api
 

@@ -21,14 +21,14 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Protocol, runtime_checkable
+from dataclasses import replace
 
 import numpy as np
 
 from ...errors import OutOfMemoryError
 from ...log import get_logger, warn_once
-from .graph import CudaGraph, GraphCache, capture
+from .executor_types import Enqueuer, ExecutorStats, GraphEntry, Shape, nbytes_of
+from .graph import GraphCache, capture
 from .memory import DeviceBuffer, PinnedBuffer
 from .resident import DeviceResidentMap, OnFetch, ResidentOutputs, ResidentPool
 from .runtime import CudaError, device_scope
@@ -36,68 +36,8 @@ from .stream import Stream
 
 logger = get_logger("cuda.executor")
 
-Shape = tuple[int, ...]
 #: How many graphs an executor keeps by default (one per input-shape set).
 DEFAULT_GRAPH_CACHE_SIZE = 16
-
-
-@runtime_checkable
-class Enqueuer(Protocol):
-    """What a compute backend must provide (TensorRT's execution context, a D2D copy, ...)."""
-
-    def set_input_shapes(self, shapes: Sequence[Shape]) -> list[Shape]:
-        """Declare input shapes for the next call; return the output shapes.
-
-        Also the re-set hook: the executor calls it before replaying a CUDA graph whose shapes
-        differ from the last ones set, so host-side shape state matches the graph.
-        """
-
-    def bind(self, input_ptrs: Sequence[int], output_ptrs: Sequence[int]) -> None:
-        """Device addresses for the next enqueue."""
-
-    def enqueue(self, stream_handle: int) -> None:
-        """Launch the work asynchronously on the stream. Raise on failure."""
-
-
-@dataclass
-class ExecutorStats:
-    """Counters and host-side timings; host time excludes the wait for the GPU in the sync."""
-
-    calls: int = 0
-    eager_calls: int = 0
-    graph_captures: int = 0
-    graph_launches: int = 0
-    graph_invalidations: int = 0
-    graph_evictions: int = 0
-    #: input shapes re-set on the enqueuer before a replay (the last ones set were others)
-    shape_resets: int = 0
-    buffer_reallocations: int = 0
-    #: resident outputs returned as device maps (their bytes were not copied to the host)
-    resident_outputs: int = 0
-    #: inputs copied into pinned memory (staged) vs. used in place (zero-copy views)
-    staged_inputs: int = 0
-    zero_copy_inputs: int = 0
-    last_host_s: float = 0.0
-    total_host_s: float = 0.0
-    last_sync_wait_s: float = 0.0
-    total_sync_wait_s: float = 0.0
-
-    @property
-    def mean_host_s(self) -> float:
-        return self.total_host_s / self.calls if self.calls else 0.0
-
-
-@dataclass
-class _GraphEntry:
-    graph: CudaGraph
-    out_shapes: list[Shape]
-
-    def destroy(self) -> None:
-        self.graph.destroy()
-
-
-def _nbytes(shape: Shape, dtype: np.dtype) -> int:
-    return int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
 
 
 class CudaExecutor:
@@ -209,7 +149,7 @@ class CudaExecutor:
         with self._lock:
             if self._closed:
                 raise CudaError("CudaExecutor.input_view() after close()")
-            if self._host_in[index].ensure(_nbytes(shape_t, dt)):
+            if self._host_in[index].ensure(nbytes_of(shape_t, dt)):
                 self._stats.buffer_reallocations += 1
                 self._invalidate_graphs()
             return self._host_in[index].view(shape_t, dt)
@@ -304,13 +244,13 @@ class CudaExecutor:
             for shape, dt, dev, host in zip(
                 shapes, self._in_dtypes, self._dev_in, self._host_in, strict=True
             ):
-                n = _nbytes(shape, dt)
+                n = nbytes_of(shape, dt)
                 grew |= dev.ensure(n)
                 grew |= host.ensure(n)
             for i, (shape, dt, dev, host) in enumerate(
                 zip(out_shapes, self._out_dtypes, self._dev_out, self._host_out, strict=True)
             ):
-                n = _nbytes(shape, dt)
+                n = nbytes_of(shape, dt)
                 grew |= dev.ensure(n)  # a resident output's dev buffer is this call's lease
                 if i not in self._res:
                     grew |= host.ensure(n)
@@ -366,7 +306,7 @@ class CudaExecutor:
                 exc,
             )
             return
-        self._graphs.put(self._key(shapes), _GraphEntry(graph, list(out_shapes)))
+        self._graphs.put(self._key(shapes), GraphEntry(graph, list(out_shapes)))
         self._stats.graph_captures += 1
 
     def _run_locked(
@@ -402,8 +342,8 @@ class CudaExecutor:
             self._res.check_shapes(out_shapes)
             self._reserve(shapes, out_shapes)
         self._stage(inputs, shapes)
-        in_bytes = [_nbytes(s, dt) for s, dt in zip(shapes, self._in_dtypes, strict=True)]
-        out_bytes = [_nbytes(s, dt) for s, dt in zip(out_shapes, self._out_dtypes, strict=True)]
+        in_bytes = [nbytes_of(s, dt) for s, dt in zip(shapes, self._in_dtypes, strict=True)]
+        out_bytes = [nbytes_of(s, dt) for s, dt in zip(out_shapes, self._out_dtypes, strict=True)]
 
         if entry is not None:
             if self._declared != shapes:  # the hook: host-side shape state must match the graph

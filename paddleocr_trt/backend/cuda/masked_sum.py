@@ -38,7 +38,6 @@ from .memory import DeviceBuffer, PinnedBuffer
 from .runtime import CudaError, check, cudart, device_info, device_scope
 
 if TYPE_CHECKING:
-    from .resident import DeviceResidentMap, ResidentPool
     from .stream import Stream
 
 logger = get_logger("cuda.masked_sum")
@@ -265,11 +264,12 @@ class MaskedSumStaging:
             buf.free()
 
 
-def device_masked_sums(resident: DeviceResidentMap, windows: Sequence[MaskedWindow]) -> np.ndarray:
+def device_masked_sums(resident: Any, windows: Sequence[MaskedWindow]) -> np.ndarray:
     """``DeviceResidentMap.masked_sums``: every window checked first, then one upload, one
     launch and one 8-byte sum back per window, under the pool's lock (``close`` frees the
     buffers); the host path when there is no kernel for this device or the map is not
-    float32 (the kernel reads float32 only)."""
+    float32 (the kernel reads float32 only). ``resident`` is a ``resident.DeviceResidentMap``
+    (typed loosely: ``resident.py`` imports this module, never the other way)."""
     for win in windows:
         check_masked_window(resident.shape, win)
     kernel = None
@@ -277,7 +277,7 @@ def device_masked_sums(resident: DeviceResidentMap, windows: Sequence[MaskedWind
         kernel = kernel_for(resident.device_id)
     if windows and kernel is None:
         return host_masked_sums(resident, windows)
-    pool: ResidentPool = resident._lease.pool
+    pool = resident._lease.pool  # resident.ResidentPool
     with pool.lock:
         resident._check_live()
         if not windows:

@@ -22,6 +22,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ...log import get_logger
+from ...postprocess.bitmap import unpack_db_bitmap  # noqa: F401  (read side, kept here too)
 from .fuse import _opset, _unused_name, single_output
 
 log = get_logger("onnx.fuse")
@@ -99,11 +100,6 @@ def append_db_bitmap(model: onnx.ModelProto) -> onnx.ModelProto:
     onnx.checker.check_model(fused)
     log.debug("appended the packed DB bitmap after %r", source.name)
     return fused
-
-
-def unpack_db_bitmap(packed: np.ndarray) -> np.ndarray:
-    """(…, W/8) uint8 from the engine -> (…, W) bool, as ``pred > thresh`` gives it."""
-    return np.unpackbits(packed, axis=-1).view(bool)
 
 
 def db_thresh_input(thresh: float, batch: int) -> np.ndarray:

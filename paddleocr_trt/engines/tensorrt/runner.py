@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ...backend.base import BaseRunner
 from ...errors import CacheError, OutOfMemoryError
 from ...log import get_logger, warn_once
 from ...postprocess.resident import HostResidentMap
@@ -35,7 +36,6 @@ from ...profiles import (
     select_profile_for_split,
     split_batch,
 )
-from ..base import BaseRunner
 from . import adapter
 from .input_views import InputLease, LeaseSlots, lease_input_views
 
@@ -196,7 +196,7 @@ class TensorRTRunner(BaseRunner):
     def _run_profile(
         self, index: int, inputs: list[np.ndarray], lease: InputLease | None
     ) -> list[np.ndarray]:
-        from ..cuda.oom import run_with_backoff
+        from ...backend.cuda.oom import run_with_backoff
 
         executor = self._executor(index)
         with self._leases.using(index, lease):  # a leased buffer is not overwritten under it
@@ -346,7 +346,7 @@ class TensorRTRunner(BaseRunner):
 
 
 def concat_outputs(parts: Sequence[Any]) -> Any:
-    from ..cuda.concat import concat_outputs as concat
+    from ...backend.cuda.concat import concat_outputs as concat
 
     return concat(parts)
 
@@ -363,7 +363,7 @@ def _resident_names(names: Sequence[str], outputs: Sequence[str], runner: str) -
 
 
 def _device_scope(device_id: int):  # -> ContextManager[None]
-    from ..cuda.runtime import device_scope
+    from ...backend.cuda.runtime import device_scope
 
     return device_scope(device_id)
 
@@ -371,7 +371,7 @@ def _device_scope(device_id: int):  # -> ContextManager[None]
 def _free_device_memory(device_id: int) -> int | None:
     """Free bytes on the device (None when it cannot be asked): a preflight that tells OOM
     apart from other context failures whatever TensorRT's message says."""
-    from ..cuda.runtime import mem_get_info
+    from ...backend.cuda.runtime import mem_get_info
 
     try:
         return mem_get_info(device_id)[0]
@@ -383,6 +383,6 @@ def _free_device_memory(device_id: int) -> int | None:
 def _make_executor(enqueuer: Any, **kwargs: Any) -> Any:
     """A CudaExecutor around ``enqueuer`` (a module function so control-flow tests can swap
     in a test double where no GPU exists)."""
-    from ..cuda.executor import CudaExecutor
+    from ...backend.cuda.executor import CudaExecutor
 
     return CudaExecutor(enqueuer, **kwargs)

@@ -17,10 +17,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .errors import EngineBuildError, ValidationFailedError
-from .log import get_logger
-from .progress import stage
-from .settings import DEFAULT_BUILD_TIMEOUT_S
+from ...errors import EngineBuildError, ValidationFailedError
+from ...log import get_logger
+from ...progress import stage
+from ...settings import DEFAULT_BUILD_TIMEOUT_S
 
 log = get_logger("engine_attempts")
 
@@ -65,10 +65,10 @@ class EngineBuilder(Protocol):
 
 
 class IsolatedEngineBuilder:
-    """The real builder: ``backend/trt/attempt_worker.py`` in a child process, with a timeout."""
+    """The real builder: ``attempt_worker.py`` in a child process, with a timeout."""
 
     #: the function the child runs (``module:function``)
-    target = "paddleocr_trt.backend.trt.attempt_worker:build_and_validate"
+    target = "paddleocr_trt.engines.tensorrt.attempt_worker:build_and_validate"
 
     def __init__(self, timeout_s: float = DEFAULT_BUILD_TIMEOUT_S) -> None:
         if timeout_s <= 0:
@@ -76,8 +76,8 @@ class IsolatedEngineBuilder:
         self.timeout_s = timeout_s
 
     def build_and_validate(self, job: AttemptJob) -> AttemptResult:
-        from .comparator.compare import ValidationReport
-        from .isolation import call_in_child
+        from ...comparator.compare import ValidationReport
+        from ...isolation import call_in_child
 
         payload = {
             "onnx": str(job.onnx_path),
@@ -129,7 +129,7 @@ def _field(report: Any, name: str) -> Any:
 
 def _classify(exc: BaseException) -> tuple[str, str, str, str]:
     """(outcome, error type, message, child's stderr tail) of an attempt that raised."""
-    from .isolation import KIND_CRASHED, KIND_TIMEOUT, ChildProcessFailure
+    from ...isolation import KIND_CRASHED, KIND_TIMEOUT, ChildProcessFailure
 
     if isinstance(exc, ChildProcessFailure):
         outcome = {KIND_CRASHED: CRASHED, KIND_TIMEOUT: TIMEOUT}.get(exc.kind, ERROR)
@@ -292,7 +292,7 @@ def build_validated(
     plan that passes validation wins. When attempts ran out of GPU memory (a context or the
     build), the whole sequence is tried again with ``profiles.smaller_profiles`` while a smaller
     set is left; the history of every attempt goes into the metadata (or the raised error)."""
-    from .profiles import profiles_to_dict, smaller_profiles
+    from ...profiles import profiles_to_dict, smaller_profiles
 
     inputs_path = save_inputs(inputs, tmp / "validation-inputs.npz")
     history: list[dict[str, Any]] = []
@@ -341,7 +341,7 @@ def build_validated(
 
 def pinned_settings(settings: Any, onnx_path: Path, inputs: Sequence[Any]) -> Any:
     """FP16 settings with the most FP16-sensitive nodes (up to 8) pinned to FP32, or None."""
-    from .backend.onnx.precision import find_fp16_sensitive_nodes
+    from ...backend.onnx.precision import find_fp16_sensitive_nodes
 
     try:
         # The unfused graph names the nodes to pin; it takes the pairs' float input.

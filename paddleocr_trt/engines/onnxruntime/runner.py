@@ -5,25 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from ...backend.base import BaseRunner
 from ...log import get_logger
-from ..base import BaseRunner
+from .session import session_options
 
 log = get_logger("backend.onnxrt")
-
-
-def session_options(threads: int | None = None) -> Any:
-    """Quiet ONNX Runtime session options, ``threads`` intra-op threads (None: its default)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # initializer clean-up chatter is not the user's concern
-    if threads:
-        options.intra_op_num_threads = int(threads)
-    return options
 
 
 class OnnxRuntimeRunner(BaseRunner):

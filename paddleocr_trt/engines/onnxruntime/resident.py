@@ -105,7 +105,7 @@ class MaskedSumSession:
     def __init__(self, threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        from .runner import session_options
+        from .session import session_options
 
         self._ort = ort
         self._options = session_options(threads)

@@ -1,6 +1,6 @@
 """One engine attempt (build + validate against native Paddle), run only in a child process.
 
-``engine_attempts.IsolatedEngineBuilder`` calls :func:`build_and_validate` through
+``attempts.IsolatedEngineBuilder`` calls :func:`build_and_validate` through
 ``isolation.call_in_child``: a TensorRT abort, segfault or hang here ends this child, never the
 user's process, and the parent records it as one failed attempt.
 """
@@ -21,12 +21,12 @@ def build_and_validate(payload: dict[str, Any]) -> dict[str, Any]:
     """
     import numpy as np
 
+    from ...backend.paddle.runner import PaddleInferenceRunner
     from ...comparator.fused import FusedPair
     from ...fusion.artifacts import check_fused_graph, engine_onnx
     from ...model_types import ModelType
     from ...profiles import ShapeProfile
     from ...progress import stage
-    from ..paddle.runner import PaddleInferenceRunner
     from . import adapter
     from .builder import build_engine
     from .config import BuildSettings

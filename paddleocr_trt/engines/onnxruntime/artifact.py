@@ -8,20 +8,18 @@ plan, and validates it in two steps of its own (below); the pipeline keeps the s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .cache.key import CacheKey
-from .fusion.artifacts import FUSED_GRAPH, check_fused_graph, write_fused_onnx
-from .model_types import ModelType, locate_model_files
-
-if TYPE_CHECKING:
-    from .pipeline import Artifact, ArtifactPipeline
+from ...artifact import ONNX_ARTIFACT, Artifact, ArtifactSource, log_report
+from ...cache.key import CacheKey
+from ...fusion.artifacts import FUSED_GRAPH, check_fused_graph, write_fused_onnx
+from ...model_types import ModelType, locate_model_files
 
 
 def onnxruntime_key(
-    pipeline: ArtifactPipeline, model_dir: Path, model_type: ModelType, provider: str
+    pipeline: ArtifactSource, model_dir: Path, model_type: ModelType, provider: str
 ) -> CacheKey:
-    from .backend.onnx.convert import converter_versions
+    from ...backend.onnx.convert import converter_versions
 
     return CacheKey(
         model_fingerprint=pipeline.cache.fingerprint(model_dir).digest,
@@ -38,7 +36,7 @@ def onnxruntime_key(
 
 
 def onnxruntime_engine(
-    pipeline: ArtifactPipeline,
+    pipeline: ArtifactSource,
     model_dir: str | Path,
     model_type: ModelType | str,
     provider: str,
@@ -54,8 +52,7 @@ def onnxruntime_engine(
 
     Either failing raises ``ValidationFailedError`` and nothing is cached.
     """
-    from .backend.onnxrt.runner import OnnxRuntimeRunner
-    from .pipeline import ONNX_ARTIFACT, Artifact, _log_report
+    from .runner import OnnxRuntimeRunner
 
     model_dir = locate_model_files(model_dir).model_dir.resolve()
     mtype = ModelType.parse(model_type)
@@ -80,8 +77,8 @@ def onnxruntime_engine(
         else:
             inputs = pipeline.validation_inputs(model_dir, mtype)
             with runner(onnx.path, provider) as candidate:
-                report = pipeline._compare(mtype, model_dir, candidate, inputs)
-            _log_report(f"ONNX Runtime ({provider})", model_dir, report)
+                report = pipeline.compare(mtype, model_dir, candidate, inputs)
+            log_report(f"ONNX Runtime ({provider})", model_dir, report)
             base = report.to_dict()
         if not base.get("passed"):
             return base
@@ -95,7 +92,7 @@ def onnxruntime_engine(
                 pairs,
                 min_agreement=pipeline.options.min_agreement,
             )
-        _log_report(f"fused graph ({provider})", model_dir, fused)
+        log_report(f"fused graph ({provider})", model_dir, fused)
         return {**base, "passed": fused.passed, "reason": fused.reason, "fused": fused.to_dict()}
 
     entry = pipeline.cache.get_or_create(

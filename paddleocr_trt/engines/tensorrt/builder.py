@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...backend.cuda.runtime import device_scope
 from ...cache.lock import file_lock
 from ...errors import EngineBuildError, OutOfMemoryError
 from ...log import get_logger
 from ...profiles import Profile, ShapeProfile
-from ..cuda.runtime import device_scope
 from . import adapter
 from .config import BuildSettings
 
@@ -64,7 +64,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def gpu_cache_tag(device_id: int) -> str:
     """``<GPU name>-sm<major><minor>`` of ``device_id`` (the timing cache's GPU key)."""
-    from ..cuda.runtime import device_info
+    from ...backend.cuda.runtime import device_info
 
     info = device_info(device_id)
     major, minor = info.compute_capability
@@ -91,7 +91,7 @@ def save_timing_cache(cache_path: Path, new: bytes) -> None:
 
 def _precheck(onnx_path: Path, *, strongly_typed: bool) -> None:
     """Warn, before a long build, about what TensorRT's parser is documented to reject."""
-    from ..onnx.trt_support import check_trt_support
+    from ...backend.onnx.trt_support import check_trt_support
 
     try:
         problems = check_trt_support(onnx_path, strongly_typed=strongly_typed)
@@ -109,8 +109,8 @@ def _precheck(onnx_path: Path, *, strongly_typed: bool) -> None:
 
 def _log_memory_estimate(onnx_path: Path, profiles: Sequence[Profile], *, float_bytes: int) -> None:
     """Log each profile's estimated context memory; warn above the per-context budget."""
+    from ...backend.onnx.activation_memory import estimate_profiles
     from ...profiles import CONTEXT_BUDGET_BYTES
-    from ..onnx.activation_memory import estimate_profiles
 
     try:
         estimates = estimate_profiles(onnx_path, profiles, float_bytes=float_bytes)
@@ -153,7 +153,7 @@ def build_engine(
     source = onnx_path
     if settings.precision == "fp16" and adapter.fp16_needs_fp16_onnx():
         if fp16_onnx_path is None:
-            from ..onnx.fp16 import convert_to_fp16
+            from ...backend.onnx.fp16 import convert_to_fp16
 
             fp16_onnx_path = convert_to_fp16(
                 onnx_path,

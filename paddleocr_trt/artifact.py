@@ -1,0 +1,113 @@
+"""What every artifact step hands on: a cached, validated :class:`Artifact`, and what an engine's
+artifact step may ask of the recipe that calls it (:class:`ArtifactSource`).
+
+Here, below :mod:`paddleocr_trt.pipeline` and the engines' artifact modules, so that an engine's
+step takes what it needs as an argument instead of importing the pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .cache.failures import FailureMemo
+from .cache.key import CacheKey
+from .cache.store import CacheEntry, EngineCache
+from .errors import PaddleOCRTRTError
+from .log import get_logger
+from .model_types import ModelType
+
+log = get_logger("pipeline")
+
+ONNX_ARTIFACT = "model.onnx"
+ENGINE_ARTIFACT = "engine.plan"
+
+
+@dataclass
+class Artifact:
+    """A cached, validated artifact and where it came from."""
+
+    entry: CacheEntry
+    from_cache: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return self.entry.artifact_path
+
+    @property
+    def validation(self) -> dict[str, Any] | None:
+        return self.entry.validation
+
+
+class RememberedFailureError(PaddleOCRTRTError):
+    """This artifact failed before with the same key; it is not retried until cleared."""
+
+
+def check_remembered(failures: FailureMemo, key: CacheKey, timeout_s: float) -> None:
+    """Raise RememberedFailureError if ``key`` failed before (unless it only timed out and
+    the timeout has been raised since)."""
+    record = failures.get(key)
+    if record is None:
+        return
+    before = record.context.get("timeout_s")
+    if record.context.get("timed_out") and before is not None and timeout_s > float(before):
+        log.info(
+            "%s timed out after %s s before; retrying with the longer timeout of %s s",
+            key.describe(),
+            before,
+            timeout_s,
+        )
+        return
+    raise RememberedFailureError(
+        f"{key.describe()} failed before and is not retried ({record.describe()}); "
+        f"run `paddleocr-trt cache clear {key.digest[:12]}` to try again"
+    )
+
+
+def remember(failures: FailureMemo, key: CacheKey, exc: BaseException, timeout_s: float) -> None:
+    """Record the failure of ``key`` (with its attempts and whether it timed out)."""
+    attempts = list(getattr(exc, "attempts", None) or [])
+    timed_out = "timed out" in str(exc) or "timeout" in str(exc)
+    if attempts:
+        timed_out = any(a.get("outcome") == "timeout" for a in attempts)
+    failures.record(
+        key,
+        exc,
+        attempts=attempts,
+        context={"timeout_s": timeout_s, "timed_out": timed_out},
+    )
+
+
+class ArtifactSource(Protocol):
+    """The recipe's shared steps an engine's artifact step uses (``pipeline.ArtifactPipeline``):
+    the cache, the options, the validated ONNX and the validation inputs and comparison."""
+
+    cache: EngineCache
+    options: Any  # pipeline.PipelineOptions
+    failures: FailureMemo
+
+    def onnx(self, model_dir: str | Path, model_type: ModelType | str) -> Artifact: ...
+
+    def validation_inputs(self, model_dir: Path, model_type: ModelType) -> list[np.ndarray]: ...
+
+    def fused_validation_pairs(self, model_dir: Path, model_type: ModelType) -> list[Any]: ...
+
+    def compare(
+        self, model_type: ModelType, model_dir: Path, candidate: Any, inputs: Any
+    ) -> Any: ...
+
+
+def log_report(what: str, model_dir: Path, report: Any) -> None:
+    """One line per validation: info when it passed, a warning saying why when it did not."""
+    level = log.info if report.passed else log.warning
+    level(
+        "%s validation of %s: agreement %.4f (%s)",
+        what,
+        model_dir,
+        report.agreement,
+        "passed" if report.passed else f"FAILED: {getattr(report, 'reason', '')}",
+    )

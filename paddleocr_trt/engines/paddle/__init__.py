@@ -1,0 +1,1 @@
+"""Native Paddle: what runs when no other engine can (PaddleX's own predictor)."""

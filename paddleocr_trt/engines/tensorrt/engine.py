@@ -1,0 +1,167 @@
+"""The TensorRT engine behind the contract (:mod:`paddleocr_trt.engines.contract`).
+
+Its folder holds everything TensorRT: ``adapter/`` (every ``tensorrt`` call), ``builder.py``,
+``runner.py``, ``input_views.py``, ``config.py``, the isolated attempts (``attempts.py`` ->
+``attempt_worker.py`` in a child) and the artifact step (``artifact.py``).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ...model_types import ModelType
+
+if TYPE_CHECKING:  # typing only: deciding must stay cheap to import
+    from ...artifact import Artifact, ArtifactSource
+    from ...backend.base import BaseRunner
+
+from ..contract import (
+    READY,
+    Availability,
+    LoadRequest,
+    Target,
+    agreement_of,
+    not_installed,
+    origin,
+    unsupported_precision,
+)
+
+
+@functools.lru_cache(maxsize=1)
+def tensorrt_status() -> Availability:
+    missing = not_installed(
+        "tensorrt",
+        "TensorRT",
+        "install TensorRT 10.x or 11.x for your CUDA version, e.g. "
+        "pip install 'paddleocr-trt[tensorrt]', on a machine with an NVIDIA GPU",
+    )
+    if missing is not None:
+        return missing
+    from ...errors import TensorRTUnavailableError
+    from . import adapter
+
+    try:
+        trt = adapter.load_tensorrt()
+    except TensorRTUnavailableError as exc:
+        return Availability(False, "tensorrt-unloadable", str(exc))
+    return Availability(True, "ready", f"TensorRT {adapter.tensorrt_version(trt)}")
+
+
+@functools.lru_cache(maxsize=1)
+def cuda_status() -> Availability:
+    from ...backend.cuda import runtime
+
+    ok, reason = runtime.cuda_available()
+    if ok:
+        return READY
+    return Availability(
+        False,
+        "no-cuda-gpu",
+        f"no usable CUDA GPU: {reason}",
+        "TensorRT engines need an NVIDIA GPU with a working driver and cuda-python "
+        "(pip install 'paddleocr-trt[tensorrt]')",
+    )
+
+
+def resident_outputs(model_type: ModelType, artifact: Any) -> list[str]:
+    """Outputs left on the GPU: det's probability map (the fused graph's first output; DB
+    post-processing reads it window by window, ``postprocess.db``), nothing else."""
+    if model_type is not ModelType.DETECTION:
+        return []
+    onnx = (getattr(artifact, "extra", None) or {}).get("onnx")
+    names = onnx.entry.metadata.get("output_names") if onnx is not None else None
+    return list(names[:1]) if names else []
+
+
+class TensorRTEngine:
+    name = "tensorrt"
+    label = "TensorRT"
+
+    def status(self) -> Availability:
+        return tensorrt_status()
+
+    def device_status(self) -> Availability:
+        """A usable CUDA GPU (TensorRT's own beyond the contract)."""
+        return cuda_status()
+
+    def availability(self, precision: str, target: Target) -> Availability:
+        if target.device_type != "gpu":
+            return Availability(
+                False,
+                "not-a-gpu-device",
+                f"use_tensorrt=True needs an NVIDIA GPU, but the device is {target.device_type!r}",
+                "pass device='gpu' on a machine with an NVIDIA GPU",
+            )
+        unsupported = unsupported_precision(precision)
+        if unsupported is not None:
+            return unsupported
+        status = tensorrt_status()
+        if not status.ok:
+            return status
+        return cuda_status()
+
+    def recipe_options(self, precision: str, target: Target) -> dict[str, Any]:
+        from ...settings import cuda_graphs_enabled
+
+        return {
+            "precision": precision,
+            "device_id": target.device_id,
+            "use_cuda_graphs": cuda_graphs_enabled(),
+        }
+
+    def prepare(
+        self, source: ArtifactSource, model_dir: Path, model_type: ModelType, target: Target
+    ) -> Artifact:
+        from .artifact import tensorrt_engine
+
+        return tensorrt_engine(source, model_dir, model_type)  # type: ignore[arg-type]
+
+    def load(self, artifact: Artifact | None, request: LoadRequest) -> BaseRunner:
+        from .runner import TensorRTRunner
+
+        assert artifact is not None
+        return TensorRTRunner(
+            artifact.path,
+            name=request.name,
+            fallback=request.fallback,
+            device_id=request.target.device_id,
+            use_cuda_graphs=request.options.use_cuda_graphs,
+            cuda_graph_cache_size=request.options.cuda_graph_cache_size,
+            resident_outputs=resident_outputs(request.model_type, artifact),
+        )
+
+    def describe(self, artifact: Artifact | None, runner: BaseRunner, request: LoadRequest) -> str:
+        from ...fusion.artifacts import fused_io
+
+        assert artifact is not None
+        precision = artifact.entry.metadata.get("precision", request.precision)
+        description = (
+            f"TensorRT {precision} engine over the fused graph ({fused_io(request.model_type)}) "
+            f"{origin(artifact, 'built and validated')} ({artifact.path.parent.name}"
+        )
+        agreement = agreement_of(artifact)
+        if agreement is not None:
+            description += f", agreement {agreement:.4f}"
+        return description + ")"
+
+    # -- TensorRT's own, beyond the contract (the recipe's TensorRT API uses them) ------------
+
+    def engine_key(self, source: Any, model_dir: Path, model_type: ModelType, profiles, settings):
+        from .artifact import engine_key
+
+        return engine_key(source, model_dir, model_type, profiles, settings)
+
+    def build_settings(self, options: Any) -> Any:
+        from .artifact import build_settings
+
+        return build_settings(options)
+
+    def timing_cache_dir(self, cache_root: Path) -> Path | None:
+        from .artifact import timing_cache_dir
+
+        return timing_cache_dir(cache_root)
+
+
+ENGINE = TensorRTEngine()

@@ -15,6 +15,7 @@ import sys
 WATCHED = {
     "paddleocr": "paddleocr",
     "paddlex.inference.models.engines.paddle": "paddlex_engine",
+    "paddlex.inference.models.engines.onnxruntime": "paddlex_onnxruntime_engine",
     "paddlex.inference.pipelines.ocr.pipeline": "paddlex_ocr_pipeline",
 }
 _TRUE = {"1", "true", "yes", "on"}

@@ -18,6 +18,7 @@ from .cache.key import CacheKey
 from .cache.store import CacheEntry, EngineCache
 from .errors import PaddleOCRTRTError
 from .log import get_logger
+from .model_resolve import ModelRef, ResolvedModel
 from .model_types import ModelType
 
 log = get_logger("pipeline")
@@ -69,7 +70,8 @@ def check_remembered(failures: FailureMemo, key: CacheKey, timeout_s: float) -> 
 
 
 def remember(failures: FailureMemo, key: CacheKey, exc: BaseException, timeout_s: float) -> None:
-    """Record the failure of ``key`` (with its attempts and whether it timed out)."""
+    """Record the failure of ``key`` (with its attempts and whether it timed out); a failure
+    caused by a signal or a timeout is not remembered (see ``FailureMemo.record``)."""
     attempts = list(getattr(exc, "attempts", None) or [])
     timed_out = "timed out" in str(exc) or "timeout" in str(exc)
     if attempts:
@@ -83,31 +85,37 @@ def remember(failures: FailureMemo, key: CacheKey, exc: BaseException, timeout_s
 
 
 class ArtifactSource(Protocol):
-    """The recipe's shared steps an engine's artifact step uses (``pipeline.ArtifactPipeline``):
-    the cache, the options, the validated ONNX and the validation inputs and comparison."""
+    """What the recipe (``pipeline.ArtifactPipeline``) lends an engine's step: the cache, the
+    options, the remembered failures and the validation inputs and comparison. No step: the
+    step's input (the validated ONNX) is an argument, so an engine never calls back up."""
 
     cache: EngineCache
     options: Any  # pipeline.PipelineOptions
     failures: FailureMemo
 
-    def onnx(self, model_dir: str | Path, model_type: ModelType | str) -> Artifact: ...
+    def resolve(
+        self, model: ModelRef, model_type: ModelType | str | None = None
+    ) -> ResolvedModel: ...
 
-    def validation_inputs(self, model_dir: Path, model_type: ModelType) -> list[np.ndarray]: ...
+    def validation_inputs(self, model_dir: ModelRef, model_type: ModelType) -> list[np.ndarray]: ...
 
-    def fused_validation_pairs(self, model_dir: Path, model_type: ModelType) -> list[Any]: ...
+    def fused_validation_pairs(self, model_dir: ModelRef, model_type: ModelType) -> list[Any]: ...
 
     def compare(
-        self, model_type: ModelType, model_dir: Path, candidate: Any, inputs: Any
+        self, model_type: ModelType, model_dir: ModelRef, candidate: Any, inputs: Any
     ) -> Any: ...
 
 
-def log_report(what: str, model_dir: Path, report: Any) -> None:
-    """One line per validation: info when it passed, a warning saying why when it did not."""
+def log_report(what: str, model_dir: ModelRef, report: Any) -> None:
+    """One line per validation: info when it passed, a warning saying why when it did not;
+    given the resolved model, the line names what it was validated against."""
     level = log.info if report.passed else log.warning
+    reference = getattr(model_dir, "reference_label", None)
     level(
-        "%s validation of %s: agreement %.4f (%s)",
+        "%s validation of %s%s: agreement %.4f (%s)",
         what,
-        model_dir,
+        getattr(model_dir, "model_dir", model_dir),
+        f" against {reference}" if reference else "",
         report.agreement,
         "passed" if report.passed else f"FAILED: {getattr(report, 'reason', '')}",
     )

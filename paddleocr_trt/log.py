@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import threading
+from typing import Any
 
 from .settings import ENV_LOG_LEVEL, SETTINGS
 
@@ -23,20 +24,109 @@ LOGGER_NAME = "paddleocr_trt"
 PROGRESS_LOGGER_NAME = f"{LOGGER_NAME}.progress"
 logger = logging.getLogger(LOGGER_NAME)
 
+# -- progress bars on stderr (drawn by progress.py; kept here, below it, so log lines and Python
+# warnings can clear them first) ------------------------------------------------------------
+
+_active: list[Any] = []  # bars drawn on stderr right now (a line without its newline)
+_active_lock = threading.Lock()
+_plain_showwarning: Any = None
+
+
+def before_log_line(stream: Any = None) -> None:
+    """Clear the bars' line before a log record or warning is written to stderr, so the message
+    starts on a line of its own instead of after the bar's text (the bar redraws itself)."""
+    if stream is not None and stream is not sys.stderr:
+        return
+    with _active_lock:
+        bars = list(_active)
+    for bar in bars:
+        try:
+            bar.clear()
+        except (OSError, ValueError):  # a closed stream: nothing to clear
+            continue
+
+
+def _showwarning(*args: Any, **kwargs: Any) -> None:
+    before_log_line()
+    _plain_showwarning(*args, **kwargs)
+
+
+def register_bar(bar: Any) -> None:
+    """Track a bar; while any is drawn, Python warnings clear it before printing."""
+    global _plain_showwarning
+    import warnings
+
+    with _active_lock:
+        _active.append(bar)
+        if _plain_showwarning is None:
+            _plain_showwarning = warnings.showwarning
+            warnings.showwarning = _showwarning
+
+
+def unregister_bar(bar: Any) -> None:
+    global _plain_showwarning
+    import warnings
+
+    with _active_lock:
+        if bar in _active:
+            _active.remove(bar)
+        if not _active and _plain_showwarning is not None:
+            if warnings.showwarning is _showwarning:
+                warnings.showwarning = _plain_showwarning
+            _plain_showwarning = None
+
+
 _said: set[tuple[str, ...]] = set()
 _said_lock = threading.Lock()
 
 
+#: formats of root handlers that libraries install on import, not the application: Paddle's
+#: ``paddle.distributed.utils.log_utils.get_logger`` adds this one to the root logger when
+#: ``paddle`` is imported (and PaddleX imports paddle), which used to switch our format mid-run
+LIBRARY_ROOT_FORMATS = frozenset(
+    {"[%(asctime)-15s] [%(levelname)8s] %(filename)s:%(lineno)s - %(message)s"}
+)
+
+
+def _library_made(handler: logging.Handler) -> bool:
+    return getattr(handler.formatter, "_fmt", None) in LIBRARY_ROOT_FORMATS
+
+
+def application_configured_root() -> bool:
+    """True when the root logger has a handler that a library did not add on import."""
+    return any(not _library_made(h) for h in logging.getLogger().handlers)
+
+
+def _is_ours(record: logging.LogRecord) -> bool:
+    return record.name == LOGGER_NAME or record.name.startswith(LOGGER_NAME + ".")
+
+
+class _NotOursWhileWeSpeak(logging.Filter):
+    """On a library-made root handler: drop our records while our own handler prints them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _is_ours(record) or application_configured_root()
+
+
+_NOT_OURS = _NotOursWhileWeSpeak()
+
+
 class _StderrUnlessConfigured(logging.StreamHandler):
-    """stderr (looked up per record, so redirections apply) while the root has no handler."""
+    """stderr (looked up per record, so redirections apply) while the application has given
+    the root logger no handler of its own. A handler Paddle adds on import does not count, and
+    our records are kept off it, so the format stays ours whatever gets imported later."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
     def emit(self, record: logging.LogRecord) -> None:
-        if logging.getLogger().handlers:
+        if application_configured_root():
             return
+        for handler in logging.getLogger().handlers:
+            if _NOT_OURS not in handler.filters:
+                handler.addFilter(_NOT_OURS)
         self.setStream(sys.stderr)
+        before_log_line(self.stream)
         super().emit(record)
 
 

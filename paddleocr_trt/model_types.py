@@ -1,9 +1,10 @@
 """What kind of OCR model a directory holds, and where its files are.
 
-PaddleOCR 3.x reads model dirs in two formats: legacy (``inference.pdmodel``) and PIR
-(``inference.json``), both with ``inference.pdiparams`` and an ``inference.yml`` that names the
-model. Everything downstream (conversion, cache key, validation) needs the same answers, so they
-are computed once here.
+PaddleOCR 3.x reads model dirs in three formats: legacy (``inference.pdmodel``) and PIR
+(``inference.json``), both with ``inference.pdiparams``, and ONNX (``inference.onnx``, what
+PaddleX's ``engine="onnxruntime"`` runs, no Paddle needed), each with an ``inference.yml`` that
+names the model. Everything downstream (conversion, cache key, validation) needs the same
+answers, so they are computed once (``model_resolve.resolve_model``).
 """
 
 from __future__ import annotations
@@ -60,17 +61,43 @@ def model_type_from_name(model_name: str) -> ModelType | None:
 class ModelFormat(str, enum.Enum):
     LEGACY = "legacy"  # inference.pdmodel (ProgramDesc protobuf)
     PIR = "pir"  # inference.json
+    ONNX = "onnx"  # inference.onnx (PaddleX's engine="onnxruntime" layout)
+
+    @property
+    def is_paddle(self) -> bool:
+        return self is not ModelFormat.ONNX
+
+
+class ModelSource(str, enum.Enum):
+    """Which program of a model dir is the source when it holds both (settings.model_source)."""
+
+    AUTO = "auto"  # the Paddle program where Paddle is installed, else inference.onnx
+    PADDLE = "paddle"
+    ONNX = "onnx"
+
+    @classmethod
+    def parse(cls, value: str | ModelSource | None) -> ModelSource:
+        if value is None or value == "":
+            return cls.AUTO
+        if isinstance(value, ModelSource):
+            return value
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            raise ValueError(f"model source {value!r}: use auto, paddle or onnx") from None
 
 
 @dataclass(frozen=True)
 class ModelFiles:
-    """The files of one Paddle inference model directory, checked to exist."""
+    """The files of one inference model directory (Paddle or ONNX), checked to exist."""
 
     model_dir: Path
     format: ModelFormat
-    program: Path
-    params: Path
+    program: Path  # inference.json / inference.pdmodel / inference.onnx
+    params: Path | None  # inference.pdiparams; None for ONNX
     config: Path | None  # inference.yml (absent in bare exported dirs)
+    #: why this program was chosen when the dir holds both a Paddle program and inference.onnx
+    choice: str | None = None
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -152,29 +179,87 @@ def resolve_model_type(model_files: ModelFiles, declared: str | ModelType | None
     return mtype
 
 
-def locate_model_files(model_dir: str | Path) -> ModelFiles:
-    """Find the program/params of a model dir, or say precisely what is wrong with it."""
+def paddle_installed() -> bool:
+    """Whether ``import paddle`` can work here (without importing it: 700 MB, seconds)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("paddle") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def locate_model_files(
+    model_dir: str | Path, source: str | ModelSource | None = None
+) -> ModelFiles:
+    """Find the program/params of a model dir, or say precisely what is wrong with it.
+
+    ``source`` picks the program of a dir that holds both a Paddle program and
+    ``inference.onnx`` (default: ``settings.model_source()``, i.e. PADDLEOCR_TRT_MODEL_SOURCE,
+    else auto: Paddle where it is installed, else ONNX); ``ModelFiles.choice`` says which and why.
+    """
     path = Path(model_dir).expanduser()
     if not path.exists():
         raise ModelDirError(f"model directory {str(path)!r} does not exist")
     if not path.is_dir():
         raise ModelDirError(f"{str(path)!r} is not a directory (expected a Paddle model dir)")
+    if source is None:
+        from .settings import model_source
+
+        source = model_source()
+    source = ModelSource.parse(source)
     json_program = path / f"{MODEL_FILE_PREFIX}.json"
     legacy_program = path / f"{MODEL_FILE_PREFIX}.pdmodel"
+    onnx_program = path / f"{MODEL_FILE_PREFIX}.onnx"
     params = path / f"{MODEL_FILE_PREFIX}.pdiparams"
-    if json_program.is_file():
-        fmt, program = ModelFormat.PIR, json_program
-    elif legacy_program.is_file():
-        fmt, program = ModelFormat.LEGACY, legacy_program
-    else:
+    config = path / f"{MODEL_FILE_PREFIX}.yml"
+    config_path = config if config.is_file() else None
+    paddle_program = (
+        (ModelFormat.PIR, json_program)
+        if json_program.is_file()
+        else (ModelFormat.LEGACY, legacy_program)
+        if legacy_program.is_file()
+        else None
+    )
+    has_onnx = onnx_program.is_file() and onnx_program.stat().st_size > 0
+    choice = None
+    if paddle_program is not None and has_onnx:
+        use_onnx = source is ModelSource.ONNX or (
+            source is ModelSource.AUTO and not paddle_installed()
+        )
+        why = (
+            f"model source {source.value}"
+            if source is not ModelSource.AUTO
+            else ("auto: Paddle is not installed" if use_onnx else "auto: Paddle is installed")
+        )
+        chosen = onnx_program.name if use_onnx else paddle_program[1].name
+        choice = (
+            f"{path} holds both {paddle_program[1].name} and {onnx_program.name}; using "
+            f"{chosen} ({why}; set PADDLEOCR_TRT_MODEL_SOURCE=paddle|onnx to choose)"
+        )
+        if use_onnx:
+            paddle_program = None
+    elif source is ModelSource.PADDLE and paddle_program is None and has_onnx:
+        raise ModelDirError(
+            f"{str(path)!r} holds only {onnx_program.name}, but model source 'paddle' was asked for"
+        )
+    elif source is ModelSource.ONNX and not has_onnx and paddle_program is not None:
+        raise ModelDirError(
+            f"{str(path)!r} holds no {onnx_program.name}, but model source 'onnx' was asked for"
+        )
+    if paddle_program is None:
+        if has_onnx:
+            return ModelFiles(path, ModelFormat.ONNX, onnx_program, None, config_path, choice)
         present = sorted(p.name for p in path.iterdir())[:10]
         raise ModelDirError(
-            f"{str(path)!r} is not a Paddle inference model: neither {json_program.name} nor "
-            f"{legacy_program.name} found (directory holds: {present or 'nothing'})"
+            f"{str(path)!r} is not a Paddle inference model (nor an ONNX model dir): none of "
+            f"{json_program.name}, "
+            f"{legacy_program.name} or {onnx_program.name} found "
+            f"(directory holds: {present or 'nothing'})"
         )
+    fmt, program = paddle_program
     if not params.is_file() or params.stat().st_size == 0:
         raise ModelDirError(
             f"{str(path)!r} has {program.name} but no weights: {params.name} is missing or empty"
         )
-    config = path / f"{MODEL_FILE_PREFIX}.yml"
-    return ModelFiles(path, fmt, program, params, config if config.is_file() else None)
+    return ModelFiles(path, fmt, program, params, config_path, choice)

@@ -26,7 +26,8 @@ from .cache.safety import check_output_path, copy_output
 from .cache.store import EngineCache
 from .errors import PaddleOCRTRTError, ValidationFailedError
 from .log import get_logger
-from .model_types import ModelType, locate_model_files, resolve_model_type
+from .model_resolve import ResolvedModel, resolve_model
+from .model_types import ModelType
 from .pipeline import ArtifactPipeline, PipelineOptions
 from .settings import (
     DEFAULT_MIN_AGREEMENT,
@@ -71,6 +72,8 @@ class ConvertReport:
     validation: dict[str, Any] | None = None
     conversion: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    #: the PaddleX ONNX model dir written (``to_model_dir``), None when none was asked for
+    model_dir_written: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable(asdict(self))
@@ -143,9 +146,8 @@ class TensorRTOptimizer:
         model_type: str | ModelType = "detection",
     ) -> OptimizationResult | None:
         self.last_failure = None
-        files = locate_model_files(paddle_model_path)
-        model_dir = files.model_dir.resolve()
-        mtype = resolve_model_type(files, model_type)
+        model = resolve_model(paddle_model_path, model_type)  # once: everything below takes it
+        model_dir, mtype = model.model_dir, model.model_type
         if output_path is not None:
             check_output_path(Path(output_path))
         reason = self.tensorrt_unavailable_reason()
@@ -153,7 +155,7 @@ class TensorRTOptimizer:
             self._fail(f"cannot optimize {model_dir}: {reason}")
             return None
         try:
-            artifact = self.pipeline.engine(model_dir, mtype)
+            artifact = self.pipeline.engine(model, mtype)
         except SettingsError:  # e.g. a workspace beyond the GPU's memory: the caller's to fix
             raise
         except PaddleOCRTRTError as exc:  # conversion, validation, OOM, cache, build, memo
@@ -167,7 +169,7 @@ class TensorRTOptimizer:
         engine_path = artifact.path
         if output_path is not None:
             engine_path = copy_output(artifact.path, Path(output_path))
-        baseline_ms, optimized_ms = self._latency_pair(model_dir, mtype, artifact.path)
+        baseline_ms, optimized_ms = self._latency_pair(model, mtype, artifact.path)
         report = artifact.validation or {}
         meta = artifact.entry.metadata
         return OptimizationResult(
@@ -189,7 +191,7 @@ class TensorRTOptimizer:
         )
 
     def _latency_pair(
-        self, model_dir: Path, mtype: ModelType, plan: Path
+        self, model_dir: ResolvedModel, mtype: ModelType, plan: Path
     ) -> tuple[float | None, float | None]:
         from .engines.tensorrt.runner import TensorRTRunner
 
@@ -213,16 +215,27 @@ class TensorRTOptimizer:
         paddle_model_path: str | Path,
         output_path: str | Path | None = None,
         model_type: str | ModelType = "detection",
+        *,
+        to_model_dir: str | Path | None = None,
     ) -> ConvertReport:
-        """Paddle -> ONNX validated on ONNX Runtime against native Paddle; cached. CPU-only."""
+        """Paddle -> ONNX validated on ONNX Runtime against native Paddle; cached. CPU-only.
+        An ONNX model dir is not converted: its source graph is checked and named, and
+        validated against ONNX Runtime running it.
+
+        ``to_model_dir``: also write the validated graph with the model's inference.yml as a
+        PaddleX ONNX model dir there (``inference.onnx`` + ``inference.yml``), which PaddleOCR's
+        ``engine="onnxruntime"`` and this package run without Paddle installed."""
+        from .onnx_model_dir import check_model_dir_output, write_onnx_model_dir
+
         self.last_failure = None
-        files = locate_model_files(paddle_model_path)
-        model_dir = files.model_dir.resolve()
-        mtype = resolve_model_type(files, model_type)
+        model = resolve_model(paddle_model_path, model_type)  # once: everything below takes it
+        model_dir, mtype = model.model_dir, model.model_type
         if output_path is not None:
             check_output_path(Path(output_path))
+        if to_model_dir is not None:
+            check_model_dir_output(Path(to_model_dir))
         try:
-            artifact = self.pipeline.onnx(model_dir, mtype)
+            artifact = self.pipeline.onnx(model, mtype)
         except ValidationFailedError as exc:
             self._fail(str(exc))
             report = exc.report
@@ -236,6 +249,9 @@ class TensorRTOptimizer:
         onnx_path = artifact.path
         if output_path is not None:
             onnx_path = copy_output(artifact.path, Path(output_path))
+        written = None
+        if to_model_dir is not None:
+            written = write_onnx_model_dir(artifact.path, model, Path(to_model_dir)).model_dir
         return ConvertReport(
             model_type=mtype.value,
             model_dir=model_dir,
@@ -244,6 +260,7 @@ class TensorRTOptimizer:
             from_cache=artifact.from_cache,
             validation=artifact.validation,
             conversion=dict(artifact.entry.metadata),
+            model_dir_written=written,
         )
 
     # -- benchmark ----------------------------------------------------------------------------
@@ -273,18 +290,18 @@ class TensorRTOptimizer:
                 "benchmark_performance needs model_dir and model_type (they are read from the "
                 "cache manifest when engine_path is a cached engine)"
             )
-        model_dir = locate_model_files(model_dir).model_dir.resolve()
-        mtype = ModelType.parse(model_type)
+        model = resolve_model(model_dir, model_type)
+        mtype = model.model_type
         batches = [int(b) for b in test_batch_sizes]
         if any(b < 1 for b in batches):
             raise ValueError(f"batch sizes must be >= 1, got {batches}")
         native = None
         if include_native or engine_path is None:
-            with self._native_runner(model_dir) as runner:
+            with self._native_runner(model) as runner:
                 native, _ = sweep(
                     runner,
                     self.pipeline.validation_images(),
-                    model_dir,
+                    model,
                     mtype,
                     batches,
                     warmup,
@@ -306,7 +323,7 @@ class TensorRTOptimizer:
                 result, min_free = sweep(
                     trt,
                     self.pipeline.validation_images(),
-                    model_dir,
+                    model,
                     mtype,
                     batches,
                     warmup,
@@ -342,9 +359,16 @@ class TensorRTOptimizer:
         meta.setdefault("model_type", key.get("model_type") if isinstance(key, dict) else None)
         return meta
 
-    def _native_runner(self, model_dir: Path) -> BaseRunner:
+    def _native_runner(self, model: ResolvedModel) -> BaseRunner:
+        """What the model runs on without us: Paddle Inference, or for an ONNX model dir
+        ONNX Runtime on its source graph (PaddleOCR's ``engine="onnxruntime"``)."""
         from .backend.cuda.runtime import cuda_available
+
+        if model.is_onnx:
+            from .reference import reference_runner
+
+            return reference_runner(model)
         from .backend.paddle.runner import PaddleInferenceRunner
 
         device = "gpu" if cuda_available()[0] else "cpu"
-        return PaddleInferenceRunner(model_dir, device=device, name=f"paddle:{model_dir.name}")
+        return PaddleInferenceRunner(model.files, device=device, name=f"paddle:{model.name}")

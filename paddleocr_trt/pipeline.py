@@ -1,16 +1,19 @@
-"""The artifact recipe: Paddle model dir -> validated ONNX -> an engine's validated artifact,
+"""The artifact recipe: model dir -> validated ONNX -> an engine's validated artifact,
 each step cached.
 
 The hook (``integration.engine_path``) and the public API (``optimizer``) both go through
 :class:`ArtifactPipeline`, so an engine the CLI built is the one ``PaddleOCR(use_tensorrt=True)``
-loads, and nothing reaches the cache without passing validation against native Paddle. The
-engine step is each engine's own (``engines/<name>/artifact.py``, through its contract).
+loads, and nothing reaches the cache without passing validation against the model's reference
+(``reference.py``: native Paddle for a Paddle model dir, ONNX Runtime running the source graph
+for an ONNX model dir). The engine step is each engine's own (``engines/<name>/artifact.py``,
+through its contract). The model is resolved once at each entry
+(:meth:`ArtifactPipeline.resolve`) and that value goes down; nothing below reads the directory
+again.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +38,8 @@ from .errors import (
     ValidationFailedError,
 )
 from .log import get_logger
-from .model_types import ModelType, locate_model_files
+from .model_resolve import ModelRef, ResolvedModel, resolve_model
+from .model_types import ModelType
 from .progress import stage
 from .settings import DEFAULT_MIN_AGREEMENT, build_timeout_s, default_cache_dir
 
@@ -72,6 +76,10 @@ class PipelineOptions:
     cuda_graph_cache_size: int = 16
     #: per engine attempt (build + validation in a child); None: PADDLEOCR_TRT_BUILD_TIMEOUT_S
     build_timeout_s: float | None = None
+    #: "tensorrt" (full TensorRT) or "tensorrt-rtx" (TensorRT for RTX GPUs, ``rtx_artifact``)
+    trt_flavor: str = "tensorrt"
+    #: TensorRT-RTX build targets (``sm86``...); empty: every architecture it runs
+    targets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", self.precision.lower())
@@ -98,7 +106,7 @@ class ArtifactPipeline:
     ):
         self.cache = cache or EngineCache(default_cache_dir())
         self.options = options or PipelineOptions()
-        self.failures = FailureMemo(self.cache.root)
+        self.failures = FailureMemo(self.cache)
         #: None: engines.tensorrt.attempts.IsolatedEngineBuilder (a child process per attempt)
         self.engine_builder = engine_builder
 
@@ -108,6 +116,17 @@ class ArtifactPipeline:
     def _remember(self, key: CacheKey, exc: BaseException, timeout_s: float) -> None:
         remember(self.failures, key, exc, timeout_s)
 
+    # -- the model, resolved once --------------------------------------------------------------
+
+    def resolve(self, model: ModelRef, model_type: ModelType | str | None = None) -> ResolvedModel:
+        """``model`` resolved (files, type checked against inference.yml, its contents) with
+        its content fingerprint from this cache's hash index; a resolved value with a
+        fingerprint is returned as is."""
+        resolved = resolve_model(model, model_type)
+        if resolved.fingerprint is None:
+            resolved = resolved.with_fingerprint(self.cache.fingerprint(resolved.files).digest)
+        return resolved
+
     # -- inputs and references ----------------------------------------------------------------
 
     @functools.cached_property
@@ -115,18 +134,17 @@ class ArtifactPipeline:
         if self.options.validation_images:
             return tuple(Path(p) for p in self.options.validation_images)
         from .cache.fsutil import cache_error
-        from .cache.safety import ensure_private_dir
-        from .comparator.sample_images import render_sample_images
+        from .comparator.sample_images import render_sample_image_bytes
 
-        out = self.cache.root / "validation-images"
         try:
-            if not os.path.lexists(self.cache.root):
-                ensure_private_dir(self.cache.root)
-            ensure_private_dir(out)
-            paths = tuple(s.path for s in render_sample_images(out))
-            for path in paths:
-                os.chmod(path, 0o600, follow_symlinks=False)
-            return paths
+            with self.cache.fsroot.open("validation-images", create=True) as out:
+                paths = []
+                for name, data in render_sample_image_bytes():
+                    # a new 0600 file renamed into place through the dir's descriptor: a link
+                    # or hard link planted at the name is replaced, never written through
+                    out.write_bytes(name, data, durable=False)
+                    paths.append(out.path / name)
+            return tuple(paths)
         except OSError as exc:
             raise cache_error(self.cache.root, exc, "rendering the validation images") from exc
 
@@ -134,7 +152,7 @@ class ArtifactPipeline:
         """Rendered once per pipeline: every validation and benchmark input is cut from them."""
         return list(self._validation_images)
 
-    def validation_inputs(self, model_dir: Path, model_type: ModelType) -> list[np.ndarray]:
+    def validation_inputs(self, model_dir: ModelRef, model_type: ModelType) -> list[np.ndarray]:
         from .comparator.inputs import build_validation_inputs
 
         return build_validation_inputs(
@@ -144,7 +162,7 @@ class ArtifactPipeline:
             batch_sizes=VALIDATION_BATCHES,
         )
 
-    def fused_validation_pairs(self, model_dir: Path, model_type: ModelType) -> list[Any]:
+    def fused_validation_pairs(self, model_dir: ModelRef, model_type: ModelType) -> list[Any]:
         """The validation inputs as (unfused graph input, fused graph input) pairs."""
         from .comparator.fused import build_fused_pairs
 
@@ -156,55 +174,55 @@ class ArtifactPipeline:
         )
 
     @staticmethod
-    def reference_runner(model_dir: Path) -> Any:
-        from .backend.paddle.runner import PaddleInferenceRunner
+    def reference_runner(model: ModelRef) -> Any:
+        """Native Paddle for a Paddle model dir, ONNX Runtime on the source graph for an ONNX
+        one (``reference.reference_runner``)."""
+        from .reference import reference_runner
 
-        # One thread per core: Paddle's default of 10 oversubscribes small machines (2x slower).
-        return PaddleInferenceRunner(
-            model_dir,
-            device="cpu",
-            cpu_threads=os.cpu_count() or 1,
-            name=f"paddle:{model_dir.name}",
-        )
+        return reference_runner(resolve_model(model))
 
-    def compare(self, model_type: ModelType, model_dir: Path, candidate: Any, inputs) -> Any:
+    def compare(self, model_type: ModelType, model: ModelRef, candidate: Any, inputs) -> Any:
         from .comparator.compare import compare
 
-        with self.reference_runner(model_dir) as reference:
+        with self.reference_runner(model) as reference:
             return compare(
                 model_type, reference, candidate, inputs, min_agreement=self.options.min_agreement
             )
 
     # -- ONNX ---------------------------------------------------------------------------------
 
-    def onnx_key(self, model_dir: Path, model_type: ModelType) -> CacheKey:
+    def onnx_key(self, model_dir: ModelRef, model_type: ModelType) -> CacheKey:
         from .backend.onnx.convert import converter_versions
 
+        model = self.resolve(model_dir, model_type)
         return CacheKey(
-            model_fingerprint=self.cache.fingerprint(model_dir).digest,
+            model_fingerprint=str(model.fingerprint),
             model_type=model_type.value,
             kind="onnx",
             precision="fp32",
-            builder_settings={"min_agreement": self.options.min_agreement},
-            converter_versions=converter_versions(),
+            builder_settings={"min_agreement": self.options.min_agreement, **model.source_key()},
+            converter_versions=converter_versions(model.is_onnx),
         )
 
-    def onnx(self, model_dir: str | Path, model_type: ModelType | str) -> Artifact:
-        """The validated fp32 ONNX of a model (converted once, then from the cache)."""
+    def onnx(self, model_dir: ModelRef, model_type: ModelType | str) -> Artifact:
+        """The validated fp32 ONNX of a model (converted once, then from the cache). An ONNX
+        model dir's source graph is not converted: it is checked, its axes and nodes named,
+        and validated against ONNX Runtime running the untouched source."""
         from .backend.onnx.convert import convert_to_onnx
+        from .backend.onnx.source_onnx import check_source_onnx
 
-        model_dir = locate_model_files(model_dir).model_dir.resolve()
-        mtype = ModelType.parse(model_type)
-        key = self.onnx_key(model_dir, mtype)
+        model = self.resolve(model_dir, model_type)
+        model_dir = model.model_dir
+        mtype = model.model_type
+        key = self.onnx_key(model, mtype)
         created: dict[str, Any] = {}
 
         timeout_s = self.options.conversion_timeout_s
 
         def create(tmp: Path) -> tuple[Path, dict[str, Any]]:
             self._check_remembered(key, timeout_s)  # another process may have just failed
-            result = convert_to_onnx(
-                model_dir, tmp / ONNX_ARTIFACT, mtype, timeout_s=self.options.conversion_timeout_s
-            )
+            make = check_source_onnx if model.is_onnx else convert_to_onnx
+            result = make(model.files, tmp / ONNX_ARTIFACT, mtype, timeout_s=timeout_s)
             created["conversion"] = result
             return result.onnx_path, {
                 "repairs": result.repairs,
@@ -212,21 +230,29 @@ class ArtifactPipeline:
                 "input_names": result.input_names,
                 "output_names": result.output_names,
                 "model_dir": str(model_dir),
+                **model.source_metadata(),
             }
 
         def validate(path: Path) -> Any:
-            inputs = self.validation_inputs(model_dir, mtype)
+            inputs = self.validation_inputs(model, mtype)
             checker = registry.engine("onnxruntime")  # runs any ONNX graph on the CPU
-            with checker.graph_runner(path, name=f"onnxruntime:{model_dir.name}") as candidate:
-                report = self.compare(mtype, model_dir, candidate, inputs)
-            log_report("ONNX", model_dir, report)
+            with (
+                stage(
+                    f"validating the {mtype.value} ONNX of {model_dir.name} against "
+                    f"{model.reference_label}"
+                ),
+                checker.graph_runner(path, name=f"onnxruntime:{model_dir.name}") as candidate,
+            ):
+                report = self.compare(mtype, model, candidate, inputs)
+            log_report("ONNX", model, report)
             return report
 
         entry = self.cache.get(key)
         if entry is None:
             self._check_remembered(key, timeout_s)
             try:
-                with stage(f"converting {mtype.value} model {model_dir.name} to ONNX"):
+                verb = "checking the source ONNX of" if model.is_onnx else "converting"
+                with stage(f"{verb} {mtype.value} model {model_dir.name} to ONNX"):
                     entry = self.cache.get_or_create(
                         key, create, artifact_name=ONNX_ARTIFACT, validate_fn=validate
                     )
@@ -240,24 +266,30 @@ class ArtifactPipeline:
     def artifact(
         self,
         engine: str,
-        model_dir: str | Path,
-        model_type: ModelType | str,
+        model_dir: ModelRef,
+        model_type: ModelType | str | None,
         target: Target | None = None,
     ) -> Artifact | None:
         """The artifact the engine called ``engine`` runs (see ``engines/contract.py``), made
         from this recipe's validated ONNX; ``target`` defaults to the options' GPU."""
+        plugin = registry.engine(engine)
+        if not plugin.needs_artifact:
+            return None
         target = target or Target("gpu", self.options.device_id)
-        mtype = ModelType.parse(model_type)
-        return registry.engine(engine).prepare(self, Path(model_dir), mtype, target)
+        model = self.resolve(model_dir, model_type)  # once; every step takes the value
+        onnx = self.onnx(model, model.model_type)  # step 1: model -> validated ONNX
+        return plugin.prepare(self, onnx, model, model.model_type, target)  # step 2
 
-    def engine(self, model_dir: str | Path, model_type: ModelType | str) -> Artifact:
+    def engine(self, model_dir: ModelRef, model_type: ModelType | str) -> Artifact:
         """A validated TensorRT engine (``engines/tensorrt/artifact.py``)."""
         artifact = self.artifact("tensorrt", model_dir, model_type)
         assert artifact is not None
         return artifact
 
     # TensorRT's own steps, kept here so that a test double of the recipe can replace them
-    def engine_key(self, model_dir: Path, model_type: ModelType, profiles, settings) -> CacheKey:
+    def engine_key(
+        self, model_dir: ModelRef, model_type: ModelType, profiles, settings
+    ) -> CacheKey:
         return registry.engine("tensorrt").engine_key(
             self, model_dir, model_type, profiles, settings
         )
@@ -266,7 +298,7 @@ class ArtifactPipeline:
         return registry.engine("tensorrt").build_settings(self.options)
 
     def timing_cache_dir(self) -> Path | None:
-        return registry.engine("tensorrt").timing_cache_dir(self.cache.root)
+        return registry.engine("tensorrt").timing_cache_dir(self.cache)
 
 
 @functools.lru_cache(maxsize=8)

@@ -13,6 +13,9 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, TypeVar
 
+from .log import register_bar as _register
+from .log import unregister_bar as _unregister
+
 T = TypeVar("T")
 
 #: how often an open-ended step (one long conversion) redraws its elapsed time
@@ -41,9 +44,11 @@ def track(
     from tqdm import tqdm
 
     bar: Any = tqdm(items, desc=desc, total=total, file=sys.stderr, leave=False, dynamic_ncols=True)
+    _register(bar)
     try:
         yield from bar
     finally:
+        _unregister(bar)
         bar.close()
 
 
@@ -70,12 +75,14 @@ def step(desc: str, *, quiet: bool = False) -> Iterator[None]:
             bar.refresh()
 
     ticker = threading.Thread(target=tick, name="paddleocr-trt-progress", daemon=True)
+    _register(bar)
     ticker.start()
     try:
         yield
     finally:
         done.set()
         ticker.join()
+        _unregister(bar)
         bar.close()
 
 

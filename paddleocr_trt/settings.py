@@ -36,11 +36,18 @@ ENV_CUDA_GRAPHS = "PADDLEOCR_TRT_CUDA_GRAPHS"
 ENV_BUILD_TIMEOUT_S = "PADDLEOCR_TRT_BUILD_TIMEOUT_S"
 ENV_PIPELINE = "PADDLEOCR_TRT_PIPELINE"
 ENV_MODELS_DIR = "PADDLEOCR_TRT_MODELS_DIR"  # used by testing/models.py (demo and tests)
+ENV_MODEL_SOURCE = "PADDLEOCR_TRT_MODEL_SOURCE"
+#: which program of a model dir holding both a Paddle program and ``inference.onnx`` is the source
+MODEL_SOURCES = ("auto", "paddle", "onnx")
 
 #: Engine backends that can run a converted model, in the order a list may name them.
 #: what trt_engine= / $PADDLEOCR_TRT_ENGINE accept: the registry's requestable engines
+#: (``tensorrt-rtx`` is TensorRT for RTX GPUs, compute capability 8.0/8.6/8.9/12.x)
 ENGINE_NAMES = requestable_engines()
-DEFAULT_ENGINES = ("tensorrt",)
+#: plain ``use_tensorrt=True``: full TensorRT, else TensorRT-RTX where the GPU runs it
+DEFAULT_ENGINES = ("tensorrt", "tensorrt-rtx")
+_ENGINE_ALIASES = {"trt": "tensorrt", "ort": "onnxruntime", "tensorrtrtx": "tensorrt-rtx"}
+_ENGINE_ALIASES |= {"trtrtx": "tensorrt-rtx", "rtx": "tensorrt-rtx"}
 
 DEFAULT_WORKSPACE_GB = 4.0
 #: no GPU is known where settings are read: a workspace above this is a typo, not a plan
@@ -159,7 +166,7 @@ def _engine_names(value: Any) -> tuple[str, ...]:
         if not isinstance(item, str):
             raise ValueError(f"engine names are strings, got {item!r}")
         name = item.strip().lower().replace("-", "").replace("_", "")
-        name = {"trt": "tensorrt", "ort": "onnxruntime"}.get(name, name)
+        name = _ENGINE_ALIASES.get(name, name)
         if not name:
             continue
         if name not in ENGINE_NAMES:
@@ -227,6 +234,13 @@ def _log_level(raw: str) -> int:
     return int(getattr(logging, text))
 
 
+def _model_source(raw: str) -> str:
+    text = raw.lower()
+    if text not in MODEL_SOURCES:
+        raise ValueError(f"use {', '.join(MODEL_SOURCES[:-1])} or {MODEL_SOURCES[-1]}")
+    return text
+
+
 #: every documented setting, in the README's order
 SETTINGS: dict[str, Setting] = {
     s.name: s
@@ -250,6 +264,7 @@ SETTINGS: dict[str, Setting] = {
         Setting(ENV_CUDA_GRAPHS, f"{ENV_CUDA_GRAPHS}=1", _flag, False),
         Setting(ENV_LOG_LEVEL, f"{ENV_LOG_LEVEL}=WARNING", _log_level, None),
         Setting(ENV_MODELS_DIR, f"{ENV_MODELS_DIR}=~/paddleocr_models", _directory, None),
+        Setting(ENV_MODEL_SOURCE, f"{ENV_MODEL_SOURCE}=onnx", _model_source, "auto"),
     )
 }
 
@@ -291,8 +306,16 @@ def workspace_gb(environ: Environ | None = None) -> float:
 
 
 def engines(environ: Environ | None = None) -> tuple[str, ...]:
-    """The engines ``$PADDLEOCR_TRT_ENGINE`` asks for, else the default (TensorRT only)."""
+    """The engines ``$PADDLEOCR_TRT_ENGINE`` asks for, else the default (TensorRT, then
+    TensorRT-RTX)."""
     return tuple(SETTINGS[ENV_ENGINE].read(environ))
+
+
+def engines_given(environ: Environ | None = None) -> bool:
+    """Whether ``$PADDLEOCR_TRT_ENGINE`` names the engines (then that list is strict: no
+    automatic ONNX Runtime step after it)."""
+    env = os.environ if environ is None else environ
+    return bool(env.get(ENV_ENGINE, "").strip())
 
 
 def cuda_graphs_enabled(environ: Environ | None = None) -> bool:
@@ -321,3 +344,9 @@ def log_level(environ: Environ | None = None) -> int | None:
 def models_dir(environ: Environ | None = None) -> Path | None:
     """``$PADDLEOCR_TRT_MODELS_DIR`` (None: unset)."""
     return SETTINGS[ENV_MODELS_DIR].read(environ)
+
+
+def model_source(environ: Environ | None = None) -> str:
+    """Which program of a model dir holding both a Paddle program and ``inference.onnx`` is the
+    source: ``auto`` (default: Paddle where it is installed, else ONNX), ``paddle`` or ``onnx``."""
+    return str(SETTINGS[ENV_MODEL_SOURCE].read(environ))

@@ -13,6 +13,8 @@ pytest_plugins = [
     "fixtures.onnx",
     "fixtures.cache",
     "fixtures.engines",
+    "fixtures.current_models",
     "fixtures.fake_tensorrt",
     "fixtures.trt_runner_doubles",
+    "fixtures.fake_tensorrt_rtx",
 ]

@@ -192,10 +192,13 @@ def test_fallback_pipeline_equals_plain_paddleocr(
         trt = _results(ocr, sample_images)
     warnings = _fallback_warnings(caplog)
     expected_reason = "needs an NVIDIA GPU" if device == "cpu" else "TensorRT is not installed"
-    assert len(warnings) == 3, warnings  # det, rec, text-line orientation: one each
+    # det, rec, text-line orientation: one warning per step each (TensorRT, then TensorRT-RTX)
+    assert len(warnings) == 6, warnings
     for model in ("PP-OCRv4_mobile_det", "PP-OCRv4_mobile_rec", "PP-LCNet_x0_25_textline_ori"):
         mine = [w for w in warnings if w.startswith(model + ":")]
-        assert len(mine) == 1 and expected_reason in mine[0], warnings
+        assert len(mine) == 2 and expected_reason in mine[0], warnings
+        assert "trying the TensorRT-RTX engine" in mine[0], mine
+        assert "TensorRT-RTX" in mine[1] and "running native Paddle" in mine[1], mine
     assert any(p["texts"] for p in plain), "plain PaddleOCR read nothing: harness broken"
     for sample, p, t in zip(sample_images, plain, trt, strict=True):
         assert p["texts"] == t["texts"], sample.name

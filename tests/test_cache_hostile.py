@@ -49,6 +49,12 @@ def _rewrite_manifest(entry_dir: Path, **changes: object) -> None:
     (entry_dir / "manifest.json").write_text(json.dumps(manifest))
 
 
+def _cache_root(root: Path) -> Path:
+    """A cache root the cache made (0700, CACHEDIR.TAG): the plants below are in its own dir."""
+    EngineCache(root).fsroot.open(create=True).close()
+    return root
+
+
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root to make files owned by another uid (os.chown)"
 )
@@ -77,8 +83,7 @@ def test_cache_dir_with_an_existing_tmp_keeps_the_users_files(tmp_path: Path) ->
 
 def test_planted_tmp_symlink_is_never_followed(tmp_path: Path) -> None:
     victim, content = _victim(tmp_path)
-    root = tmp_path / "cache"
-    root.mkdir()
+    root = _cache_root(tmp_path / "cache")
     (root / "tmp").symlink_to(victim.parent)
     cache = EngineCache(root)
     with pytest.raises(CacheError, match="symbolic link"):
@@ -107,7 +112,7 @@ def test_clear_all_keeps_directories_the_cache_did_not_make(tmp_path: Path) -> N
 
 def test_planted_lock_symlink_is_not_written_through(tmp_path: Path) -> None:
     victim, content = _victim(tmp_path)
-    root = tmp_path / "cache"
+    root = _cache_root(tmp_path / "cache")
     key = make_key()
     (root / "locks").mkdir(parents=True)
     (root / "locks" / f"{key.kind}-{key.digest}.lock").symlink_to(victim)
@@ -118,7 +123,7 @@ def test_planted_lock_symlink_is_not_written_through(tmp_path: Path) -> None:
 
 @needs_root
 def test_lock_file_of_another_user_is_refused(tmp_path: Path) -> None:
-    root = tmp_path / "cache"
+    root = _cache_root(tmp_path / "cache")
     key = make_key()
     (root / "locks").mkdir(parents=True)
     lock = root / "locks" / f"{key.kind}-{key.digest}.lock"
@@ -133,7 +138,7 @@ def test_validation_images_are_replaced_atomically_never_written_through(tmp_pat
     from paddleocr_trt.pipeline import ArtifactPipeline
 
     victim, content = _victim(tmp_path)
-    root = tmp_path / "cache"
+    root = _cache_root(tmp_path / "cache")
     images = root / "validation-images"
     images.mkdir(parents=True)
     (images / "english_document.png").symlink_to(victim)
@@ -305,8 +310,7 @@ def test_housekeeping_of_a_missing_cache_creates_nothing(tmp_path: Path) -> None
 def test_timing_cache_dir_of_another_user_or_a_link_is_not_used(tmp_path: Path) -> None:
     from paddleocr_trt.pipeline import ArtifactPipeline
 
-    root = tmp_path / "cache"
-    root.mkdir()
+    root = _cache_root(tmp_path / "cache")
     (root / "timing").symlink_to(tmp_path)
     assert ArtifactPipeline(EngineCache(root)).timing_cache_dir() is None
     (root / "timing").unlink()

@@ -150,6 +150,7 @@ def test_clean_temp_keeps_live_builders_and_removes_dead_ones(cache_root: Path) 
         text=True,
         check=True,
     )
+    EngineCache(cache_root).fsroot.open("tmp", create=True).close()  # the cache's own root
     tmp = cache_root / "tmp"
     names = {what: f"onnx-{'a' * 24}-{i}-{i:08x}" for i, what in enumerate(OWNER_CASES)}
     owners = {

@@ -89,9 +89,14 @@ def test_doctor_json_reports_why_tensorrt_is_not_used(tmp_path: Path) -> None:
         assert proc.returncode == 1
         assert report["packages"]["tensorrt"] is None
         assert decision["backend"] == "paddle"
-        assert decision["code"] == "tensorrt-missing"
-        assert decision["reason"] == "TensorRT is not installed"
+        # the default chain: TensorRT (absent), then TensorRT-RTX (no usable GPU here)
+        assert report["engines"]["tensorrt"]["code"] == "tensorrt-missing"
+        assert report["engines"]["tensorrt"]["reason"] == "TensorRT is not installed"
+        assert decision["code"] == report["engines"]["tensorrt-rtx"]["code"]
+        assert decision["code"] in ("no-cuda-gpu", "tensorrt-rtx-missing")
         assert report["tensorrt"]["ok"] is False
+        assert report["flavor"]["flavor"] == "tensorrt-rtx"  # no GPU: build ahead of time
+        assert report["flavor"]["install"] == "pip install 'paddleocr-trt[tensorrt-rtx]'"
 
 
 def test_doctor_human_output_and_disable_env(tmp_path: Path) -> None:
@@ -149,7 +154,8 @@ def test_optimize_without_tensorrt_exits_1_with_reason(ocr_models, tmp_path: Pat
     assert "TensorRT is not installed" in report["reason"]
     human = cli(*args)
     assert human.returncode == 1
-    assert "optimize failed:" in human.stdout and "TensorRT is not installed" in human.stdout
+    assert "error: optimize failed:" in human.stderr and "TensorRT is not installed" in human.stderr
+    assert human.stderr.count("TensorRT is not installed") == 1  # printed once, not logged too
     assert "Traceback" not in human.stderr
 
 

@@ -100,7 +100,7 @@ def test_validation_images_path_that_is_a_file_is_a_cache_error(tmp_path: Path) 
     from paddleocr_trt.pipeline import ArtifactPipeline
 
     root = tmp_path / "cache"
-    root.mkdir()
+    EngineCache(root).fsroot.open(create=True).close()  # a cache root the cache made
     (root / "validation-images").write_text("not a dir")
     with pytest.raises(CacheError, match="validation-images is not a directory"):
         ArtifactPipeline(EngineCache(root)).validation_images()

@@ -23,11 +23,13 @@ def test_parse_engines_orders_and_names_bad_values() -> None:
     assert parse_engines("tensorrt,onnxruntime") == ("tensorrt", "onnxruntime")
     assert parse_engines(" ONNXRuntime , TensorRT ,onnxruntime") == ("onnxruntime", "tensorrt")
     assert parse_engines(["ort", "trt"]) == ("onnxruntime", "tensorrt")
-    with pytest.raises(ValueError, match=r"unknown engine 'openvino'.*tensorrt, onnxruntime"):
+    with pytest.raises(
+        ValueError, match=r"unknown engine 'openvino'.*tensorrt, tensorrt-rtx, onnxruntime"
+    ):
         parse_engines("tensorrt,openvino")
     with pytest.raises(ValueError, match="names no engine"):
         parse_engines(" , ")
-    assert engines({}) == ("tensorrt",)
+    assert engines({}) == ("tensorrt", "tensorrt-rtx")  # full TensorRT, else TensorRT-RTX
     assert engines({ENV_ENGINE: "onnxruntime"}) == ("onnxruntime",)
 
 
@@ -181,8 +183,9 @@ def test_doctor_reports_each_engine_and_follows_the_configured_order() -> None:
     if tensorrt_status().ok:
         pytest.skip("TensorRT is usable here: the fallback answers below cannot be observed")
     code, report = _doctor(None)
-    assert report["engines"]["requested"] == ["tensorrt"]
+    assert report["engines"]["requested"] == ["tensorrt", "tensorrt-rtx"]
     assert report["engines"]["tensorrt"]["ok"] is False
+    assert report["engines"]["tensorrt-rtx"]["ok"] is False  # no usable GPU here
     assert report["engines"]["onnxruntime"]["ok"] is True
     assert report["engines"]["onnxruntime"]["provider"] == "CPUExecutionProvider"
     assert code == 1 and report["decision"]["backend"] == "paddle"

@@ -7,6 +7,10 @@ Two layers are touched, both read in paddleocr 3.7 / paddlex 3.7 source:
   created (``device='cpu'`` would otherwise drop it silently).
 * PaddleX's Paddle static engine: its default runner builder is where every det/rec/cls model of
   every pipeline gets its forward runner. Ours decides there: TensorRT engine, or native Paddle.
+* PaddleX's ONNX Runtime engine (``engine="onnxruntime"``, ONNX model dirs, no Paddle needed):
+  the same decision, with PaddleX's own ``ONNXRuntimeRunner`` as the native runner. Without
+  Paddle installed, ``use_tensorrt=True`` with no ``engine`` picks this engine (stock PaddleOCR
+  would fail to import Paddle).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ def apply(target: str) -> bool:
         {
             "paddleocr": _patch_paddleocr,
             "paddlex_engine": _patch_paddlex_engine,
+            "paddlex_onnxruntime_engine": _patch_paddlex_onnxruntime_engine,
             "paddlex_ocr_pipeline": _patch_ocr_pipeline,
         }[target]()
         _applied.add(target)
@@ -83,6 +88,7 @@ def _wrap_parse_common_args(original: Any) -> Any:
         pipeline = kwargs.pop(trt_request.PIPELINE_KWARG, None)
         if pipeline is not None and not isinstance(pipeline, bool):
             raise ValueError(f"{trt_request.PIPELINE_KWARG}={pipeline!r}: use True or False")
+        kwargs = onnxruntime_engine_without_paddle(kwargs, engines is not None)
         parsed = original(kwargs, *args, **kw)
         if engines is not None:
             parsed[trt_request.ENGINES_COMMON_ARG] = engines
@@ -92,6 +98,24 @@ def _wrap_parse_common_args(original: Any) -> Any:
 
     setattr(parse_common_args, _PATCHED_ATTR, True)
     return parse_common_args
+
+
+def onnxruntime_engine_without_paddle(kwargs: dict[str, Any], engines_given: bool) -> dict:
+    """``use_tensorrt=True`` (or ``trt_engine=``) with no ``engine`` where Paddle is not
+    installed: PaddleX's ONNX Runtime engine (ONNX model dirs), said once. Stock PaddleOCR would
+    pick the Paddle engine and fail to import it."""
+    if kwargs.get("engine") is not None or not (kwargs.get("use_tensorrt") or engines_given):
+        return kwargs
+    from ..model_types import paddle_installed
+
+    if paddle_installed():
+        return kwargs
+    warn_once(
+        ("engine-onnxruntime-without-paddle",),
+        "paddlepaddle is not installed: using PaddleX's ONNX Runtime engine "
+        '(engine="onnxruntime"; model dirs need inference.onnx + inference.yml)',
+    )
+    return {**kwargs, "engine": "onnxruntime"}
 
 
 def _wrap_creator(original: Any) -> Any:
@@ -124,12 +148,17 @@ def _patch_paddleocr() -> None:
     predictor_cls = models_base.PaddleXPredictorWrapper
     predictor_cls._create_paddlex_predictor = _wrap_creator(predictor_cls._create_paddlex_predictor)
     # The engine module may already be loaded (paddleocr imports paddlex eagerly in some paths).
-    if (
-        "paddlex.inference.models.engines.paddle" in sys.modules
-        and "paddlex_engine" not in _applied
+    for module, target, patch in (
+        ("paddlex.inference.models.engines.paddle", "paddlex_engine", _patch_paddlex_engine),
+        (
+            "paddlex.inference.models.engines.onnxruntime",
+            "paddlex_onnxruntime_engine",
+            _patch_paddlex_onnxruntime_engine,
+        ),
     ):
-        _patch_paddlex_engine()
-        _applied.add("paddlex_engine")
+        if module in sys.modules and target not in _applied:
+            patch()
+            _applied.add(target)
 
 
 def _patch_ocr_pipeline() -> None:
@@ -144,11 +173,25 @@ def _patch_ocr_pipeline() -> None:
 def _patch_paddlex_engine() -> None:
     from paddlex.inference.models.engines.paddle import PaddleStaticEngine
 
+    _patch_runner_engine(PaddleStaticEngine, model_source=None)
+
+
+def _patch_paddlex_onnxruntime_engine() -> None:
+    from paddlex.inference.models.engines.onnxruntime import ONNXRuntimeEngine
+
+    # The user's baseline here is the dir's inference.onnx: it is the source, whatever else
+    # the dir holds.
+    _patch_runner_engine(ONNXRuntimeEngine, model_source="onnx")
+
+
+def _patch_runner_engine(engine_cls: Any, *, model_source: str | None) -> None:
+    """Route ``engine_cls``'s default runner builder through ``build_runner`` (our decision,
+    the engine's own runner as the native one) and let its validation accept our runners."""
     from ..integration.report import is_our_runner
     from ..integration.runner_factory import build_runner
 
-    original_builder_factory = PaddleStaticEngine.get_default_runner_builder
-    original_validate = PaddleStaticEngine.validate_runner
+    original_builder_factory = engine_cls.get_default_runner_builder
+    original_validate = engine_cls.validate_runner
     if getattr(original_builder_factory, _PATCHED_ATTR, False):
         return
 
@@ -157,7 +200,7 @@ def _patch_paddlex_engine() -> None:
         native_builder = original_builder_factory(self)
 
         def runner_builder(**kwargs: Any) -> Any:
-            return build_runner(native_builder, **kwargs)
+            return build_runner(native_builder, model_source=model_source, **kwargs)
 
         return runner_builder
 
@@ -168,5 +211,5 @@ def _patch_paddlex_engine() -> None:
         original_validate(self, runner)
 
     setattr(get_default_runner_builder, _PATCHED_ATTR, True)
-    PaddleStaticEngine.get_default_runner_builder = get_default_runner_builder
-    PaddleStaticEngine.validate_runner = validate_runner
+    engine_cls.get_default_runner_builder = get_default_runner_builder
+    engine_cls.validate_runner = validate_runner

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import stat
@@ -19,21 +20,13 @@ from typing import Any, Protocol
 from .._version import __version__
 from ..errors import CacheError, ValidationFailedError
 from ..log import get_logger
-from .fsutil import (
-    FULL_ERRNOS,
-    NOT_WRITABLE_ERRNOS,
-    cache_error,
-    fsync_dir,
-    fsync_file,
-    owner_record,
-    remove_tree,
-    sha256_file,
-    write_json_atomic,
-)
+from .fsutil import FULL_ERRNOS, NOT_WRITABLE_ERRNOS, cache_error, owner_record
 from .housekeeping import OWNER_NAME, build_dir_name
 from .key import CacheKey
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, CacheEntry
-from .safety import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, remove_own_tree
+from .root import CacheRoot
+from .safedir import SafeDir
+from .safety import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, UntrustedPathError
 
 log = get_logger("cache")
 
@@ -46,13 +39,14 @@ class EntryStore(Protocol):
     """What :func:`build_entry` needs of the cache (``store.EngineCache``, which calls it)."""
 
     root: Path
+    fsroot: CacheRoot
 
     @property
     def tmp_dir(self) -> Path: ...
 
     def entry_dir(self, key: CacheKey) -> Path: ...
 
-    def _discard_entry(self, entry_dir: Path) -> bool: ...
+    def _discard_entry(self, kind: str, digest: str) -> bool: ...
 
 
 class CachePublishError(CacheError):
@@ -71,15 +65,18 @@ class CachePublishError(CacheError):
         build_dir: Path,
         metadata: Mapping[str, Any] | None = None,
         validation: Mapping[str, Any] | None = None,
+        cache: EntryStore | None = None,
     ) -> None:
         super().__init__(message)
+        self._cache = cache
         self.artifact_path = artifact_path
         self.build_dir = build_dir
         self.metadata = dict(metadata or {})
         self.validation = None if validation is None else dict(validation)
 
     def discard(self) -> None:
-        remove_own_tree(self.build_dir)
+        if self._cache is not None:
+            _discard_build(self._cache, self.build_dir.name)
 
 
 def _is_cache_storage_error(exc: BaseException, root: Path) -> bool:
@@ -122,31 +119,35 @@ def build_entry(
     keep_extra_files: bool,
 ) -> CacheEntry:
     """Create, validate, seal and publish one entry; the caller holds the key's lock."""
-    build_dir = cache.tmp_dir / build_dir_name(key.kind, key.digest)
-    work = build_dir / "entry"
+    name = build_dir_name(key.kind, key.digest)
+    build_dir = cache.tmp_dir / name
     try:
-        os.mkdir(build_dir, PRIVATE_DIR_MODE)
-        write_json_atomic(build_dir / OWNER_NAME, owner_record(), durable=False)
-        os.mkdir(work, PRIVATE_DIR_MODE)
-    except OSError as exc:
-        remove_own_tree(build_dir)
+        with cache.fsroot.open("tmp") as tmp, tmp.child(name, create=True) as build:
+            build.write_json(OWNER_NAME, owner_record(), durable=False)
+            build.child("entry", create=True).close()
+    except (OSError, UntrustedPathError) as exc:
+        _discard_build(cache, name)
+        if isinstance(exc, UntrustedPathError):
+            raise
         raise cache_error(cache.root, exc, "creating a temporary build directory") from exc
+    work = build_dir / "entry"
 
     started = time.time()
     t0 = time.perf_counter()
     try:
         artifact, metadata = _run_create(create_fn, work, artifact_name)
-        if not keep_extra_files:
-            for extra in list(work.iterdir()):
-                if extra != artifact:
-                    remove_tree(extra)
-        _seal(work)
+        with cache.fsroot.open("tmp", name, "entry") as work_dir:
+            if not keep_extra_files:
+                for extra in work_dir.names():
+                    if extra != artifact_name and not work_dir.unlink(extra):
+                        work_dir.remove_tree(extra)
+            files = _seal(work_dir)
         build_seconds = time.perf_counter() - t0
         validation = None
         if validate_fn is not None:
             validation = _report_dict(validate_fn(artifact), key)
     except BaseException as exc:
-        remove_own_tree(build_dir)
+        _discard_build(cache, name)
         if _is_cache_storage_error(exc, cache.root):
             assert isinstance(exc, OSError)
             raise cache_error(cache.root, exc, f"creating {key.describe()}") from exc
@@ -157,35 +158,38 @@ def build_entry(
     log.info("created %s in %.1f s", key.describe(), build_seconds)
 
     dest = cache.entry_dir(key)
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "package_version": __version__,
+        "digest": key.digest,
+        "kind": key.kind,
+        "key": key.to_dict(),
+        "artifact": artifact_name,
+        "files": files,
+        "created": started,
+        "build_seconds": build_seconds,
+        "validation": validation,
+        "metadata": json.loads(json.dumps(dict(metadata), default=str)),
+        "last_used": time.time(),
+        "created_by": owner_record(),
+    }
     try:
-        files = {}
-        for path in sorted(p for p in work.rglob("*") if p.is_file()):
-            fsync_file(path)
-            rel = path.relative_to(work).as_posix()
-            files[rel] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
-        for sub in sorted((p for p in work.rglob("*") if p.is_dir()), reverse=True):
-            fsync_dir(sub)
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "package_version": __version__,
-            "digest": key.digest,
-            "kind": key.kind,
-            "key": key.to_dict(),
-            "artifact": artifact_name,
-            "files": files,
-            "created": started,
-            "build_seconds": build_seconds,
-            "validation": validation,
-            "metadata": json.loads(json.dumps(dict(metadata), default=str)),
-            "last_used": time.time(),
-            "created_by": owner_record(),
-        }
-        write_json_atomic(work / MANIFEST_NAME, manifest)
-        if os.path.lexists(dest):  # a bad leftover that could not be removed earlier
-            cache._discard_entry(dest)
-        os.rename(work, dest)
-    except OSError as exc:
-        message = str(cache_error(cache.root, exc, f"storing {key.describe()}"))
+        with cache.fsroot.open() as root, root.child("tmp") as tmp, tmp.child(name) as build:
+            with build.child("entry") as work_dir:
+                work_dir.write_json(MANIFEST_NAME, manifest)
+            with root.child(key.kind) as kind_dir:
+                if kind_dir.lstat(key.digest) is not None:  # a bad leftover not removed earlier
+                    cache._discard_entry(key.kind, key.digest)
+                build.rename("entry", kind_dir, key.digest)
+                try:
+                    kind_dir.fsync()
+                except OSError as exc:
+                    log.warning("could not fsync %s: %s", kind_dir.path, exc)
+    except (OSError, UntrustedPathError) as exc:
+        if isinstance(exc, OSError):
+            message = str(cache_error(cache.root, exc, f"storing {key.describe()}"))
+        else:
+            message = f"storing {key.describe()} failed: {exc}"
         kept = work / artifact_name
         if kept.is_file():
             message += f"; the new artifact is still usable at {kept} for this run"
@@ -195,13 +199,15 @@ def build_entry(
             build_dir=build_dir,
             metadata=metadata,
             validation=validation,
+            cache=cache,
         ) from exc
-    try:
-        fsync_dir(dest.parent)
-    except OSError as exc:
-        log.warning("could not fsync %s: %s", dest.parent, exc)
-    remove_own_tree(build_dir)
+    _discard_build(cache, name)
     return CacheEntry(key.digest, key.kind, dest, manifest)
+
+
+def _discard_build(cache: EntryStore, name: str) -> None:
+    with contextlib.suppress(OSError, UntrustedPathError), cache.fsroot.open("tmp") as tmp:
+        tmp.remove_tree(name, last=OWNER_NAME)
 
 
 def _run_create(
@@ -229,16 +235,35 @@ def _run_create(
     return final, metadata
 
 
-def _seal(work: Path) -> None:
-    """Make a fresh build private (dirs 0700, files 0600, whatever the umask); refuse links."""
-    for dirpath, dirnames, filenames in os.walk(work):
-        for name in [*dirnames, *filenames]:
-            path = Path(dirpath) / name
-            mode = os.lstat(path).st_mode
-            if stat.S_ISLNK(mode) or not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
-                raise ValueError(f"create_fn left {path}, which is not a regular file or dir")
-            os.chmod(path, PRIVATE_DIR_MODE if stat.S_ISDIR(mode) else PRIVATE_FILE_MODE)
-    os.chmod(work, PRIVATE_DIR_MODE)
+def _seal(work: SafeDir) -> dict[str, dict[str, Any]]:
+    """Make a fresh build private (dirs 0700, files 0600, whatever the umask), durable, and
+    describe its files (size, sha256); refuse links and special files. All through fds."""
+    files: dict[str, dict[str, Any]] = {}
+    for top, dirs, names, dir_fd in os.fwalk(".", dir_fd=work.fd, follow_symlinks=False):
+        for name in [*dirs, *names]:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode) or not (
+                stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)
+            ):
+                raise ValueError(
+                    f"create_fn left {work.path / top / name}, which is not a regular file or dir"
+                )
+        for name in names:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+            with os.fdopen(fd, "rb") as handle:
+                os.fchmod(fd, PRIVATE_FILE_MODE)
+                os.fsync(fd)
+                digest = hashlib.sha256()
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+                rel = os.path.normpath(os.path.join(top, name))
+                files[Path(rel).as_posix()] = {
+                    "size": os.fstat(fd).st_size,
+                    "sha256": digest.hexdigest(),
+                }
+        os.fchmod(dir_fd, PRIVATE_DIR_MODE)
+        os.fsync(dir_fd)
+    return dict(sorted(files.items()))
 
 
 #: below this many free bytes, a failed build is reported as "cache full", not as its own error

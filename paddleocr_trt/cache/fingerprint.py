@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..model_types import locate_model_files
+from ..model_types import ModelFiles, locate_model_files
 from .hashindex import FileHashIndex
 
 FINGERPRINT_VERSION = 1
@@ -19,7 +19,8 @@ FINGERPRINT_VERSION = 1
 
 @dataclass(frozen=True)
 class ModelFingerprint:
-    #: sha256 hex over (file name, file sha256) of program, params and inference.yml
+    #: sha256 hex over (file name, file sha256) of program, params and inference.yml (an ONNX
+    #: model dir: inference.onnx and inference.yml, so the source graph's content is covered)
     digest: str
     #: ``{file name: sha256}``
     files: dict[str, str]
@@ -28,10 +29,12 @@ class ModelFingerprint:
 
 
 def fingerprint_model_dir(
-    model_dir: str | Path, index: FileHashIndex | None = None
+    model_dir: str | Path | ModelFiles, index: FileHashIndex | None = None
 ) -> ModelFingerprint:
-    """Content fingerprint of a Paddle model dir; raises ModelDirError if it is not one."""
-    files = locate_model_files(model_dir).files
+    """Content fingerprint of a model dir (or its located files: nothing is looked up again);
+    raises ModelDirError if it is not one."""
+    located = model_dir if isinstance(model_dir, ModelFiles) else locate_model_files(model_dir)
+    files = located.files
     index = index or FileHashIndex(None)
     hashes: dict[str, str] = {}
     read = 0

@@ -1,7 +1,7 @@
 """File-system helpers for the cache: durable atomic writes, OS-error wording, process liveness.
 
-Every write the cache makes goes through here so that "disk full" and "read-only" always become
-the same :class:`~paddleocr_trt.errors.CacheError` message, never a raw traceback.
+OS errors met by the cache become one :class:`~paddleocr_trt.errors.CacheError` message here
+("disk full", "read-only"), never a raw traceback; the writes themselves go through safedir.py.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
 import os
 import shutil
 import socket
@@ -17,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CacheError
-from .safety import O_NOFOLLOW, write_bytes_atomic
-from .safety import fsync_dir as fsync_dir
 
 #: errno values that mean "this directory cannot take writes", whoever's fault it is.
 NOT_WRITABLE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
@@ -57,22 +54,9 @@ def cache_error(root: Path, exc: OSError, doing: str) -> CacheError:
     return error
 
 
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | O_NOFOLLOW)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_json_atomic(path: Path, data: Any, *, durable: bool = True) -> None:
-    """Write JSON to an exclusive temp file beside ``path`` (0600) and rename it over."""
-    text = json.dumps(data, indent=1, sort_keys=True) + "\n"
-    write_bytes_atomic(path, text.encode("utf-8"), durable=durable)
-
-
 def remove_tree(path: Path) -> None:
-    """Delete a file or directory tree; missing is fine (another process may have won)."""
+    """Delete a file or directory tree by path (tests and scratch dirs; never a cache path:
+    the cache deletes through :meth:`SafeDir.remove_tree`)."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:

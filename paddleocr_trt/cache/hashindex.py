@@ -13,16 +13,21 @@ The index is an optimisation only: unreadable or unwritable means "hash again", 
 from __future__ import annotations
 
 import contextlib
-import json
+import math
 import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..log import get_logger
-from .fsutil import sha256_file, write_json_atomic
-from .safety import ensure_private_dir, read_trusted_bytes, untrusted_reason
+from .fsutil import sha256_file
+from .safety import UntrustedPathError
+
+if TYPE_CHECKING:
+    from .root import CacheRoot
+    from .safedir import SafeDir
 
 log = get_logger("cache")
 
@@ -40,11 +45,13 @@ def _valid_record(record: object) -> bool:
     return (
         isinstance(key, list)
         and len(key) == 5
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in key)
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in key)
         and isinstance(digest, str)
         and len(digest) == 64
+        and all(c in "0123456789abcdef" for c in digest)
         and isinstance(seen, int | float)
         and not isinstance(seen, bool)
+        and math.isfinite(seen)
     )
 
 
@@ -61,13 +68,19 @@ class HashResult:
 
 
 class FileHashIndex:
-    """sha256 of files, remembered across processes in ``<index_dir>/hash-index.json``.
+    """sha256 of files, remembered across processes in ``<root>/hash-index.json``.
 
-    ``index_dir=None`` keeps the memory in this process only.
+    ``index_dir`` is a :class:`CacheRoot` (or a dir, taken as one); None keeps the memory in
+    this process only. The file is read and written only through the root's descriptors.
     """
 
-    def __init__(self, index_dir: Path | None) -> None:
-        self.path = None if index_dir is None else Path(index_dir) / INDEX_FILE_NAME
+    def __init__(self, index_dir: CacheRoot | Path | None) -> None:
+        from .root import CacheRoot
+
+        if index_dir is not None and not isinstance(index_dir, CacheRoot):
+            index_dir = CacheRoot(index_dir)
+        self.root = index_dir
+        self.path = None if index_dir is None else index_dir.path / INDEX_FILE_NAME
         self._entries: dict[str, dict[str, object]] | None = None
         self._dirty = False
         self._lock = threading.Lock()
@@ -78,21 +91,27 @@ class FileHashIndex:
         return self._entries
 
     def _read_disk(self) -> dict[str, dict[str, object]]:
-        if self.path is None:
+        if self.root is None:
             return {}
         try:
-            data = json.loads(read_trusted_bytes(self.path).decode("utf-8"))
+            with self.root.open() as root:
+                data = root.read_json(INDEX_FILE_NAME)
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as exc:  # UntrustedPathError included: never trusted
+        except (OSError, ValueError, UntrustedPathError) as exc:  # never trusted
             log.debug("ignoring unreadable hash index %s: %s", self.path, exc)
             return {}
-        if not isinstance(data, dict) or data.get("version") != INDEX_VERSION:
+        files = data.get("files") if isinstance(data, dict) else None
+        if not isinstance(files, dict) or data.get("version") != INDEX_VERSION:
             return {}
-        files = data.get("files")
-        if not isinstance(files, dict):
-            return {}
-        return {path: record for path, record in files.items() if _valid_record(record)}
+        kept = {p: r for p, r in files.items() if os.path.isabs(p) and _valid_record(r)}
+        if len(kept) != len(files):
+            log.warning(
+                "hash index %s: dropped %d malformed records (it is only a memory of hashes)",
+                self.path,
+                len(files) - len(kept),
+            )
+        return kept
 
     def sha256(self, path: str | Path, *, trust_index: bool = True) -> HashResult:
         """Content hash of ``path``; from the index when its stat is unchanged."""
@@ -112,6 +131,29 @@ class FileHashIndex:
                 self._dirty = True
         return HashResult(digest, st.st_size, st.st_size)
 
+    def sha256_in(self, directory: SafeDir, name: str, *, trust_index: bool = True) -> str:
+        """Content hash of a cache file, opened through ``directory``'s descriptor."""
+        abspath = str(directory.path / name)
+        st = directory.lstat(name)
+        known = None
+        if st is not None and trust_index:
+            with self._lock:
+                known = self._load().get(abspath)
+        if known and st is not None and known.get("stat") == _stat_key(st):
+            return str(known["sha256"])
+        digest, before = directory.sha256(name)
+        after = directory.lstat(name)
+        recent = time.time() - max(before.st_mtime, before.st_ctime) < RACY_WINDOW_S
+        if after is not None and _stat_key(after) == _stat_key(before) and not recent:
+            with self._lock:
+                self._load()[abspath] = {
+                    "stat": _stat_key(before),
+                    "sha256": digest,
+                    "seen": time.time(),
+                }
+                self._dirty = True
+        return digest
+
     def forget(self, path: str | Path) -> None:
         with self._lock:
             if self._load().pop(os.path.abspath(path), None) is not None:
@@ -122,20 +164,21 @@ class FileHashIndex:
         with self._lock:
             self._entries = {}
             self._dirty = False
-            if self.path is None:
+            if self.root is None:
                 return
-            try:
-                st = os.lstat(self.path)
-            except OSError:
-                return
-            if untrusted_reason(st, want_dir=False) is None:
-                with contextlib.suppress(OSError):
-                    self.path.unlink()
+            # only a file of ours that is a hash index of this schema (the root is marked)
+            with (
+                contextlib.suppress(OSError, ValueError, UntrustedPathError),
+                self.root.open_marked() as root,
+            ):
+                data = root.read_json(INDEX_FILE_NAME)
+                if isinstance(data, dict) and data.get("version") == INDEX_VERSION:
+                    root.unlink(INDEX_FILE_NAME)
 
     def save(self) -> None:
         """Merge this process's new hashes into the file; failures only cost re-hashing later."""
         with self._lock:
-            if not self._dirty or self.path is None or self._entries is None:
+            if not self._dirty or self.root is None or self._entries is None:
                 return
             merged = self._read_disk()
             merged.update(self._entries)
@@ -143,12 +186,11 @@ class FileHashIndex:
                 newest = sorted(merged.items(), key=lambda kv: kv[1].get("seen", 0), reverse=True)
                 merged = dict(newest[:MAX_ENTRIES])
             try:
-                if not os.path.lexists(self.path.parent):
-                    ensure_private_dir(self.path.parent)
-                write_json_atomic(
-                    self.path, {"version": INDEX_VERSION, "files": merged}, durable=False
-                )
-            except OSError as exc:
+                with self.root.open(create=True) as root:
+                    root.write_json(
+                        INDEX_FILE_NAME, {"version": INDEX_VERSION, "files": merged}, durable=False
+                    )
+            except (OSError, UntrustedPathError) as exc:
                 log.debug("could not save hash index %s: %s", self.path, exc)
                 return
             self._entries = merged

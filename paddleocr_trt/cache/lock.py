@@ -3,9 +3,11 @@
 ``fcntl.flock`` is released by the kernel when its holder dies (even by SIGKILL), so a crashed
 builder can never leave a lock that blocks the next start. Lock files are only deleted by a
 holder, and a taker re-checks after locking that the file it locked is still the one at the path.
-Lock names are predictable, so they are opened ``O_NOFOLLOW`` and checked on the descriptor: a
-link or a file of another user planted in ``locks/`` is refused, never written through. A waiter
-says who holds the lock, at once and then every :data:`REPORT_EVERY_S` seconds.
+Lock names are predictable, so they are opened through the locks dir's descriptor with
+``O_NOFOLLOW`` and checked on the descriptor: a symlink, a hard link (link count > 1) or a file
+of another user planted in ``locks/`` is refused, never written through, and a lock file is never
+truncated (the holder's record is written in place, padded to a fixed size). A waiter says who
+holds the lock, at once and then every :data:`REPORT_EVERY_S` seconds.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from pathlib import Path
 from ..errors import CacheError
 from ..log import get_logger
 from .fsutil import owner_record
-from .safety import O_NOFOLLOW, PRIVATE_FILE_MODE, UntrustedPathError, untrusted_reason
+from .safedir import SafeDir, check_name, file_problem
+from .safety import PRIVATE_FILE_MODE, UntrustedPathError
 
 log = get_logger("cache")
 
@@ -30,6 +33,8 @@ POLL_S = 0.05
 #: a waiter logs who holds the lock after this long, then again every REPORT_EVERY_S
 FIRST_REPORT_S = 1.0
 REPORT_EVERY_S = 30.0
+#: the holder's JSON record is padded with spaces to this size (written in place, never truncated)
+RECORD_BYTES = 512
 
 
 def _holder(fd: int) -> str:
@@ -40,40 +45,64 @@ def _holder(fd: int) -> str:
         return "an unknown process"
 
 
-def _open_lock(path: Path, create: bool) -> int:
-    """Open a lock file without following links; refuse one we do not own."""
-    flags = os.O_RDWR | (os.O_CREAT if create else 0)
+def _open_lock(directory: SafeDir, name: str, create: bool) -> int:
+    """Open a lock file through ``directory`` without following links; refuse a hard-linked
+    one or one we do not own. Never O_TRUNC."""
+    check_name(name)
+    path = directory.path / name
+    base = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(path, flags | O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE_MODE)
+        try:
+            if not create:
+                raise FileExistsError
+            flags = base | os.O_CREAT | os.O_EXCL
+            fd = os.open(name, flags, PRIVATE_FILE_MODE, dir_fd=directory.fd)
+            os.fchmod(fd, PRIVATE_FILE_MODE)  # whatever the umask
+        except FileExistsError:
+            fd = os.open(name, base, dir_fd=directory.fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise UntrustedPathError(
                 f"{path} is a symbolic link; the cache refuses to use it"
             ) from None
         raise
-    reason = untrusted_reason(os.fstat(fd), want_dir=False)
+    reason = file_problem(os.fstat(fd))
     if reason is not None:
         os.close(fd)
         raise UntrustedPathError(f"lock file {path} {reason}; the cache refuses to use it")
     return fd
 
 
+def _same_file(directory: SafeDir, name: str, fd: int) -> bool:
+    try:
+        st = os.stat(name, dir_fd=directory.fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return os.fstat(fd).st_ino == st.st_ino and os.fstat(fd).st_dev == st.st_dev
+
+
 @contextlib.contextmanager
-def file_lock(
-    path: Path, timeout_s: float, what: str, *, report_every_s: float | None = None
+def lock_in(
+    directory: SafeDir,
+    name: str,
+    timeout_s: float,
+    what: str,
+    *,
+    report_every_s: float | None = None,
 ) -> Iterator[None]:
-    """Hold an exclusive flock on ``path``; CacheError after ``timeout_s`` seconds of waiting.
+    """Hold an exclusive flock on ``directory/name``; CacheError after ``timeout_s`` of waiting.
 
     While waiting, logs who holds it after FIRST_REPORT_S, then every ``report_every_s``
     (default REPORT_EVERY_S). OSErrors from creating the lock file propagate (the caller words
     them as cache errors).
     """
+    path = directory.path / name
     report_every_s = REPORT_EVERY_S if report_every_s is None else report_every_s
     start = time.monotonic()
     deadline = start + timeout_s
     next_report = start + min(FIRST_REPORT_S, report_every_s)
     while True:
-        fd = _open_lock(path, create=True)
+        fd = _open_lock(directory, name, create=True)
         try:
             while True:
                 try:
@@ -99,43 +128,67 @@ def file_lock(
                         )
                         next_report = now + report_every_s
                     time.sleep(POLL_S)
-            try:
-                same = os.fstat(fd).st_ino == os.stat(path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
+            if _same_file(directory, name, fd) and file_problem(os.fstat(fd)) is None:
                 break
-            os.close(fd)  # the file was deleted by its previous holder; lock the new one
+            os.close(fd)  # deleted (or re-linked) meanwhile; lock what is there now
         except BaseException:
             with contextlib.suppress(OSError):
                 os.close(fd)
             raise
     try:
+        record = json.dumps(owner_record()).encode()
         with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(owner_record()).encode(), 0)
+            os.pwrite(fd, record.ljust(RECORD_BYTES), 0)
         yield
     finally:
         os.close(fd)
 
 
-def try_lock_and_delete(path: Path) -> bool:
-    """Delete a lock file nobody holds (cache clearing); False if someone holds it."""
+@contextlib.contextmanager
+def file_lock(
+    path: Path, timeout_s: float, what: str, *, report_every_s: float | None = None
+) -> Iterator[None]:
+    """:func:`lock_in` for a lock at ``path`` whose directory (not followed if a link) is a
+    trusted one of ours, e.g. the TensorRT timing cache's."""
+    path = Path(path)
+    with (
+        SafeDir.open_path(path.parent) as directory,
+        lock_in(directory, path.name, timeout_s, what, report_every_s=report_every_s),
+    ):
+        yield
+
+
+def _is_lock_record(fd: int) -> bool:
+    """Empty, or the holder record this module writes: a lock file the cache made."""
     try:
-        fd = _open_lock(path, create=False)
+        text = os.pread(fd, RECORD_BYTES + 1, 0).decode("utf-8").strip()
+        if not text:
+            return True
+        data = json.loads(text)
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and set(data) == {"pid", "host", "pid_start"}
+
+
+def try_lock_and_delete(directory: SafeDir, name: str) -> bool:
+    """Delete a lock file nobody holds, if it is provably one of the cache's (ours, nlink 1,
+    holding a holder record); False if held or not ours (never deleted)."""
+    try:
+        fd = _open_lock(directory, name, create=False)
     except FileNotFoundError:
         return True
-    except (UntrustedPathError, OSError):
+    except (UntrustedPathError, OSError, ValueError):
         return False  # not ours: never deleted
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return False
-    try:
-        with contextlib.suppress(FileNotFoundError):
-            if os.fstat(fd).st_ino == os.stat(path).st_ino:
-                path.unlink()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        if not _is_lock_record(fd):
+            return False
+        if _same_file(directory, name, fd):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=directory.fd)
         return True
     finally:
         os.close(fd)

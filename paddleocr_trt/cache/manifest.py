@@ -9,12 +9,9 @@ current user and not writable by anyone else.
 
 from __future__ import annotations
 
-import errno
-import json
 import math
 import os
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,8 @@ from .._version import __version__
 from .fsutil import tree_size
 from .hashindex import FileHashIndex
 from .key import CacheKey
-from .safety import UntrustedPathError, read_trusted_bytes, untrusted_reason
+from .safedir import SafeDir
+from .safety import UntrustedPathError
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -141,6 +139,9 @@ def schema_problem(manifest: Any, digest: str, kind: str) -> str | None:
         return "manifest digest/kind do not match the entry's location"
     if not isinstance(manifest.get("key"), dict):
         return "manifest key is not an object"
+    for name in ("package_version",):
+        if name in manifest and not isinstance(manifest[name], str):
+            return f"manifest field {name!r} is not a string: {_short(manifest[name])}"
     files = manifest.get("files")
     artifact = manifest.get("artifact")
     if not isinstance(files, dict) or not is_plain_name(artifact) or artifact not in files:
@@ -155,95 +156,174 @@ def schema_problem(manifest: Any, digest: str, kind: str) -> str | None:
             return f"manifest size of {name!r} is not a byte count: {size!r}"
         if not isinstance(info.get("sha256"), str) or not _SHA256.match(info["sha256"]):
             return f"manifest sha256 of {name!r} is not a sha256: {info.get('sha256')!r}"
-    for name in ("created", "last_used", "build_seconds"):
+    for name, upper in (("created", MAX_TIME), ("last_used", MAX_TIME), ("build_seconds", 1e7)):
         value = manifest.get(name)
-        if value is not None and _number(value) is None:
-            return f"manifest field {name!r} is not a number: {value!r}"
+        if value is not None and not _in_range(value, upper):
+            return f"manifest field {name!r} is not a plausible number: {_short(value)}"
     for name in ("validation", "metadata", "created_by"):
         value = manifest.get(name)
         if value is not None and not isinstance(value, dict):
-            return f"manifest field {name!r} is not an object: {value!r}"
+            return f"manifest field {name!r} is not an object: {_short(value)}"
+    return validation_problem(manifest.get("validation")) or metadata_problem(
+        manifest.get("metadata")
+    )
+
+
+def metadata_problem(metadata: Any) -> str | None:
+    """What is wrong with the metadata fields other modules read back (names, precision)."""
+    if not isinstance(metadata, dict):
+        return None
+    for name in ("input_names", "output_names", "repairs"):
+        value = metadata.get(name)
+        if value is not None and not (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            return f"manifest metadata.{name} is not a list of strings: {_short(value)}"
+    for name in ("precision", "model_dir", "onnx_entry"):
+        value = metadata.get(name)
+        if value is not None and not isinstance(value, str):
+            return f"manifest metadata.{name} is not a string: {_short(value)}"
+    value = metadata.get("conversion_seconds")
+    if value is not None and not _in_range(value, 1e7):
+        return f"manifest metadata.conversion_seconds is not a number: {_short(value)}"
     return None
 
 
-def _member_untrusted(entry_dir: Path, name: str) -> tuple[str | None, os.stat_result | None]:
-    """Walk ``name`` inside ``entry_dir`` without following links; (problem, file stat)."""
-    path = entry_dir
+#: timestamps past this (year 5138) are corruption, not dates (``time.localtime`` overflows)
+MAX_TIME = 1e11
+#: fields of a validation report the code reads, and the type each must have
+_VALIDATION_NUMBERS = ("agreement", "min_agreement", "num_inputs")
+_VALIDATION_STRINGS = ("metric", "candidate", "reference")
+
+
+def _in_range(value: Any, upper: float) -> bool:
+    number = _number(value)
+    return number is not None and 0.0 <= number <= upper
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def validation_problem(validation: Any) -> str | None:
+    """What is wrong with a stored validation report (fields the code formats or compares)."""
+    if validation is None:
+        return None
+    if not isinstance(validation, dict):
+        return f"manifest validation is not an object: {_short(validation)}"
+    for name in _VALIDATION_NUMBERS:
+        value = validation.get(name)
+        if value is not None and not _in_range(value, 1e9):
+            return f"manifest validation.{name} is not a number: {_short(value)}"
+    for name in _VALIDATION_STRINGS:
+        value = validation.get(name)
+        if value is not None and not isinstance(value, str):
+            return f"manifest validation.{name} is not a string: {_short(value)}"
+    passed = validation.get("passed")
+    if passed is not None and not isinstance(passed, bool):
+        return f"manifest validation.passed is not true/false: {_short(passed)}"
+    stats = validation.get("tensor_stats")
+    if stats is not None and not (
+        isinstance(stats, list) and all(isinstance(s, dict) for s in stats)
+    ):
+        return "manifest validation.tensor_stats is not a list of objects"
+    return None
+
+
+def _member(entry: SafeDir, name: str) -> tuple[str | None, os.stat_result | None]:
+    """Walk ``name`` inside the entry through descriptors (no link followed); (problem, stat)."""
     parts = name.split("/")
-    for index, part in enumerate(parts):
-        path = path / part
-        try:
-            st = os.lstat(path)
-        except OSError:
-            return f"file {name} is missing", None
-        last = index == len(parts) - 1
-        if not last and not stat.S_ISDIR(st.st_mode):
-            return f"file {name}: {path} is not a directory", None
-        reason = untrusted_reason(st, want_dir=not last)
-        if reason is not None:
-            return f"file {name}: {path} {reason}", None
+    try:
+        with entry.walk(*parts[:-1]) as parent:
+            fd = parent.open_file(parts[-1])
+            st = os.fstat(fd)
+            os.close(fd)
+    except FileNotFoundError:
+        return f"file {name} is missing", None
+    except UntrustedPathError as exc:
+        return f"file {name}: {exc}", None
+    except OSError as exc:
+        return f"file {name} is unreadable ({exc.strerror})", None
     return None, st
 
 
+def key_proof(manifest: Any, digest: str, kind: str) -> str | None:
+    """None if ``manifest`` proves its entry is the cache's own: our schema, and a key that
+    hashes to the entry's directory name; else why not. Other fields may still be corrupt."""
+    if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
+        return f"its {MANIFEST_NAME} is not a manifest of this cache's schema"
+    if manifest.get("kind") != kind:
+        return f"its {MANIFEST_NAME} is of another kind"
+    try:
+        if CacheKey.from_dict(manifest["key"]).digest != digest:
+            return f"its {MANIFEST_NAME} key does not hash to the directory's name"
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return f"its {MANIFEST_NAME} key is invalid ({type(exc).__name__})"
+    return None
+
+
 def check_entry(
-    entry_dir: Path, key: CacheKey | None, index: FileHashIndex, *, hashes: str
+    kind_dir: SafeDir, digest: str, key: CacheKey | None, index: FileHashIndex, *, hashes: str
 ) -> CacheEntry:
     """Inspect one entry dir; ``hashes``: "full" re-reads, "indexed" trusts stat, "none"."""
-    kind, digest = entry_dir.parent.name, entry_dir.name
+    kind = kind_dir.path.name
+    entry_dir = kind_dir.path / digest
 
     def bad(problem: str, manifest: Any = None, *, untrusted: bool = False) -> CacheEntry:
         data = manifest if isinstance(manifest, dict) else {}
         return CacheEntry(digest, kind, entry_dir, data, problem, untrusted)
 
-    for path in (entry_dir.parent, entry_dir):
-        try:
-            reason = untrusted_reason(os.lstat(path), want_dir=True)
-        except OSError as exc:
-            return bad(f"{path} is unreadable ({exc})")
-        if reason is not None:
-            return bad(f"{path} {reason}", untrusted=True)
     try:
-        manifest = json.loads(read_trusted_bytes(entry_dir / MANIFEST_NAME).decode("utf-8"))
-    except FileNotFoundError:
-        return bad(f"{MANIFEST_NAME} is missing")
+        entry = kind_dir.child(digest)
     except UntrustedPathError as exc:
         return bad(str(exc), untrusted=True)
     except OSError as exc:
-        if exc.errno == errno.ELOOP:  # the manifest is a symlink
-            return bad(f"{MANIFEST_NAME} is a symbolic link", untrusted=True)
-        return bad(f"{MANIFEST_NAME} is unreadable ({exc})")
-    except ValueError as exc:
-        return bad(f"{MANIFEST_NAME} is not valid JSON ({exc})")
-    problem = schema_problem(manifest, digest, kind)
-    if problem is not None:
-        return bad(problem, manifest)
-    stored = manifest["key"]
-    if key is not None:
-        wanted = key.to_dict()
-        if stored != wanted:
-            fields = sorted(k for k in set(wanted) | set(stored) if stored.get(k) != wanted.get(k))
-            return bad(f"manifest key differs from the requested key in {fields}", manifest)
-    else:
+        return bad(f"{entry_dir} is unreadable ({exc.strerror})")
+    with entry:
         try:
-            if CacheKey.from_dict(stored).digest != digest:
-                return bad("manifest key does not hash to this entry's name", manifest)
-        except (TypeError, ValueError, AttributeError) as exc:
-            return bad(f"manifest key is invalid ({exc})", manifest)
-    for name, info in manifest["files"].items():
-        problem, st = _member_untrusted(entry_dir, name)
+            manifest = entry.read_json(MANIFEST_NAME)
+        except FileNotFoundError:
+            return bad(f"{MANIFEST_NAME} is missing")
+        except UntrustedPathError as exc:
+            return bad(str(exc), untrusted=True)
+        except OSError as exc:
+            return bad(f"{MANIFEST_NAME} is unreadable ({exc.strerror})")
+        except ValueError as exc:
+            return bad(f"{MANIFEST_NAME} is not valid JSON ({exc})")
+        problem = schema_problem(manifest, digest, kind)
         if problem is not None:
-            return bad(problem, manifest, untrusted="missing" not in problem)
-        assert st is not None
-        if st.st_size != info["size"]:
-            expected = info["size"]
-            return bad(f"file {name} has {st.st_size} bytes, manifest says {expected}", manifest)
-        if hashes != "none":
-            path = entry_dir / name
-            try:
-                sha = index.sha256(path, trust_index=hashes == "indexed").sha256
-            except OSError as exc:
-                return bad(f"file {name} is unreadable ({exc})", manifest)
-            if sha != info["sha256"]:
-                index.forget(path)
-                return bad(f"file {name} content does not match its sha256", manifest)
+            return bad(problem, manifest)
+        stored = manifest["key"]
+        if key is not None:
+            wanted = key.to_dict()
+            if stored != wanted:
+                fields = sorted(
+                    k for k in set(wanted) | set(stored) if stored.get(k) != wanted.get(k)
+                )
+                return bad(f"manifest key differs from the requested key in {fields}", manifest)
+        else:
+            proof = key_proof(manifest, digest, kind)
+            if proof is not None:
+                return bad(proof.replace("its ", "", 1), manifest)
+        for name, info in manifest["files"].items():
+            problem, st = _member(entry, name)
+            if problem is not None:
+                return bad(problem, manifest, untrusted="missing" not in problem)
+            assert st is not None
+            if st.st_size != info["size"]:
+                expected = info["size"]
+                return bad(
+                    f"file {name} has {st.st_size} bytes, manifest says {expected}", manifest
+                )
+            if hashes != "none":
+                parts = name.split("/")
+                try:
+                    with entry.walk(*parts[:-1]) as parent:
+                        sha = index.sha256_in(parent, parts[-1], trust_index=hashes == "indexed")
+                except (OSError, UntrustedPathError) as exc:
+                    return bad(f"file {name} is unreadable ({exc})", manifest)
+                if sha != info["sha256"]:
+                    index.forget(entry_dir / name)
+                    return bad(f"file {name} content does not match its sha256", manifest)
     return CacheEntry(digest, kind, entry_dir, manifest)

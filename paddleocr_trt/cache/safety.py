@@ -1,15 +1,11 @@
-"""Safe-write and trust primitives: the cache only writes, serves and deletes what is its own.
+"""Trust rules, and writes to paths *outside* the cache (a user's ``-o`` file).
 
-The cache directory may be shared (``/app/model_cache/tensorrt/`` in a container) and a cached
-engine is code that TensorRT runs, so every path the cache touches is checked here:
-
-* created files are opened ``O_CREAT | O_EXCL | O_NOFOLLOW`` under unpredictable names, written,
-  fsynced and renamed over their destination (``rename(2)`` replaces a planted link, it never
-  follows it);
-* existing files are opened ``O_NOFOLLOW`` and checked on the open descriptor (``fstat``);
-* a directory or file is *trusted* only if it is not a symlink, is owned by the current user and
-  is not writable by group or others; directories the cache creates are 0700, files 0600,
-  whatever the umask.
+The cache itself touches the file system only through :mod:`.safedir` (directory descriptors
+walked from its root); this module holds the rule both use: a directory or file is *trusted*
+only if it is not a symlink, is owned by the current user and is not writable by group or
+others; what the cache creates is 0700 (dirs) / 0600 (files) whatever the umask. The path-based
+helpers below are for outputs the user names (``-o``) and rendered sample images, never for
+cache paths.
 """
 
 from __future__ import annotations
@@ -27,15 +23,11 @@ __all__ = [
     "PRIVATE_FILE_MODE",
     "UntrustedPathError",
     "check_output_path",
-    "check_trusted",
     "copy_file_atomic",
     "copy_output",
     "create_exclusive",
-    "ensure_private_dir",
     "fsync_dir",
     "open_nofollow",
-    "read_trusted_bytes",
-    "remove_own_tree",
     "untrusted_reason",
     "write_bytes_atomic",
 ]
@@ -68,67 +60,10 @@ def untrusted_reason(st: os.stat_result, *, want_dir: bool) -> str | None:
     return None
 
 
-def check_trusted(path: Path, *, want_dir: bool) -> None:
-    """Raise UntrustedPathError unless ``path`` itself (not followed) is trusted."""
-    st = os.lstat(path)
-    reason = untrusted_reason(st, want_dir=want_dir)
-    if reason is not None:
-        raise UntrustedPathError(f"{path} {reason}; the cache refuses to use it")
-
-
-def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` 0700 if missing (parents as needed); refuse it unless it is trusted.
-
-    An existing directory is never changed (it may be the user's own, e.g. ``~/tmp`` under
-    ``--cache-dir ~``): it is used if trusted, refused otherwise.
-    """
-    try:
-        os.mkdir(path, PRIVATE_DIR_MODE)
-    except FileExistsError:
-        pass
-    except FileNotFoundError:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:  # e.g. under /proc: the kernel answers ENOENT
-            raise CacheError(f"cannot create directory {path.parent}: {exc.strerror}") from None
-        return _mkdir_once_more(path)
-    else:
-        os.chmod(path, PRIVATE_DIR_MODE, follow_symlinks=False)  # whatever the umask
-    check_trusted(path, want_dir=True)
-    return path
-
-
-def _mkdir_once_more(path: Path) -> Path:
-    """The parents exist now; a second ENOENT (a kernel file system such as /proc answers so)
-    is the answer, not a reason to recurse."""
-    try:
-        os.mkdir(path, PRIVATE_DIR_MODE)
-    except FileExistsError:
-        pass
-    except FileNotFoundError:
-        raise CacheError(f"cannot create directory {path}: its file system refuses it") from None
-    else:
-        os.chmod(path, PRIVATE_DIR_MODE, follow_symlinks=False)
-    check_trusted(path, want_dir=True)
-    return path
-
-
 def open_nofollow(path: Path, flags: int = os.O_RDONLY) -> int:
-    """Open without following a final symlink; the fd must then be checked with ``fstat``."""
+    """Open without following a final symlink; the fd must then be checked with ``fstat``
+    (used by bundle.py for files it reads from entries it has just checked)."""
     return os.open(path, flags | O_NOFOLLOW | O_CLOEXEC)
-
-
-def read_trusted_bytes(path: Path) -> bytes:
-    """Contents of a regular file we own that nobody else can write; UntrustedPathError if not."""
-    fd = open_nofollow(path)
-    try:
-        reason = untrusted_reason(os.fstat(fd), want_dir=False)
-        if reason is not None:
-            raise UntrustedPathError(f"{path} {reason}; the cache refuses to read it")
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            return handle.read()
-    finally:
-        os.close(fd)
 
 
 def create_exclusive(directory: Path, prefix: str, suffix: str = ".tmp") -> tuple[int, Path]:
@@ -219,24 +154,6 @@ def copy_file_atomic(src: Path, dest: Path) -> Path:
             os.unlink(tmp)
         raise
     return dest
-
-
-def remove_own_tree(path: Path) -> bool:
-    """Delete ``path`` only if it is a directory we own (not a link); never follows links.
-
-    Returns whether it is gone. ``shutil.rmtree`` works on descriptors on Linux, so a link
-    inside is unlinked, not followed.
-    """
-    import shutil
-
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return True
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
-        return False
-    shutil.rmtree(path, ignore_errors=True)
-    return not os.path.lexists(path)
 
 
 def check_output_path(dest: Path) -> Path:

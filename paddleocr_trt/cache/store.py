@@ -6,18 +6,22 @@ Layout under the root (``settings.default_cache_dir()`` unless given)::
     <root>/locks/<digest>.lock     flock per key while an entry is (re)created
     <root>/tmp/<build id>/         entries being built (owner.json + entry/), renamed into place
     <root>/hash-index.json         stat -> sha256 memory (see hashindex.py)
+    <root>/failures/<kind>-<digest>.json   remembered failures (see failures.py)
+    <root>/CACHEDIR.TAG            the mark: the cache deletes nothing under an unmarked root
+
+Which directory is the root is decided in root.py (``~`` or a populated dir gets a subdirectory);
+every path below it is reached through directory descriptors (safedir.py), never followed links.
 
 An entry becomes visible only by ``rename(2)`` of a fully written, fsynced directory that already
 holds its manifest, so readers see a whole entry or none. Every read re-checks the manifest
 against the requested key and the files against their recorded size and sha256; an entry that
 fails is logged, removed and rebuilt rather than trusted. What may be served, cleaned and deleted
-is decided in manifest.py and housekeeping.py; the write primitives are in safety.py.
+is decided in manifest.py and housekeeping.py; the file-system primitive is in safedir.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -25,24 +29,28 @@ from pathlib import Path
 
 from ..errors import CacheError
 from ..log import get_logger
+from ..model_types import ModelFiles
 from ..settings import default_cache_dir
 from .build import CachePublishError, CreateFn, ValidateFn, build_entry
 from .fingerprint import ModelFingerprint, fingerprint_model_dir
-from .fsutil import cache_error, tree_size
+from .fsutil import cache_error
 from .hashindex import FileHashIndex
 from .housekeeping import (
     OWNER_NAME,
     UNOWNED_GRACE_S,
+    clean_stray_manifests,
     clean_temp,
     discard_entry,
-    entry_dirs,
+    entry_names,
+    entry_proof,
     move_aside,
-    provably_ours,
 )
 from .key import KINDS, CacheKey
-from .lock import file_lock, try_lock_and_delete
+from .lock import lock_in, try_lock_and_delete
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, CacheEntry, check_entry, is_plain_name
-from .safety import PRIVATE_FILE_MODE, UntrustedPathError, check_trusted, ensure_private_dir
+from .root import CacheRoot, CacheRootError
+from .safedir import SafeDir
+from .safety import UntrustedPathError
 
 #: re-exported: callers import these from here
 __all__ = [
@@ -75,11 +83,14 @@ class EngineCache:
         lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
         stale_temp_s: float = DEFAULT_STALE_TEMP_S,
     ) -> None:
-        self.root = Path(root).expanduser() if root is not None else default_cache_dir()
-        self.root = Path(os.path.abspath(self.root))
+        requested = Path(root).expanduser() if root is not None else default_cache_dir()
+        #: every file-system access goes through this (see root.py / safedir.py)
+        self.fsroot = CacheRoot(requested)
+        self.root = self.fsroot.path
         self.lock_timeout_s = lock_timeout_s
         self.stale_temp_s = stale_temp_s
-        self._index = FileHashIndex(self.root)
+        self._index = FileHashIndex(self.fsroot)
+        self._warned: set[str] = set()
 
     def __repr__(self) -> str:
         return f"EngineCache({str(self.root)!r})"
@@ -97,15 +108,27 @@ class EngineCache:
     def entry_dir(self, key: CacheKey) -> Path:
         return self.root / key.kind / key.digest
 
-    def fingerprint(self, model_dir: str | Path) -> ModelFingerprint:
+    def fingerprint(self, model_dir: str | Path | ModelFiles) -> ModelFingerprint:
         """Content fingerprint of a model dir, remembered in this cache's hash index."""
         return fingerprint_model_dir(model_dir, self._index)
 
-    # -- reading -------------------------------------------------------------------------------
+    def _kind_dir(self, kind: str) -> SafeDir | None:
+        """The kind dir, or None when missing or refused (warned once)."""
+        try:
+            return self.fsroot.open(kind)
+        except FileNotFoundError:
+            return None
+        except CacheRootError:
+            raise  # the root itself is refused: every command says so
+        except UntrustedPathError as exc:
+            if str(exc) not in self._warned:
+                self._warned.add(str(exc))
+                log.warning("ignoring %s: %s", self.root / kind, exc)
+            return None
+        except OSError as exc:
+            raise cache_error(self.root, exc, f"reading {self.root / kind}") from exc
 
-    def _check(self, entry_dir: Path, key: CacheKey | None, *, hashes: str) -> CacheEntry:
-        """Inspect one entry dir; ``hashes``: "full" re-reads, "indexed" trusts stat, "none"."""
-        return check_entry(entry_dir, key, self._index, hashes=hashes)
+    # -- reading -------------------------------------------------------------------------------
 
     def get(self, key: CacheKey, *, verify: bool = False) -> CacheEntry | None:
         """The valid entry for ``key``, or None (a bad entry is logged and removed).
@@ -116,27 +139,32 @@ class EngineCache:
         return self._lookup(key, verify=verify, locked=False)
 
     def _lookup(self, key: CacheKey, *, verify: bool, locked: bool) -> CacheEntry | None:
-        entry_dir = self.entry_dir(key)
-        if not os.path.lexists(entry_dir):
+        kind_dir = self._kind_dir(key.kind)
+        if kind_dir is None:
             return None
-        entry = self._check(entry_dir, key, hashes="full" if verify else "indexed")
+        with kind_dir:
+            if kind_dir.lstat(key.digest) is None:
+                return None
+            hashes = "full" if verify else "indexed"
+            entry = check_entry(kind_dir, key.digest, key, self._index, hashes=hashes)
         self._index.save()
         if entry.problem is None:
             self._touch(entry)
             if not locked:  # leftovers of killed builders go on hits too, not only on builds
-                clean_temp(self.root, self.tmp_dir, self.stale_temp_s, strays=False)
+                with contextlib.suppress(OSError, CacheError):
+                    self._clean_temp(strays=False)
             return entry
         log.warning(
             "cache entry %s (%s) is %s: %s; rebuilding it",
-            entry_dir,
+            entry.path,
             key.describe(),
             "not trusted" if entry.untrusted else "unusable",
             entry.problem,
         )
         if locked:
-            self._discard_entry(entry_dir)
+            self._discard_entry(key.kind, key.digest)
         else:
-            self._invalidate_unlocked(key, entry_dir)
+            self._invalidate_unlocked(key)
         return None
 
     def invalidate(self, entry: CacheEntry, reason: str) -> bool:
@@ -145,52 +173,59 @@ class EngineCache:
         Only that very entry is removed: if another process has meanwhile replaced it with a
         new build, the new one stays. Returns whether something was removed.
         """
-        current = self._check(entry.path, None, hashes="none").manifest or None
-        if isinstance(current, dict) and (
-            current.get("created") != entry.manifest.get("created")
-            or current.get("files") != entry.manifest.get("files")
+        kind_dir = self._kind_dir(entry.kind)
+        if kind_dir is None:
+            return False
+        with kind_dir:
+            current = check_entry(kind_dir, entry.digest, None, self._index, hashes="none")
+        if current.manifest and (
+            current.manifest.get("created") != entry.manifest.get("created")
+            or current.manifest.get("files") != entry.manifest.get("files")
         ):
             return False
         log.warning(
             "cache entry %s is unusable: %s; removing it so it is rebuilt", entry.path, reason
         )
-        return self._discard_entry(entry.path)
+        return self._discard_entry(entry.kind, entry.digest)
 
-    def _invalidate_unlocked(self, key: CacheKey, entry_dir: Path) -> None:
+    def _invalidate_unlocked(self, key: CacheKey) -> None:
         """Remove a bad entry only under its lock and if still bad: a concurrent builder may
         have replaced it with a good one meanwhile. If the lock is busy, its holder will deal."""
         try:
-            ensure_private_dir(self.locks_dir)
-            with file_lock(self._lock_path(key), 0.0, key.describe()):
-                if os.path.lexists(entry_dir):
-                    again = self._check(entry_dir, key, hashes="indexed")
-                    if again.problem is not None:
-                        self._discard_entry(entry_dir)
+            with (
+                self.fsroot.open("locks", create=True) as locks,
+                lock_in(locks, self._lock_name(key), 0.0, key.describe()),
+            ):
+                kind_dir = self._kind_dir(key.kind)
+                if kind_dir is None:
+                    return
+                with kind_dir:
+                    if kind_dir.lstat(key.digest) is None:
+                        return
+                    again = check_entry(kind_dir, key.digest, key, self._index, hashes="indexed")
+                if again.problem is not None:
+                    self._discard_entry(key.kind, key.digest)
         except CacheError:
-            log.debug("%s is locked by another process; leaving the bad entry to it", entry_dir)
+            log.debug("%s is locked or refused; leaving the bad entry", self.entry_dir(key))
         except OSError as exc:
-            log.warning("could not remove bad cache entry %s: %s", entry_dir, exc)
+            log.warning("could not remove bad cache entry %s: %s", self.entry_dir(key), exc)
 
-    def _discard_entry(self, entry_dir: Path) -> bool:
-        """Delete one of our entries, or move a foreign/linked one aside (never deleting it)."""
+    def _discard_entry(self, kind: str, digest: str) -> bool:
+        """Delete one of our entries (proven by its manifest), or move an unprovable one aside
+        (never deleting it). Only under a marked root."""
         try:
-            ensure_private_dir(self.tmp_dir)
+            with (
+                self.fsroot.open_marked(kind) as kind_dir,
+                self.fsroot.open("tmp", create=True) as tmp,
+            ):
+                why = entry_proof(kind_dir, digest)
+                if why is None:
+                    return discard_entry(kind_dir, tmp, digest)
+                if why == "it does not exist":
+                    return False
+                return move_aside(kind_dir, tmp, digest) is not None
         except (OSError, CacheError) as exc:
-            log.warning("could not remove cache entry %s: %s", entry_dir, exc)
-            return False
-        why = provably_ours(entry_dir)
-        if why is None:
-            return discard_entry(self.tmp_dir, entry_dir)
-        if why == "it does not exist":
-            return False
-        try:
-            check_kind = self.root / entry_dir.parent.name
-            if entry_dir.parent != check_kind or entry_dir.parent.parent != self.root:
-                return False
-            ensure_private_dir(check_kind)  # only rename inside a kind dir that is ours
-            return move_aside(self.tmp_dir, entry_dir) is not None
-        except (OSError, CacheError) as exc:
-            log.warning("could not move %s aside: %s", entry_dir, exc)
+            log.warning("could not remove or move aside %s: %s", self.root / kind / digest, exc)
             return False
 
     def _touch(self, entry: CacheEntry) -> None:
@@ -200,54 +235,39 @@ class EngineCache:
         if now - (entry.last_used or 0.0) < LAST_USED_RESOLUTION_S:
             return
         manifest = dict(entry.manifest, last_used=now)
-        tmp_name = f".{MANIFEST_NAME}.{os.urandom(8).hex()}.tmp"
-        flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
         try:
-            dir_fd = os.open(entry.path, flags)
-        except OSError:
-            return
-        try:
-            fd = os.open(
-                tmp_name,
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
-                PRIVATE_FILE_MODE,
-                dir_fd=dir_fd,
-            )
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(manifest, handle, indent=1, sort_keys=True)
-            os.replace(tmp_name, MANIFEST_NAME, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            with self.fsroot.open(entry.kind, entry.digest) as entry_dir:
+                entry_dir.write_json(MANIFEST_NAME, manifest, durable=False)
             entry.manifest["last_used"] = now
-        except OSError as exc:
+        except (OSError, CacheError) as exc:
             log.debug("could not update last-used time of %s: %s", entry.path, exc)
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name, dir_fd=dir_fd)
-        finally:
-            os.close(dir_fd)
 
     # -- creating ------------------------------------------------------------------------------
 
-    def _lock_path(self, key: CacheKey) -> Path:
-        return self.locks_dir / f"{key.kind}-{key.digest}.lock"
-
-    def _ensure_root(self) -> None:
-        """Create the root 0700 if missing; an existing root (maybe shared) is left as it is."""
-        if not os.path.lexists(self.root):
-            ensure_private_dir(self.root)
+    @staticmethod
+    def _lock_name(key: CacheKey) -> str:
+        return f"{key.kind}-{key.digest}.lock"
 
     @contextlib.contextmanager
     def _key_lock(self, key: CacheKey) -> Iterator[None]:
         try:
-            self._ensure_root()
-            for path in (self.root / key.kind, self.locks_dir, self.tmp_dir):
-                ensure_private_dir(path)
-            lock = file_lock(self._lock_path(key), self.lock_timeout_s, key.describe())
-            lock.__enter__()
+            with self.fsroot.open(create=True) as root:
+                for name in (key.kind, "tmp"):
+                    root.child(name, create=True).close()
+                locks = root.child("locks", create=True)
+            try:
+                lock = lock_in(locks, self._lock_name(key), self.lock_timeout_s, key.describe())
+                lock.__enter__()
+            except BaseException:
+                locks.close()
+                raise
         except OSError as exc:
             raise cache_error(self.root, exc, "taking the entry lock") from exc
         try:
             yield
         finally:
             lock.__exit__(None, None, None)
+            locks.close()
 
     def get_or_create(
         self,
@@ -287,66 +307,110 @@ class EngineCache:
 
     def clean_temp(self) -> int:
         """Remove temp dirs left by crashed or killed builders (only provably ours); how many."""
-        return clean_temp(self.root, self.tmp_dir, self.stale_temp_s)
+        try:
+            return self._clean_temp(strays=True)
+        except FileNotFoundError:
+            return 0
+        except (OSError, CacheError) as exc:
+            log.warning("not cleaning %s: %s", self.tmp_dir, exc)
+            return 0
 
-    def _entry_dirs(self) -> list[Path]:
-        return [d for kind in KINDS for d in entry_dirs(self.root, kind)]
+    def _clean_temp(self, *, strays: bool) -> int:
+        if not os.path.lexists(self.tmp_dir):
+            return 0
+        with self.fsroot.open_marked("tmp") as tmp:
+            removed = clean_temp(tmp, self.stale_temp_s)
+        for kind in KINDS if strays else ():
+            kind_dir = self._kind_dir(kind)
+            if kind_dir is not None:
+                with kind_dir:
+                    for digest in entry_names(kind_dir):
+                        clean_stray_manifests(kind_dir, digest)
+        return removed
+
+    def _entry_names(self) -> list[tuple[str, str]]:
+        found = []
+        for kind in KINDS:
+            kind_dir = self._kind_dir(kind)
+            if kind_dir is not None:
+                with kind_dir:
+                    found += [(kind, name) for name in entry_names(kind_dir)]
+        return found
 
     def entries(self) -> list[CacheEntry]:
         """Every entry, usable or not (``problem`` says why not); sizes checked, not hashes."""
-        found = [self._check(d, None, hashes="none") for d in self._entry_dirs()]
+        found = []
+        for kind in KINDS:
+            kind_dir = self._kind_dir(kind)
+            if kind_dir is not None:
+                with kind_dir:
+                    found += [
+                        check_entry(kind_dir, name, None, self._index, hashes="none")
+                        for name in entry_names(kind_dir)
+                    ]
         return sorted(found, key=lambda e: (e.created or 0, e.digest))
 
-    def _resolve(self, digest: str) -> Path | None:
+    def _resolve(self, digest: str) -> tuple[str, str] | None:
         digest = digest.strip().lower()
         if not digest:
             return None
-        matches = [d for d in self._entry_dirs() if d.name.startswith(digest)]
-        exact = [d for d in matches if d.name == digest]
+        matches = [(k, d) for k, d in self._entry_names() if d.startswith(digest)]
+        exact = [(k, d) for k, d in matches if d == digest]
         if exact:
             return exact[0]
         if len(matches) > 1:
-            names = ", ".join(d.name for d in matches[:5])
+            names = ", ".join(d for _, d in matches[:5])
             raise CacheError(f"{digest!r} matches several cache entries ({names}); be more precise")
         return matches[0] if matches else None
 
     def info(self, digest: str) -> CacheEntry | None:
         """The entry whose digest is (or starts with) ``digest``, hashes checked; None if absent."""
-        entry_dir = self._resolve(digest)
-        if entry_dir is None:
+        found = self._resolve(digest)
+        if found is None:
             return None
-        entry = self._check(entry_dir, None, hashes="indexed")
+        kind_dir = self._kind_dir(found[0])
+        if kind_dir is None:
+            return None
+        with kind_dir:
+            entry = check_entry(kind_dir, found[1], None, self._index, hashes="indexed")
         self._index.save()
         return entry
 
     def remove(self, digest: str) -> bool:
-        entry_dir = self._resolve(digest)
-        if entry_dir is None:
+        found = self._resolve(digest)
+        if found is None:
             return False
-        why = provably_ours(entry_dir)
-        if why is not None:
-            raise CacheError(
-                f"not removing {entry_dir}: {why}; the cache only deletes what it created"
-            )
-        removed = discard_entry(self.tmp_dir, entry_dir)
-        if not removed and os.path.lexists(entry_dir):
-            raise CacheError(f"could not remove cache entry {entry_dir} (see the warning above)")
-        try_lock_and_delete(self.locks_dir / f"{entry_dir.parent.name}-{entry_dir.name}.lock")
+        kind, name = found
+        with self.fsroot.open_marked(kind) as kind_dir:
+            why = entry_proof(kind_dir, name)
+            if why is not None:
+                raise CacheError(
+                    f"not removing {kind_dir.path / name}: {why}; the cache only deletes what it "
+                    "created"
+                )
+            with self.fsroot.open("tmp", create=True) as tmp:
+                removed = discard_entry(kind_dir, tmp, name)
+            if not removed and kind_dir.lstat(name) is not None:
+                raise CacheError(f"could not remove cache entry {kind_dir.path / name}")
+        with contextlib.suppress(OSError, CacheError), self.fsroot.open_marked("locks") as locks:
+            try_lock_and_delete(locks, f"{kind}-{name}.lock")
         return removed
 
     def clear(self) -> int:
         """Remove every entry, leftover temp dir and unheld lock; return the entries removed."""
+        if not os.path.lexists(self.root):
+            return 0
         count = 0
-        for entry_dir in self._entry_dirs():
+        for _kind, name in self._entry_names():
             try:
-                count += self.remove(entry_dir.name)
+                count += self.remove(name)
             except CacheError as exc:
                 log.warning("%s", exc)
         self.clean_temp()
-        with contextlib.suppress(OSError, UntrustedPathError):
-            check_trusted(self.locks_dir, want_dir=True)
-            for lock in self.locks_dir.glob("*.lock"):
-                try_lock_and_delete(lock)
+        with contextlib.suppress(OSError, CacheError), self.fsroot.open_marked("locks") as locks:
+            for name in locks.names():
+                if name.endswith(".lock"):
+                    try_lock_and_delete(locks, name)
         self._index.clear()
         return count
 
@@ -373,4 +437,8 @@ class EngineCache:
         return removed
 
     def size_bytes(self) -> int:
-        return tree_size(self.root)
+        try:
+            with self.fsroot.open() as root:
+                return root.tree_size()
+        except (FileNotFoundError, CacheError):
+            return 0

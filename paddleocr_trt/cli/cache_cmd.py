@@ -51,6 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--older-than", type=float, required=True, metavar="DAYS")
     p.set_defaults(func=cmd_prune)
 
+    from .bundle_cmd import register_bundle
+
+    register_bundle(sub, common, _guarded, _emit, _fail)
+
 
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help(sys.stderr)
@@ -66,7 +70,7 @@ def _cache(args: argparse.Namespace) -> Any:
 def _failures(cache: Any) -> Any:
     from ..cache.failures import FailureMemo
 
-    return FailureMemo(cache.root)
+    return FailureMemo(cache)
 
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
@@ -89,7 +93,10 @@ def _size(n: float) -> str:
 
 
 def _when(epoch: float | None) -> str:
-    return "-" if epoch is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))
+    try:
+        return "-" if epoch is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))
+    except (OverflowError, OSError, ValueError):
+        return "?"
 
 
 def _guarded(func: Any) -> Any:
@@ -102,10 +109,15 @@ def _guarded(func: Any) -> Any:
         try:
             validate_settings()
             return func(args)
+        except BrokenPipeError:
+            raise  # the reader went away: main() ends quietly
         except SettingsError as exc:
             return _fail(args, str(exc), EXIT_USAGE)
         except (CacheError, OSError) as exc:
             return _fail(args, str(exc))
+        except (ValueError, TypeError, LookupError, AttributeError, OverflowError) as exc:
+            # every record is schema-checked when read; this is the last line of that promise
+            return _fail(args, f"a cache record is corrupt ({type(exc).__name__}: {exc})")
 
     run.__name__ = func.__name__
     run.__doc__ = func.__doc__
@@ -130,7 +142,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 _size(entry.size_bytes),
                 _when(entry.created),
                 _when(entry.last_used),
-                "ok" if entry.problem is None else f"BROKEN: {entry.problem}",
+                _status(entry),
             )
         )
     failures = _failures(cache).list()
@@ -146,7 +158,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 _when(failure.created),
                 "-",
                 f"FAILED (not retried; `cache clear {failure.digest[:12]}`): "
-                f"{failure.error_type}: {failure.reason.splitlines()[0][:160]}",
+                f"{failure.error_type}: {(failure.reason.splitlines() or [''])[0][:160]}",
             )
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
@@ -162,6 +174,16 @@ def cmd_list(args: argparse.Namespace) -> int:
         data["failures"] = [f.to_dict() for f in failures]
     _emit(args, data, text)
     return EXIT_OK
+
+
+def _status(entry: Any) -> str:
+    """ "ok" (with, for TensorRT-RTX engines, whether and where the plan was validated)."""
+    if entry.problem is not None:
+        return f"BROKEN: {entry.problem}"
+    from ..engines.tensorrt.rtx_artifact import rtx_status
+
+    rtx = rtx_status(entry)
+    return f"ok; {rtx}" if rtx else "ok"
 
 
 @_guarded
@@ -184,15 +206,64 @@ def cmd_info(args: argparse.Namespace) -> int:
     ]
     lines = [f"{label + ':':<20}{value}" for label, value in rows]
     if entry.validation is not None:
-        lines.append(f"{'validation:':<20}{json.dumps(entry.validation)}")
+        lines.append("validation:")
+        lines.extend(validation_lines(entry.validation))
     _emit(args, entry.to_dict(), "\n".join(lines))
     return EXIT_OK if entry.problem is None else EXIT_FAILED
 
 
+def validation_lines(validation: Any, indent: str = "  ", width: int = 100) -> list[str]:
+    """A validation record as short indented ``key: value`` lines (nested dicts and lists of
+    dicts indented further; long lists of numbers cut), instead of one multi-KB JSON line."""
+    lines: list[str] = []
+    if isinstance(validation, dict):
+        for key, value in validation.items():
+            if isinstance(value, dict | list) and value and _nested(value):
+                lines.append(f"{indent}{key}:")
+                lines.extend(validation_lines(value, indent + "  ", width))
+            else:
+                lines.append(_clip(f"{indent}{key}: {_scalar(value)}", width))
+    elif isinstance(validation, list):
+        for i, item in enumerate(validation):
+            if isinstance(item, dict | list) and _nested(item):
+                lines.append(f"{indent}[{i}]")
+                lines.extend(validation_lines(item, indent + "  ", width))
+            else:
+                lines.append(_clip(f"{indent}- {_scalar(item)}", width))
+    else:
+        lines.append(_clip(f"{indent}{_scalar(validation)}", width))
+    return lines
+
+
+def _nested(value: Any) -> bool:
+    items = value.values() if isinstance(value, dict) else value
+    return isinstance(value, dict) or any(isinstance(v, dict | list) for v in items)
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list) and all(isinstance(v, int | float) for v in value):
+        shown = ", ".join(_scalar(v) for v in value[:8])
+        return f"[{shown}{', ...' if len(value) > 8 else ''}] ({len(value)} values)"
+    return json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+
+
+def _clip(line: str, width: int) -> str:
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
 @_guarded
 def cmd_clear(args: argparse.Namespace) -> int:
-    if bool(args.all) == bool(args.key):
-        return _fail(args, "say which entry to remove (KEY) or --all, not both", EXIT_USAGE)
+    if not args.all and not args.key:
+        return _fail(
+            args,
+            "say what to remove: `cache clear KEY` (one entry; see `cache list`) "
+            "or `cache clear --all`",
+            EXIT_USAGE,
+        )
+    if args.all and args.key:
+        return _fail(args, "give KEY or --all, not both", EXIT_USAGE)
     cache = _cache(args)
     if args.all:
         count = cache.clear()

@@ -89,15 +89,19 @@ def run(args: argparse.Namespace) -> int:
 
 def collect(*, cache_dir: Path | None = None, precision: str = "fp16") -> dict[str, Any]:
     """Everything ``doctor`` reports, as a JSON-ready dict."""
+    from .doctor_flavor import flavor_advice
+
     tensorrt, cuda = _tensorrt(), _cuda()
     activation = _activation()
+    builds = _cuda_builds()
     return {
         "python": {"version": platform.python_version(), "executable": sys.executable},
         "platform": platform.platform(),
         "packages": {label: _version(dists) for label, dists in PACKAGES.items()},
         "tensorrt": tensorrt,
         "cuda": cuda,
-        "cuda_builds": _cuda_builds(),
+        "cuda_builds": builds,
+        "flavor": flavor_advice(cuda, builds),
         "activation": activation,
         "engines": _engines(precision),
         "decision": _decision(precision, activation),
@@ -230,7 +234,7 @@ def _decision(precision: str, activation: dict[str, Any]) -> dict[str, Any]:
                 break
         assert status is not None
         return {
-            "use_tensorrt": backend == "tensorrt",
+            "use_tensorrt": backend in ("tensorrt", "tensorrt-rtx"),
             "backend": backend,
             "device": "gpu",
             "precision": precision,
@@ -259,7 +263,7 @@ def _cache(cache_dir: Path | None) -> dict[str, Any]:
         info["size_bytes"] = cache.size_bytes() if info["exists"] else 0
         failures = [
             f"{f.digest[:12]} {f.kind} {f.key.get('model_type', '?')}: {f.describe()}"
-            for f in FailureMemo(cache.root).list()
+            for f in FailureMemo(cache).list()
         ]
         if failures:  # only then: the report's shape stays as it was for a clean cache
             info["failures"] = failures
@@ -310,6 +314,9 @@ def _print_human(report: dict[str, Any]) -> None:
         print(f"  problem:    {problem}")
     if builds.get("install"):
         print(f"  install:    {builds['install']}")
+    from .doctor_flavor import advice_lines
+
+    print("\n".join(advice_lines(report["flavor"])))
     act = report["activation"]
     hook = ", ".join(act["hook_paths"]) if act["hook_installed"] else "NOT installed"
     print(f"hook          {hook}")
@@ -324,16 +331,20 @@ def _print_human(report: dict[str, Any]) -> None:
         print(f"  error: {cache['error']}")
     engines = report["engines"]
     print(f"engines       tried in order: {', '.join(engines['requested'])} (PADDLEOCR_TRT_ENGINE)")
-    for name in ("tensorrt", "onnxruntime"):
+    for name in ("tensorrt", "tensorrt-rtx", "onnxruntime"):
         answer = engines[name]
         text = f"usable: {answer['reason']}" if answer["ok"] else answer["message"]
         if answer.get("provider"):
             text += f" on {answer['provider']}"
-        print(f"  {name:11s} {text}")
+        print(f"  {name:12s} {text}")
     decision = report["decision"]
     print()
     if decision["ok"]:
-        label = {"tensorrt": "TensorRT engines", "onnxruntime": "ONNX Runtime engines"}
+        label = {
+            "tensorrt": "TensorRT engines",
+            "tensorrt-rtx": "TensorRT-RTX engines",
+            "onnxruntime": "ONNX Runtime engines",
+        }
         print(
             f"PaddleOCR(use_tensorrt=True, device='gpu') will use {label[decision['backend']]} "
             f"({decision['precision']})."

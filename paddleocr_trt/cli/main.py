@@ -1,23 +1,54 @@
-"""``paddleocr-trt``: a thin CLI over the library; each command lives in its own module."""
+"""``paddleocr-trt``: a thin CLI over the library; each command lives in its own module.
+
+Rules every command follows (README "Command line"): exit 0 ok, 1 the machine could not do it,
+2 bad arguments; with ``--json`` exactly one JSON document on stdout, usage errors included;
+output piped into a reader that closes early (``| head``) ends quietly.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .._version import __version__
 
 #: modules under paddleocr_trt.cli that expose ``register(subparsers)``
-COMMAND_MODULES = ("demo_cmd", "doctor_cmd", "optimize_cmd", "cache_cmd")
+COMMAND_MODULES = (
+    "demo_cmd",
+    "doctor_cmd",
+    "optimize_cmd",
+    "benchmark_cmd",
+    "cache_cmd",
+    "batch_cmd",
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse, but a usage error under ``--json`` is one JSON document on stdout too.
+
+    Sub-parsers inherit the class (argparse's default ``parser_class``)."""
+
+    json_requested = False
+
+    def error(self, message: str) -> NoReturn:
+        if CliParser.json_requested:
+            print(json.dumps({"ok": False, "error": message, "usage": self.format_usage().strip()}))
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CliParser(
         prog="paddleocr-trt",
         description="TensorRT engines for PaddleOCR: build, validate, cache, benchmark.",
     )
@@ -30,13 +61,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    CliParser.json_requested = "--json" in argv
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        return _closed_reader()
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    _configure_logging(args.verbose)
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+        if CliParser.json_requested:
+            print(json.dumps({"ok": False, "error": "a command is required"}))
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
     from .settings_check import check_settings
 
     refused = check_settings(args)  # every setting, once, before any command runs
@@ -44,9 +85,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return refused
     _terminate_cleanly()
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed reader shows up here, inside the BrokenPipe guard
+        return code
     except KeyboardInterrupt:
         return 130
+
+
+def _configure_logging(verbose: int) -> None:
+    """The package logger speaks through its own handler (``log.py``), whatever Paddle or
+    PaddleX later do to the root logger, so the format does not change mid-run. The CLI does
+    not configure the root logger: Paddle's import would otherwise raise it to INFO."""
+    from ..log import LOGGER_NAME, configure_from_env
+    from ..settings import ENV_LOG_LEVEL
+
+    configure_from_env()
+    if os.environ.get(ENV_LOG_LEVEL, "").strip() and not verbose:
+        return
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    logging.getLogger(LOGGER_NAME).setLevel(level)
+
+
+def _closed_reader() -> int:
+    """The reader went away (``| head``): stop writing, say nothing, exit 1 (not all of the
+    output was delivered). stdout is pointed at /dev/null so the interpreter's final flush
+    cannot raise a second BrokenPipeError."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return EXIT_FAILED
 
 
 def _terminate_cleanly() -> None:

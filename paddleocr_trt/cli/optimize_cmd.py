@@ -1,4 +1,4 @@
-"""``paddleocr-trt optimize | convert | benchmark``: the ``TensorRTOptimizer`` API from a shell.
+"""``paddleocr-trt optimize | convert``: the ``TensorRTOptimizer`` API from a shell.
 
 Exit codes: 0 success; 1 the machine could not do it (TensorRT missing, conversion or validation
 failed; the reason is printed); 2 usage error (no such model dir, unknown model type, bad
@@ -8,8 +8,11 @@ numbers), always a one-line message and never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "optimize",
         parents=[common],
-        help="build (or fetch from cache) a validated TensorRT engine for one Paddle model",
+        help="build (or fetch from cache) a validated TensorRT engine for one Paddle or ONNX "
+        "model dir",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -53,58 +57,76 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="kill one engine attempt (build + validation) after this long "
         "(default: $PADDLEOCR_TRT_BUILD_TIMEOUT_S, else 1800)",
     )
+    p.add_argument(
+        "--engine",
+        default="tensorrt",
+        choices=["tensorrt", "tensorrt-rtx"],
+        help="tensorrt (full TensorRT, builds and validates on this GPU) or tensorrt-rtx "
+        "(TensorRT for RTX GPUs: builds without a GPU, validated on the target GPU)",
+    )
+    p.add_argument(
+        "--target",
+        default=None,
+        metavar="SM,...",
+        help="tensorrt-rtx: compute capabilities to build for, e.g. sm86,sm89,sm120 "
+        "(default: every one TensorRT-RTX runs on)",
+    )
     p.set_defaults(func=cmd_optimize)
 
     p = subparsers.add_parser(
         "convert",
         parents=[common],
-        help="Paddle -> ONNX, validated on ONNX Runtime against native Paddle (works on CPU)",
+        help="Paddle -> ONNX, validated on ONNX Runtime against native Paddle (works on CPU); "
+        "an ONNX model dir (inference.onnx) is checked, not converted",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
     p.add_argument("-o", "--output", type=Path, default=None, help="also copy the ONNX file here")
-    p.set_defaults(func=cmd_convert)
-
-    p = subparsers.add_parser(
-        "benchmark",
-        parents=[common],
-        help="latency/throughput per batch size, TensorRT engine vs native Paddle",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p.add_argument(
+        "--to-model-dir",
+        type=Path,
+        default=None,
+        metavar="OUT",
+        help="also write the validated ONNX + inference.yml as a PaddleX ONNX model dir "
+        '(engine="onnxruntime"; runs without Paddle installed); OUT must not exist or be empty',
     )
-    p.add_argument("engine", nargs="?", type=Path, metavar="ENGINE", help="engine (.plan/.engine)")
-    p.add_argument("--model-dir", type=Path, default=None, help="the Paddle model dir")
-    p.add_argument("--batch-sizes", default="1,8,16", help="comma-separated (default: 1,8,16)")
-    p.add_argument("--iterations", type=int, default=20, help="timed runs per batch size")
-    p.add_argument("--warmup", type=int, default=3, help="untimed runs per batch size")
-    p.add_argument("--no-native", action="store_true", help="skip the native Paddle baseline")
-    p.set_defaults(func=cmd_benchmark)
+    p.set_defaults(func=cmd_convert)
 
 
 # -- argument checks -----------------------------------------------------------------------------
 
 
-def _model(model_dir: Path | None, model_type: str | None) -> tuple[Path, Any]:
-    """(resolved model dir, ModelType), or UsageError saying what is wrong.
+def _model(model_dir: Path | None, model_type: str | None) -> tuple[Any, Any]:
+    """(the resolved model, ModelType), or UsageError saying what is wrong. The model value
+    is path-like (its directory) and is resolved here once for the whole command.
 
     inference.yml is read even with ``--type``: a broken one, or a type it contradicts, is
     named here rather than after a full conversion.
     """
     from ..errors import ModelDirError, UnsupportedModelTypeError
-    from ..model_types import locate_model_files, resolve_model_type
+    from ..model_resolve import resolve_model
 
     if model_dir is None:
         raise UsageError("a model dir is required (--model-dir)")
     try:
-        files = locate_model_files(model_dir)
-        mtype = resolve_model_type(files, model_type)
+        model = resolve_model(model_dir, model_type)
     except (ModelDirError, UnsupportedModelTypeError, FileNotFoundError, NotADirectoryError) as exc:
         message = str(exc)
         if model_type is None and "cannot tell the model type" in message:
             message += " (--type detection|recognition|classification)"
         raise UsageError(message) from None
-    return files.model_dir.resolve(), mtype
+    return model, model.model_type
+
+
+def _model_dir_output(path: Path) -> None:
+    from ..errors import OutputPathError
+    from ..onnx_model_dir import check_model_dir_output
+
+    try:
+        check_model_dir_output(path)
+    except OutputPathError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _output(path: Path | None) -> None:
@@ -137,12 +159,20 @@ def _run(args: argparse.Namespace, body: Any) -> int:
     try:
         validate_settings()
         return body(args)
+    except BrokenPipeError:
+        raise  # the reader went away: main() ends quietly
     except (UsageError, SettingsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _error(args, str(exc), EXIT_USAGE)
     except (PaddleOCRTRTError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return _error(args, str(exc), EXIT_FAILED)
+
+
+def _error(args: argparse.Namespace, message: str, code: int) -> int:
+    """One ``error:`` line on stderr; under ``--json`` also the one JSON document on stdout."""
+    if args.json:
+        print(json.dumps({"ok": False, "error": message}, ensure_ascii=False))
+    print(f"error: {message}", file=sys.stderr)
+    return code
 
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], human: list[str]) -> None:
@@ -150,6 +180,25 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], human: list[str]) -> N
         print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
         print("\n".join(human))
+
+
+@contextlib.contextmanager
+def _said_by_us(optimizer: Any) -> Iterator[None]:
+    """The optimizer logs its failure reason as a warning; the command prints that reason
+    itself (stderr line or JSON), so the log record of exactly that reason is dropped."""
+    target = logging.getLogger("paddleocr_trt")
+
+    def not_the_failure(record: logging.LogRecord) -> bool:
+        return not (optimizer.last_failure and record.getMessage() == optimizer.last_failure)
+
+    handlers = [*target.handlers, *logging.getLogger().handlers]
+    for handler in handlers:
+        handler.addFilter(not_the_failure)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(not_the_failure)
 
 
 # -- optimize ----------------------------------------------------------------------------------
@@ -174,6 +223,19 @@ def _optimize(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--build-timeout must be a positive number of seconds, got {args.build_timeout}"
         )
+    if args.engine == "tensorrt-rtx":
+        from .optimize_rtx import TargetError, optimize_rtx
+
+        try:
+            built, data, lines = optimize_rtx(args, model_dir, mtype, gb)
+        except TargetError as exc:
+            raise UsageError(f"--target: {exc}") from None
+        _emit(args, data, lines)
+        return EXIT_OK if built else EXIT_FAILED
+    if args.target:
+        raise UsageError(
+            "--target needs --engine tensorrt-rtx (full TensorRT builds for the GPU it runs on)"
+        )
     from ..optimizer import TensorRTOptimizer
     from ..progress import step
 
@@ -183,12 +245,18 @@ def _optimize(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         build_timeout_s=args.build_timeout,
     )
-    with step(f"optimizing {mtype.value} model {model_dir.name}", quiet=args.json):
+    with (
+        step(f"optimizing {mtype.value} model {model_dir.name}", quiet=args.json),
+        _said_by_us(optimizer),
+    ):
         result = optimizer.optimize_model(model_dir, args.output, model_type=mtype)
     if result is None:
         reason = optimizer.last_failure or "unknown reason (see the log)"
         data = {"ok": False, "model_dir": str(model_dir), "model_type": mtype.value}
-        _emit(args, {**data, "reason": reason}, [f"optimize failed: {reason}"])
+        if args.json:
+            _emit(args, {**data, "reason": reason}, [])
+        else:
+            print(f"error: optimize failed: {reason}", file=sys.stderr)
         return EXIT_FAILED
     data = {"ok": True, **result.to_dict()}
     lines = [
@@ -216,12 +284,16 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def _convert(args: argparse.Namespace) -> int:
     model_dir, mtype = _model(args.model_dir, args.model_type)
     _output(args.output)
+    if args.to_model_dir is not None:
+        _model_dir_output(args.to_model_dir)
     from ..optimizer import TensorRTOptimizer
     from ..progress import step
 
     optimizer = TensorRTOptimizer(cache_dir=args.cache_dir)
     with step(f"converting {mtype.value} model {model_dir.name}", quiet=args.json):
-        report = optimizer.convert_model(model_dir, args.output, model_type=mtype)
+        report = optimizer.convert_model(
+            model_dir, args.output, model_type=mtype, to_model_dir=args.to_model_dir
+        )
     data = report.to_dict()
     validation = report.validation or {}
     lines = [f"model       {model_dir} ({mtype.value})"]
@@ -241,6 +313,8 @@ def _convert(args: argparse.Namespace) -> int:
                 f"  {stats.get('name')}: max |diff| {stats.get('max_abs_diff', 0.0):.3g}, "
                 f"mean |diff| {stats.get('mean_abs_diff', 0.0):.3g}"
             )
+    if report.model_dir_written:
+        lines.append(f"model dir   {report.model_dir_written} (inference.onnx + inference.yml)")
     if not report.passed:
         lines.append(f"convert failed: {report.error or optimizer.last_failure}")
     _emit(args, data, lines)
@@ -248,46 +322,6 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 # -- benchmark ---------------------------------------------------------------------------------
-
-
-def cmd_benchmark(args: argparse.Namespace) -> int:
-    return _run(args, _benchmark)
-
-
-def _benchmark(args: argparse.Namespace) -> int:
-    if args.engine is not None and not args.engine.is_file():
-        raise UsageError(f"engine file not found: {args.engine}")
-    model_dir, mtype = _model(args.model_dir, args.model_type)
-    batches = _batch_sizes(args.batch_sizes)
-    if args.iterations < 1 or args.warmup < 0:
-        raise UsageError("--iterations must be >= 1 and --warmup >= 0")
-    from ..optimizer import TensorRTOptimizer
-    from ..progress import track
-
-    optimizer = TensorRTOptimizer(cache_dir=args.cache_dir)
-    if args.engine is None or optimizer.tensorrt_unavailable_reason():
-        why = "no engine given" if args.engine is None else optimizer.tensorrt_unavailable_reason()
-        print(f"note: native Paddle only ({why})", file=sys.stderr)
-    parts = []
-    # One call per batch size so the bar moves; each call measures native and TensorRT together.
-    for batch in track(batches, f"benchmark {mtype.value}", quiet=args.json):
-        result = optimizer.benchmark_performance(
-            args.engine,
-            [batch],
-            model_dir=model_dir,
-            model_type=mtype,
-            warmup=args.warmup,
-            iterations=args.iterations,
-            include_native=not args.no_native,
-        )
-        if result is None:
-            reason = optimizer.last_failure or "unknown reason (see the log)"
-            _emit(args, {"ok": False, "reason": reason}, [f"benchmark failed: {reason}"])
-            return EXIT_FAILED
-        parts.append(result)
-    merged = merge_results(parts)
-    _emit(args, merged.to_dict(), _benchmark_lines(merged))
-    return EXIT_OK
 
 
 def merge_results(parts: list[Any]) -> Any:

@@ -28,6 +28,13 @@ def tensorrt_absent_reason() -> str | None:
     return None
 
 
+def _rtx_installed() -> bool:
+    from ..engines.tensorrt import adapter
+    from ..engines.tensorrt.flavors import RTX
+
+    return adapter.flavor_installed(RTX)
+
+
 def make_tiny_onnx(path: Path) -> Path:
     """``y = Relu(x)`` with a dynamic batch: the smallest graph TensorRT must build."""
     import onnx
@@ -114,6 +121,11 @@ def run_selftest(
     """Print what was built and how long it took; 0 when everything passed, 1 otherwise."""
     out = out or sys.stdout
     reason = tensorrt_absent_reason()
+    if reason is not None and _rtx_installed():
+        from .selftest_rtx import rtx_selftest
+
+        print(f"TensorRT      not used: {reason}", file=out)
+        return rtx_selftest(cache_dir, find_det_model(det_model), timeout_s, out)
     if reason is not None:
         print(
             f"selftest: TensorRT is absent or unusable here, nothing was built: {reason}", file=out
@@ -121,7 +133,9 @@ def run_selftest(
         return 1
     from ..cache.store import EngineCache
 
-    work = EngineCache(cache_dir).root / "selftest"
+    # created 0700 through the cache root the cache resolved and marked (never ``~/selftest``)
+    with EngineCache(cache_dir).fsroot.open("selftest", create=True) as selftest:
+        work = selftest.path
     ok = True
     onnx_path = make_tiny_onnx(work / "tiny.onnx")
     tiny_profile = {"x": {"min": [1, 3, 32, 32], "opt": list(TINY_SHAPE), "max": [4, 3, 32, 32]}}

@@ -299,6 +299,9 @@ def _failure_hint(mtype: ModelType, details: list[dict[str, Any]]) -> str:
 
 
 def _postprocess_config(runner: BaseRunner) -> dict[str, Any]:
+    model = getattr(runner, "resolved_model", None)
+    if model is not None:  # a reference runner made from a ResolvedModel: nothing to read
+        return model.postprocess()
     files = getattr(runner, "model_files", None)
     if files is None or getattr(files, "model_dir", None) is None:
         return {}

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..log import get_logger
-from ..model_types import ModelType, locate_model_files
+from ..model_types import ModelType
 
 log = get_logger("comparator")
 
@@ -82,15 +82,11 @@ def build_validation_inputs(
 # -- configuration --------------------------------------------------------------------------
 
 
-def _load_config(model_dir: str | Path | None) -> dict[str, Any]:
-    if model_dir is None:
-        return {}
-    files = locate_model_files(model_dir)
-    if files.config is None:
-        return {}
-    import yaml
+def _load_config(model_dir: Any) -> dict[str, Any]:
+    """inference.yml of a resolved model (from memory) or a model dir; {} for None."""
+    from ..model_resolve import model_config
 
-    return yaml.safe_load(files.config.read_text(encoding="utf-8")) or {}
+    return model_config(model_dir)
 
 
 def _op_args(config: dict[str, Any], name: str) -> dict[str, Any] | None:

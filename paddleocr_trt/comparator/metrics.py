@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -168,17 +167,12 @@ def box_f1(
 # -- recognition ----------------------------------------------------------------------------
 
 
-def load_postprocess_config(model_dir: str | Path) -> dict[str, Any]:
-    """The ``PostProcess`` section of a model dir's inference.yml ({} when there is none)."""
-    import yaml
+def load_postprocess_config(model_dir: Any) -> dict[str, Any]:
+    """The ``PostProcess`` section of a model's inference.yml ({} when there is none);
+    ``model_dir``: a resolved model (read from memory) or a model dir."""
+    from ..model_resolve import model_config
 
-    from ..model_types import locate_model_files
-
-    files = locate_model_files(model_dir)
-    if files.config is None:
-        return {}
-    data = yaml.safe_load(files.config.read_text(encoding="utf-8")) or {}
-    return dict(data.get("PostProcess") or {})
+    return dict(model_config(model_dir).get("PostProcess") or {})
 
 
 def ctc_decode(probs: np.ndarray, character_dict: Sequence[str]) -> list[str]:

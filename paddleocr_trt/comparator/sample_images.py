@@ -279,3 +279,12 @@ def render_sample_images(out_dir: str | Path) -> list[SampleImage]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     return [render(out) for render in _RENDERERS]
+
+
+def render_sample_image_bytes() -> list[tuple[str, bytes]]:
+    """The set as (file name, PNG bytes), for a caller that stores them itself (the cache
+    writes them through its directory descriptors); rendered in a private temp dir."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="paddleocr_trt-images-") as tmp:
+        return [(s.path.name, s.path.read_bytes()) for s in render_sample_images(tmp)]

@@ -21,12 +21,12 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # typing only: the engines' answers must stay cheap to import
     from ..artifact import Artifact, ArtifactSource
     from ..backend.base import BaseRunner
+    from ..model_resolve import ResolvedModel
     from ..model_types import ModelType
 
 SUPPORTED_PRECISIONS = ("fp16", "fp32")
@@ -76,6 +76,7 @@ class Engine(Protocol):
 
     name: str  # what ``trt_engine=`` / ``$PADDLEOCR_TRT_ENGINE`` say
     label: str  # what the user reads
+    needs_artifact: bool  # False: nothing to prepare (the recipe makes no ONNX for it)
 
     def status(self) -> Availability:
         """Is the engine's runtime installed and loadable (the device aside)? Cached."""
@@ -90,9 +91,16 @@ class Engine(Protocol):
         ...
 
     def prepare(
-        self, source: ArtifactSource, model_dir: Path, model_type: ModelType, target: Target
+        self,
+        source: ArtifactSource,
+        onnx: Artifact,
+        model: ResolvedModel,
+        model_type: ModelType,
+        target: Target,
     ) -> Artifact | None:
-        """The cached, validated artifact this engine runs (None: it needs none)."""
+        """The engine step: the recipe's validated ONNX (``onnx``, of the resolved ``model``)
+        in, the cached, validated artifact this engine runs out (None: it needs none). Calls
+        down only: ``source`` lends the cache and the validation, never a step."""
         ...
 
     def load(self, artifact: Artifact | None, request: LoadRequest) -> BaseRunner:
@@ -124,8 +132,13 @@ def unsupported_precision(precision: str) -> Availability | None:
 
 
 def origin(artifact: Artifact, made: str) -> str:
-    """ "loaded from cache" or what making it took ("built and validated", ...)."""
-    return "loaded from cache" if artifact.from_cache else made
+    """ "loaded from cache" or what making it took ("built and validated", ...); from an ONNX
+    model dir's source graph, what it was validated against (no conversion, no Paddle)."""
+    if artifact.from_cache:
+        return "loaded from cache"
+    if artifact.entry.metadata.get("source_format") == "onnx":
+        return "validated against the source ONNX graph on ONNX Runtime"
+    return made
 
 
 def agreement_of(artifact: Artifact) -> float | None:

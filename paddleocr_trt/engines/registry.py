@@ -14,6 +14,7 @@ from typing import Any
 #: name -> (label, module holding ``ENGINE``); requestable engines first, in default order
 _ENGINES: dict[str, tuple[str, str]] = {
     "tensorrt": ("TensorRT", "paddleocr_trt.engines.tensorrt.engine"),
+    "tensorrt-rtx": ("TensorRT-RTX", "paddleocr_trt.engines.tensorrt.rtx_engine"),
     "onnxruntime": ("ONNX Runtime", "paddleocr_trt.engines.onnxruntime.engine"),
     "paddle": ("native Paddle", "paddleocr_trt.engines.paddle.engine"),
 }

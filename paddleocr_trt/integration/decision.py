@@ -32,6 +32,7 @@ __all__ = [
     "device_type_of",
     "onnxruntime_provider",
     "onnxruntime_status",
+    "rtx_gpu_status",
     "target_of",
     "tensorrt_status",
 ]
@@ -74,9 +75,14 @@ def decide_onnxruntime(request: TensorRTRequest, engine_config: Mapping[str, Any
     return decide_engine("onnxruntime", request, engine_config)
 
 
-def tensorrt_status() -> Availability:
-    """Is TensorRT installed and loadable (the device aside)?"""
-    return registry.engine("tensorrt").status()
+def tensorrt_status(flavor: str = "tensorrt") -> Availability:
+    """Is TensorRT (or, ``flavor="tensorrt-rtx"``, TensorRT-RTX) installed and loadable?"""
+    return registry.engine(flavor).status()
+
+
+def rtx_gpu_status(device_id: int) -> Availability:
+    """Does TensorRT-RTX run on GPU ``device_id`` (its compute capability)?"""
+    return registry.engine("tensorrt-rtx").gpu_status(device_id)
 
 
 def cuda_status() -> Availability:

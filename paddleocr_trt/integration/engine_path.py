@@ -51,12 +51,13 @@ def engine_runner(
         engine_config=engine_config,
         fallback=fallback,
     )
-    artifact = engine.prepare(pipeline, model_dir, model_type, target)
+    artifact = pipeline.artifact(engine_name, model_dir, model_type, target)
     try:
         inner = engine.load(artifact, load)
     except CacheError as exc:  # an artifact this engine/GPU cannot load: a miss, prepare once
+        assert artifact is not None
         pipeline.cache.invalidate(artifact.entry, str(exc))
-        artifact = engine.prepare(pipeline, model_dir, model_type, target)
+        artifact = pipeline.artifact(engine_name, model_dir, model_type, target)
         inner = engine.load(artifact, load)
     description = engine.describe(artifact, inner, load)
     return FusedEngineRunner(inner, fallback, model_name, model_type), description

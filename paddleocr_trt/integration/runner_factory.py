@@ -41,7 +41,9 @@ def _paddle_version() -> Version | None:
         return None
 
 
-def native_engine_config(engine_config: Mapping[str, Any], model_dir: Path | None) -> dict:
+def native_engine_config(
+    engine_config: Mapping[str, Any], model_dir: Path | None, files: ModelFiles | None = None
+) -> dict:
     """Settings under which native Paddle inference works for this model.
 
     A Paddle-TRT run mode becomes plain Paddle (the user asked for *our* TensorRT, not Paddle's
@@ -56,7 +58,8 @@ def native_engine_config(engine_config: Mapping[str, Any], model_dir: Path | Non
     paddle_version = _paddle_version()
     if on_cpu and uses_onednn and model_dir is not None and paddle_version is not None:
         try:
-            legacy = locate_model_files(model_dir).format is ModelFormat.LEGACY
+            files = files or locate_model_files(model_dir)
+            legacy = files.format is ModelFormat.LEGACY
         except Exception:
             legacy = False
         if legacy and paddle_version >= Version("3.3"):
@@ -82,25 +85,52 @@ def _model_type(model_name: str, model_files: ModelFiles | None) -> ModelType | 
     return model_type_from_name(model_name)
 
 
-def build_runner(native_builder: Callable[..., Any], **kwargs: Any) -> Any:
-    """Try each requested engine in order, then native Paddle; one warning per step moved on."""
+def _resolved(model_files: ModelFiles | None, model_type: ModelType | None) -> Any:
+    """The model as one value for the engine paths (None when it cannot be resolved)."""
+    if model_files is None or model_type is None:
+        return None
+    from ..model_resolve import ResolvedModel
+
+    try:
+        config = model_files.config_data()
+    except ModelDirError:
+        return None
+    return ResolvedModel(model_files, model_type, config)
+
+
+def build_runner(
+    native_builder: Callable[..., Any], *, model_source: str | None = None, **kwargs: Any
+) -> Any:
+    """Try each requested engine in order, then native Paddle; one warning per step moved on.
+
+    ``native_builder`` is the PaddleX engine's own (Paddle Inference, or its ONNX Runtime
+    runner for ``engine="onnxruntime"``, then ``model_source="onnx"``: the dir's
+    inference.onnx is the model's source whatever else the dir holds).
+    """
     model_name: str = kwargs["model_name"]
     model_dir: Path | None = kwargs.get("model_dir")
     engine_config: Mapping[str, Any] = kwargs.get("engine_config") or {}
     request = trt_request.current() or trt_request.from_engine_config(engine_config)
     if request is None:
         return native_builder(**kwargs)
+    # what runs when no engine of ours does: Paddle Inference, or PaddleX's ONNX Runtime runner
+    native, native_step = (
+        ("paddle", "running native Paddle inference")
+        if model_source is None
+        else ("paddlex-onnxruntime", "running PaddleX's own ONNX Runtime runner")
+    )
 
     model_files = None
     if model_dir is not None:
         # Say precisely what is wrong with a broken model dir, in the log: the exception the
         # user gets must stay the one plain PaddleOCR raises, so Paddle reports it.
         try:
-            model_files = locate_model_files(model_dir)
+            model_files = locate_model_files(model_dir, model_source)
         except ModelDirError as exc:
             log.error("%s: %s; leaving the error to Paddle", model_name, exc)
             return native_builder(**kwargs)
     model_type = _model_type(model_name, model_files)
+    resolved = _resolved(model_files, model_type)
     if model_type is None:
         reason = "not a text detection, recognition or classification model"
         warn_once(
@@ -109,12 +139,15 @@ def build_runner(native_builder: Callable[..., Any], **kwargs: Any) -> Any:
             model_name,
             reason,
         )
-        record(BackendDecision(model_name, str(model_dir) if model_dir else None, "paddle", reason))
+        record(BackendDecision(model_name, str(model_dir) if model_dir else None, native, reason))
         return native_builder(**kwargs)
 
     def native_factory() -> Any:
         return native_builder(
-            **{**kwargs, "engine_config": native_engine_config(engine_config, model_dir)}
+            **{
+                **kwargs,
+                "engine_config": native_engine_config(engine_config, model_dir, model_files),
+            }
         )
 
     reasons: list[str] = []
@@ -130,7 +163,8 @@ def build_runner(native_builder: Callable[..., Any], **kwargs: Any) -> Any:
                 runner, description = engine_runner(
                     engine,
                     model_name=model_name,
-                    model_dir=Path(model_dir),  # type: ignore[arg-type]
+                    # the model resolved here, once (path-like: ``Path(model_dir)`` works)
+                    model_dir=resolved or Path(model_dir),  # type: ignore[arg-type]
                     model_type=model_type,
                     request=request,
                     engine_config=engine_config,
@@ -153,11 +187,7 @@ def build_runner(native_builder: Callable[..., Any], **kwargs: Any) -> Any:
             status.message() if len(request.engines) == 1 else f"{label}: {status.message()}"
         )
         later = request.engines[position + 1 :]
-        next_step = (
-            f"trying the {registry.label(later[0])} engine"
-            if later
-            else "running native Paddle inference"
-        )
+        next_step = f"trying the {registry.label(later[0])} engine" if later else native_step
         warn_once(
             (engine, status.code, model_name),
             "%s: %s; %s instead.",
@@ -167,10 +197,10 @@ def build_runner(native_builder: Callable[..., Any], **kwargs: Any) -> Any:
         )
     record(
         BackendDecision(
-            model_name, str(model_dir) if model_dir else None, "paddle", "; ".join(reasons), None
+            model_name, str(model_dir) if model_dir else None, native, "; ".join(reasons), None
         )
     )
-    return _ours(TimedRunner(native_factory(), model_name, "paddle"))
+    return _ours(TimedRunner(native_factory(), model_name, native))
 
 
 def _ours(runner: TimedRunner) -> TimedRunner:

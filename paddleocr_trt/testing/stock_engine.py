@@ -31,7 +31,7 @@ def swap_in_plain_onnxruntime(
     from ..engines.onnxruntime.runner import OnnxRuntimeRunner
     from ..fusion.predictors import ADAPTED_ATTR
     from ..integration.report import TimedRunner
-    from ..model_types import locate_model_files, resolve_model_type
+    from ..model_resolve import resolve_model
     from ..pipeline import PipelineOptions, shared_pipeline
 
     converter = shared_pipeline(str(cache_dir), PipelineOptions(precision="fp32"))
@@ -42,9 +42,8 @@ def swap_in_plain_onnxruntime(
             continue
         if getattr(predictor, ADAPTED_ATTR, None) is not None:
             raise ValueError(f"{attr} is adapted to a fused graph; build the pipeline plain")
-        model_dir = Path(predictor.model_dir)
-        mtype = resolve_model_type(locate_model_files(model_dir), None)
-        artifact = converter.onnx(model_dir, mtype)
+        model = resolve_model(Path(predictor.model_dir))
+        artifact = converter.onnx(model, model.model_type)
         engine = OnnxRuntimeRunner(artifact.path, threads=threads, name=predictor.model_name)
         old = predictor.runner
         predictor.runner = TimedRunner(engine, predictor.model_name, "onnxruntime-plain")

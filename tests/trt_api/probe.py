@@ -1,4 +1,5 @@
-"""Run inside a subprocess whose ``tensorrt`` is the real bindings of one version (stub libs).
+"""Run inside a subprocess whose ``tensorrt`` is the real bindings of one version (stub libs),
+or, with ``TRT_API_PROBE_FLAVOR=tensorrt-rtx``, the real TensorRT-RTX bindings and libraries.
 
 Checks the adapter's TRT_API manifest against that module and exercises the adapter's
 non-constructing code paths with it; prints one JSON document on stdout.
@@ -6,18 +7,26 @@ non-constructing code paths with it; prints one JSON document on stdout.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
+import os
 import re
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tensorrt as trt
 
-from paddleocr_trt.engines.tensorrt import adapter
-from paddleocr_trt.engines.tensorrt.config import BuildSettings
-from paddleocr_trt.errors import EngineBuildError
+FLAVOR = os.environ.get("TRT_API_PROBE_FLAVOR", "tensorrt")
+trt = importlib.import_module({"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}[FLAVOR])
+
+from paddleocr_trt.engines.tensorrt import adapter  # noqa: E402
+from paddleocr_trt.engines.tensorrt.config import BuildSettings  # noqa: E402
+from paddleocr_trt.errors import EngineBuildError  # noqa: E402
+
+adapter.select_flavor(FLAVOR)
 
 
 def _split_params(text: str) -> list[str]:
@@ -71,7 +80,7 @@ def kind_matches(kind: str, ann: str) -> bool:
         return ann in ("tuple", "list") or ann.endswith("Dims") or "Sequence" in ann
     if kind == "dims":
         return ann.endswith(".Dims") or ann == "Dims"
-    return ann == kind or ann.endswith("." + kind)
+    return ann == kind or ann.endswith("." + kind) or ann.endswith("::" + kind)
 
 
 def accepts(overloads: list[list[tuple[str, str, bool]]], kinds: tuple[str, ...]) -> bool:
@@ -91,7 +100,7 @@ def strip_self(overloads: list[list[tuple[str, str, bool]]]) -> list[list[tuple[
 
 def resolve(name: str) -> Any:
     obj: Any = trt
-    for part in name.split("."):
+    for part in name.partition("#")[0].split("."):
         obj = getattr(obj, part)
     return obj
 
@@ -102,7 +111,7 @@ def check_entry(name: str, entry: adapter.Api, major: int, overrides: dict[str, 
         obj = resolve(name)
     except AttributeError:
         return None if entry.optional else f"{name}: missing"
-    parent_name, _, attr = name.rpartition(".")
+    parent_name, _, attr = name.partition("#")[0].rpartition(".")
     parent = resolve(parent_name) if parent_name else trt
     if entry.kind == "module_attr":
         return None
@@ -236,6 +245,37 @@ def dispatch_checks(major: int) -> dict[str, Any]:
         "dims": list(adapter._new("Dims", (2, 3, 48, 320))),
         "build_with_stub_libs": build_error,
         "deserialize_garbage": repr(adapter.deserialize_engine(b"\x00garbage-plan")),
+        "rtx": rtx_checks() if FLAVOR == "tensorrt-rtx" else None,
+    }
+
+
+def rtx_checks() -> dict[str, Any]:
+    """TensorRT-RTX's real builder and runtime: an ahead-of-time build for two targets, its
+    validity on this machine (no GPU: never VALID), a wrong target refused."""
+    from paddleocr_trt.cli.selftest import make_tiny_onnx
+    from paddleocr_trt.profiles import ShapeProfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = make_tiny_onnx(Path(tmp) / "tiny.onnx")
+        prof = {"x": ShapeProfile((1, 3, 32, 32), (1, 3, 32, 32), (4, 3, 32, 32))}
+        settings = BuildSettings("fp32", 1 << 28, targets=("sm86", "sm89"), progress=False)
+        out = adapter.build_serialized_engine(onnx_path, settings, [prof])
+        runtime = adapter._new("Runtime", adapter.recording_logger(trt))
+        validity = adapter.engine_validity(runtime, out.plan)
+        try:
+            adapter.build_serialized_engine(
+                onnx_path, BuildSettings("fp32", 1 << 28, targets=("sm90",)), [prof]
+            )
+            bad_target = "built"
+        except ValueError as exc:
+            bad_target = f"{type(exc).__name__}: {exc}"
+    return {
+        "plan_bytes": len(out.plan),
+        "network_io": out.network_io,
+        "validity_status": validity.status,
+        "label": adapter.engine_label(trt),
+        "supports_targets": adapter.supports_targets(trt),
+        "bad_target": bad_target,
     }
 
 
@@ -255,7 +295,7 @@ def main() -> int:
                 problems.append(f"{name}: expected removed in {trt.__version__}, still present")
             except AttributeError:
                 absent_ok.append(name)
-        if major not in entry.versions:
+        if major not in entry.versions or adapter.flavor_of(trt) not in entry.flavors:
             continue
         problem = check_entry(name, entry, major, overrides)
         if problem:
@@ -278,6 +318,7 @@ def main() -> int:
         "selftest_total": len(bogus),
         "version": trt.__version__,
         "major": major,
+        "flavor": adapter.flavor_of(trt),
         "checked": checked,
         "optional_missing": skipped_optional,
         "absent_confirmed": absent_ok,

@@ -1,7 +1,9 @@
-"""The adapter's TensorRT uses, checked against the real TensorRT 10.x and 11.x Python bindings.
+"""The adapter's TensorRT uses, checked against the real TensorRT 10.x and 11.x Python bindings
+and the real TensorRT-RTX bindings *and libraries* (``tensorrt-rtx``, installed by dev.sh).
 
 Fetches the bindings wheels (cached in .cache/trt-bindings/), compiles stub libnvinfer & co, and
-imports the real ``tensorrt`` of each version in a subprocess (tests/trt_api/probe.py). Never
+imports the real ``tensorrt`` of each version in a subprocess (tests/trt_api/probe.py); the
+TensorRT-RTX probe imports the installed ``tensorrt_rtx`` and also builds a real plan. Never
 skips: without PyPI access it fails and says so. A static scan of adapter.py proves every
 TensorRT access in the adapter package goes through the TRT_API manifest that the subprocess
 checks.
@@ -31,7 +33,17 @@ REFLECTION = {"getattr", "setattr", "hasattr", "delattr", "__import__", "eval", 
 #: Accessor calls whose name is computed, each proven elsewhere: the BuilderFlag names come
 #: from decide_builder_flags (resolved on both versions by the probe); the device-memory
 #: property from decide_device_memory_property (same).
-DYNAMIC_NAME_SITES = {("build_serialized_engine", "_api"), ("device_memory_size", "_get")}
+DYNAMIC_NAME_SITES = {
+    ("build_serialized_engine", "_api"),
+    ("device_memory_size", "_get"),
+    # TensorRT-RTX: the target and diagnostic names come from rtx.TARGET_ENTRIES/DIAGNOSTICS,
+    # every one of them resolved on the real module by test_rtx_tables_are_declared
+    ("apply_targets", "_api"),
+    ("engine_validity", "_api"),
+    ("_network_io", "_call"),
+    ("_network_io", "_get"),
+}
+RTX = "tensorrt-rtx"
 #: Names the adapter must declare: the fixes of issue 9 depend on them (context memory per
 #: profile, strict timing caches merged across processes).
 REQUIRED_NAMES = (
@@ -44,8 +56,30 @@ REQUIRED_NAMES = (
 )
 
 
-@pytest.fixture(scope="module", params=sorted(BINDINGS), ids=lambda m: f"trt{m}")
+def _probe_rtx() -> dict[str, Any]:
+    """The real tensorrt_rtx (bindings + libraries from PyPI): no stubs, nothing to fetch."""
+    import os
+
+    env = dict(os.environ)
+    env["TRT_API_PROBE_FLAVOR"] = RTX
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")) if p
+    )
+    proc = subprocess.run(
+        [sys.executable, str(PROBE)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, f"TensorRT-RTX probe failed:\n{proc.stderr[-4000:]}"
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(
+    scope="module", params=[*sorted(BINDINGS), RTX], ids=lambda m: f"trt{m}" if m != RTX else m
+)
 def probe(request: pytest.FixtureRequest) -> dict[str, Any]:
+    if request.param == RTX:
+        if not adapter.flavor_installed(RTX):
+            pytest.fail("tensorrt-rtx is not installed (scripts/dev.sh setup)", pytrace=False)
+        return _probe_rtx()
     try:
         env = prepare(request.param)
     except BindingsUnavailable as exc:
@@ -67,7 +101,11 @@ def test_every_manifest_entry_exists_with_the_used_signature(probe: dict[str, An
     assert probe["problems"] == []
     for name in REQUIRED_NAMES:
         assert name in probe["checked"], name
-    declared = [n for n, e in adapter.TRT_API.items() if probe["major"] in e.versions]
+    declared = [
+        n
+        for n, e in adapter.TRT_API.items()
+        if probe["major"] in e.versions and probe["flavor"] in e.flavors
+    ]
     assert sorted(probe["checked"] + probe["optional_missing"]) == sorted(declared)
     line = f"checked TensorRT {probe['version']} ({len(probe['checked'])} names)"
     sys.stdout.write(line + "\n")
@@ -87,7 +125,7 @@ def test_removed_names_are_absent_and_only_declared_for_older_majors(
     assert probe["absent_confirmed"] == expected_absent
     for name in expected_absent:
         assert major not in adapter.TRT_API[name].versions, name
-    if major == 11:
+    if major == 11:  # also TensorRT-RTX: exactly the 10.x-only names are missing
         assert "BuilderFlag.FP16" in probe["absent_confirmed"]
         assert "NetworkDefinitionCreationFlag.EXPLICIT_BATCH" in probe["absent_confirmed"]
 
@@ -128,10 +166,44 @@ def test_adapter_paths_runnable_without_libraries(probe: dict[str, Any]) -> None
     assert d["monitor_continues"] is True
     assert d["nptype_float32"] == "float32"
     assert d["dims"] == [2, 3, 48, 320]
-    # A failed Builder becomes EngineBuildError; an unloadable plan a cache miss (None).
+    assert d["deserialize_garbage"] == "None"  # an unloadable plan is a cache miss
+    if probe["flavor"] == RTX:  # a real builder: the garbage ONNX fails to parse
+        assert d["build_with_stub_libs"].startswith("EngineBuildError: TensorRT-RTX ")
+        assert "ONNX parse failed" in d["build_with_stub_libs"]
+        return
+    # A failed Builder becomes EngineBuildError.
     assert d["build_with_stub_libs"].startswith("EngineBuildError: TensorRT ")
     assert "cannot create a Builder" in d["build_with_stub_libs"]
-    assert d["deserialize_garbage"] == "None"
+
+
+def test_rtx_builds_for_targets_and_is_never_valid_here(probe: dict[str, Any]) -> None:
+    """TensorRT-RTX's real builder through the adapter: a plan for sm86+sm89 without a GPU; its
+    validity checked here (no GPU) is never VALID; a target it lacks is refused up front."""
+    rtx = probe["dispatch"]["rtx"]
+    if probe["flavor"] != RTX:
+        assert rtx is None
+        return
+    assert probe["version"].startswith("1.")  # driven as the 11.x API
+    assert probe["major"] == 11
+    assert rtx["label"] == f"TensorRT-RTX {probe['version']}"
+    assert rtx["supports_targets"] is True
+    assert rtx["plan_bytes"] > 10_000
+    assert rtx["network_io"] == {
+        "x": {"input": True, "dtype": "float32", "shape": [-1, 3, 32, 32]},
+        "y": {"input": False, "dtype": "float32", "shape": [-1, 3, 32, 32]},
+    }
+    assert rtx["validity_status"] == "invalid"
+    assert rtx["bad_target"].startswith("ValueError: unknown compute capability target 'sm90'")
+
+
+def test_rtx_tables_are_declared() -> None:
+    """Every name the TensorRT-RTX tables compute is a declared RTX-only manifest entry."""
+    from paddleocr_trt.engines.tensorrt.adapter import rtx
+    from paddleocr_trt.engines.tensorrt.flavors import RTX_BUILD_TARGETS
+
+    assert sorted(rtx.TARGET_ENTRIES) == sorted(RTX_BUILD_TARGETS)
+    for name in [*rtx.TARGET_ENTRIES.values(), *rtx.DIAGNOSTICS]:
+        assert adapter.TRT_API[name].flavors == (RTX,), name
 
 
 # ---------------------------------------------------------------------------------------------

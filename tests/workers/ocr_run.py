@@ -51,6 +51,10 @@ def main() -> None:
 
     out["report"] = [d.to_dict() for d in paddleocr_trt.backend_report()]
     out["log"] = log_stream.getvalue().splitlines()
+    out["paddle_imported"] = "paddle" in sys.modules
+    from paddleocr_trt.pipelined import last_run_stats
+
+    out["pipelined_runs"] = last_run_stats()["runs"]
     print(json.dumps(out))
 
 

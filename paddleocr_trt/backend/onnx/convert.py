@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ...childproc import parent_ties
-from ...errors import ConversionError, summary_line
+from ...errors import ConversionError, ModelDirError, summary_line
 from ...log import get_logger
 from ...model_types import ModelFiles, ModelType, locate_model_files
 from ...settings import ENV_DISABLE
@@ -84,8 +84,9 @@ class ConversionResult:
         return self.input_names[0]
 
 
-def converter_versions() -> dict[str, str]:
-    """Versions that determine the converted graph (cache keys include them)."""
+def converter_versions(source_onnx: bool = False) -> dict[str, str]:
+    """Versions that determine the converted graph (cache keys include them). An ONNX source
+    is not converted: Paddle and paddle2onnx do not enter its graph or its key."""
     return {
         key: version_of(*dists) or "not installed"
         for key, dists in (
@@ -94,19 +95,24 @@ def converter_versions() -> dict[str, str]:
             ("onnx", ("onnx",)),
             ("onnxruntime", ("onnxruntime", "onnxruntime-gpu")),
         )
+        if not (source_onnx and key in ("paddle", "paddle2onnx"))
     }
 
 
 class _Failure(Exception):
-    def __init__(self, step: str, reason: str, details: str = "") -> None:
+    def __init__(
+        self, step: str, reason: str, details: str = "", *, transient: bool = False
+    ) -> None:
         super().__init__(reason)
         self.step = step
         self.reason = reason  # one line
         self.details = details  # the child's traceback and stderr
+        #: a timeout or a kill from outside (OOM killer, SIGTERM): may succeed on a retry
+        self.transient = transient
 
 
 def convert_to_onnx(
-    model_dir: str | Path,
+    model_dir: str | Path | ModelFiles,
     output_path: str | Path,
     model_type: str | ModelType,
     *,
@@ -115,16 +121,27 @@ def convert_to_onnx(
 ) -> ConversionResult:
     """Convert a Paddle det/rec/cls inference model dir (legacy or PIR) to a checked ONNX file.
 
+    An ONNX model dir (``inference.onnx``) is not converted: see ``source_onnx``.
+
     Raises ``ModelDirError`` / ``UnsupportedModelTypeError`` for bad arguments and
     ``ConversionError`` when the model cannot be converted into a graph that passes the checks.
     """
     mtype = ModelType.parse(model_type)
     # Absolute paths: the child runs with its work dir as cwd.
-    files = locate_model_files(Path(model_dir).expanduser().resolve())
+    files = (
+        model_dir
+        if isinstance(model_dir, ModelFiles)
+        else locate_model_files(Path(model_dir).expanduser().resolve())
+    )
     output = Path(output_path).expanduser().resolve()
     if output.is_dir():
         raise ValueError(f"output path {str(output)!r} is a directory; give a file name (.onnx)")
     opset = int(opset or DEFAULT_OPSET)
+    if not files.format.is_paddle:
+        raise ModelDirError(
+            f"{files.model_dir} is an ONNX model dir: nothing to convert "
+            "(backend.onnx.source_onnx.check_source_onnx checks its graph)"
+        )
     versions = converter_versions()
     started = time.perf_counter()
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -135,13 +152,15 @@ def convert_to_onnx(
         details = failure.details or (failure.reason if "\n" in failure.reason.strip() else "")
         if details:
             log.info("%s: the conversion failed with:\n%s", files.model_dir, details)
-        raise ConversionError(
+        error = ConversionError(
             f"converting {mtype.value} model {str(files.model_dir)!r} to ONNX failed at step "
             f"'{failure.step}' (paddle {versions['paddle']}, paddle2onnx "
             f"{versions['paddle2onnx']}, onnx {versions['onnx']}, onnxruntime "
             f"{versions['onnxruntime']}): {summary_line(failure.reason)}",
             details,
-        ) from None
+        )
+        error.transient = failure.transient  # type: ignore[attr-defined]
+        raise error from None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     log.info(
@@ -282,6 +301,7 @@ def _wait_worker(proc: subprocess.Popen[bytes], status_path: Path, timeout_s: fl
             STEP_TIMEOUT,
             f"paddle2onnx child process exceeded {timeout_s:g} s{during} and was killed",
             _stderr_tail(stderr),
+            transient=True,
         ) from None
     except BaseException:
         # KeyboardInterrupt etc.: the child is in its own session and would outlive us.
@@ -298,7 +318,14 @@ def _wait_worker(proc: subprocess.Popen[bytes], status_path: Path, timeout_s: fl
     else:
         reason = f"child process exited with code {proc.returncode} (crashed or killed)"
         details = ""
-    raise _Failure(step, reason, (details + _stderr_tail(stderr)).strip())
+    killed = proc.returncode < 0 and -proc.returncode in EXTERNAL_SIGNALS
+    raise _Failure(step, reason, (details + _stderr_tail(stderr)).strip(), transient=killed)
+
+
+#: signals that come from outside (OOM killer, kill, Ctrl-C, logout), not from a bug in the model
+EXTERNAL_SIGNALS = frozenset(
+    {signal.SIGKILL.value, signal.SIGTERM.value, signal.SIGINT.value, signal.SIGHUP.value}
+)
 
 
 def _stderr_tail(stderr: bytes | None) -> str:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -211,14 +210,16 @@ def normalize_args_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
     raise ValueError("inference.yml has no NormalizeImage preprocessing op")
 
 
-def load_normalize_args(model_dir: str | Path) -> dict[str, Any]:
-    """:func:`normalize_args_from_config` of ``<model_dir>/inference.yml``."""
-    import yaml
+def load_normalize_args(model: Any) -> dict[str, Any]:
+    """:func:`normalize_args_from_config` of a model's inference.yml (``model``: a resolved
+    model, read from memory, or a model dir)."""
+    from ...model_resolve import model_config
 
-    path = Path(model_dir) / "inference.yml"
-    if not path.is_file():
-        raise ValueError(f"{model_dir} has no inference.yml to read the normalisation from")
-    return normalize_args_from_config(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    config = model_config(model)
+    if not config:
+        where = getattr(model, "model_dir", model)
+        raise ValueError(f"{where} has no inference.yml to read the normalisation from")
+    return normalize_args_from_config(config)
 
 
 def prepend_uint8_normalize(

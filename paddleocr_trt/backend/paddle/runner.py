@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import ModelDirError
 from ...log import get_logger
 from ...model_types import ModelFiles, locate_model_files
 from ..base import BaseRunner
@@ -31,14 +32,21 @@ class PaddleInferenceRunner(BaseRunner):
 
     def __init__(
         self,
-        model_dir: str | Path,
+        model_dir: str | Path | ModelFiles,
         *,
         device: str = "cpu",
         enable_mkldnn: bool = False,
         cpu_threads: int | None = None,
         name: str | None = None,
     ) -> None:
-        self.model_files: ModelFiles = locate_model_files(model_dir)
+        self.model_files: ModelFiles = (
+            model_dir if isinstance(model_dir, ModelFiles) else locate_model_files(model_dir)
+        )
+        if not self.model_files.format.is_paddle:
+            raise ModelDirError(
+                f"{self.model_files.model_dir}: {self.model_files.program.name} is an ONNX "
+                "model; Paddle Inference runs inference.json/inference.pdmodel"
+            )
         super().__init__(name or self.model_files.model_dir.name)
         self.device = device
         self._predictor = _create_predictor(

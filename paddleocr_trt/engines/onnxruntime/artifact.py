@@ -13,16 +13,19 @@ from typing import Any
 from ...artifact import ONNX_ARTIFACT, Artifact, ArtifactSource, log_report
 from ...cache.key import CacheKey
 from ...fusion.artifacts import FUSED_GRAPH, check_fused_graph, write_fused_onnx
-from ...model_types import ModelType, locate_model_files
+from ...model_resolve import ModelRef, ResolvedModel
+from ...model_types import ModelType
+from ...progress import stage
 
 
 def onnxruntime_key(
-    pipeline: ArtifactSource, model_dir: Path, model_type: ModelType, provider: str
+    pipeline: ArtifactSource, model_dir: ModelRef, model_type: ModelType, provider: str
 ) -> CacheKey:
     from ...backend.onnx.convert import converter_versions
 
+    model = pipeline.resolve(model_dir, model_type)
     return CacheKey(
-        model_fingerprint=pipeline.cache.fingerprint(model_dir).digest,
+        model_fingerprint=str(model.fingerprint),
         model_type=model_type.value,
         kind="onnxruntime",
         precision="fp32",
@@ -30,23 +33,26 @@ def onnxruntime_key(
             "provider": provider,
             "min_agreement": pipeline.options.min_agreement,
             "graph": FUSED_GRAPH,
+            **model.source_key(),
         },
-        converter_versions=converter_versions(),
+        converter_versions=converter_versions(model.is_onnx),
     )
 
 
 def onnxruntime_engine(
     pipeline: ArtifactSource,
-    model_dir: str | Path,
-    model_type: ModelType | str,
+    onnx: Artifact,
+    model: ResolvedModel,
+    model_type: ModelType,
     provider: str,
     device_id: int = 0,
 ) -> Artifact:
     """``fuse_model`` of the validated ONNX, checked twice before it is cached.
 
-    1. The unfused graph against native Paddle under ``provider``. On the CPU provider the ONNX
-       step did exactly that with this ONNX Runtime, so its report is reused rather than
-       repeating a 10-30 s comparison.
+    1. The unfused graph against the model's reference (native Paddle; ONNX Runtime on the
+       CPU running an ONNX model dir's source graph) under ``provider``. On the CPU provider
+       the ONNX step did exactly that with this ONNX Runtime, so its report is reused rather
+       than repeating a 10-30 s comparison.
     2. The fused graph against the unfused one under ``provider`` on the same real images
        (:mod:`paddleocr_trt.comparator.fused`: within fp32 rounding; rec: the same indices).
 
@@ -54,17 +60,21 @@ def onnxruntime_engine(
     """
     from .runner import OnnxRuntimeRunner
 
-    model_dir = locate_model_files(model_dir).model_dir.resolve()
-    mtype = ModelType.parse(model_type)
-    onnx = pipeline.onnx(model_dir, mtype)
-    key = onnxruntime_key(pipeline, model_dir, mtype, provider)
+    model_dir = model.model_dir
+    mtype = model.model_type  # resolved once, by the recipe
+    key = onnxruntime_key(pipeline, model, mtype, provider)
     created: dict[str, Any] = {}
 
     def create(tmp: Path) -> tuple[Path, dict[str, Any]]:
         target = tmp / ONNX_ARTIFACT
-        meta = write_fused_onnx(mtype, onnx.path, model_dir, target)
+        meta = write_fused_onnx(mtype, onnx.path, model, target)
         created["from"] = onnx.entry.digest
-        return target, {**onnx.entry.metadata, **meta, "onnx_entry": onnx.entry.digest}
+        return target, {
+            **onnx.entry.metadata,
+            **meta,
+            **model.source_metadata(),
+            "onnx_entry": onnx.entry.digest,
+        }
 
     def runner(path: Path, what: str) -> OnnxRuntimeRunner:
         return OnnxRuntimeRunner(
@@ -75,24 +85,28 @@ def onnxruntime_engine(
         if provider == "CPUExecutionProvider" and onnx.validation:
             base = {**onnx.validation, "reused_from": onnx.entry.digest}
         else:
-            inputs = pipeline.validation_inputs(model_dir, mtype)
+            inputs = pipeline.validation_inputs(model, mtype)
             with runner(onnx.path, provider) as candidate:
-                report = pipeline.compare(mtype, model_dir, candidate, inputs)
-            log_report(f"ONNX Runtime ({provider})", model_dir, report)
+                report = pipeline.compare(mtype, model, candidate, inputs)
+            log_report(f"ONNX Runtime ({provider})", model, report)
             base = report.to_dict()
         if not base.get("passed"):
             return base
-        pairs = pipeline.fused_validation_pairs(model_dir, mtype)
-        with runner(onnx.path, "unfused") as reference, runner(path, "fused") as candidate:
+        pairs = pipeline.fused_validation_pairs(model, mtype)
+        with (
+            stage(f"validating the fused {mtype.value} graph of {model_dir.name} ({provider})"),
+            runner(onnx.path, "unfused") as reference,
+            runner(path, "fused") as candidate,
+        ):
             fused = check_fused_graph(
                 mtype,
-                model_dir,
+                model,
                 reference,
                 candidate,
                 pairs,
                 min_agreement=pipeline.options.min_agreement,
             )
-        log_report(f"fused graph ({provider})", model_dir, fused)
+        log_report(f"fused graph ({provider})", model, fused)
         return {**base, "passed": fused.passed, "reason": fused.reason, "fused": fused.to_dict()}
 
     entry = pipeline.cache.get_or_create(

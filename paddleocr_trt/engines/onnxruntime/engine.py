@@ -19,6 +19,7 @@ from ...model_types import ModelType
 if TYPE_CHECKING:  # typing only: deciding must stay cheap to import
     from ...artifact import Artifact, ArtifactSource
     from ...backend.base import BaseRunner
+    from ...model_resolve import ResolvedModel
 
 from ..contract import (
     Availability,
@@ -71,6 +72,7 @@ def cpu_threads(engine_config: Mapping[str, Any]) -> int | None:
 class OnnxRuntimeEngine:
     name = "onnxruntime"
     label = "ONNX Runtime"
+    needs_artifact = True
 
     def status(self) -> Availability:
         return onnxruntime_status()
@@ -94,12 +96,17 @@ class OnnxRuntimeEngine:
         return {"precision": "fp32", "device_id": target.device_id}
 
     def prepare(
-        self, source: ArtifactSource, model_dir: Path, model_type: ModelType, target: Target
+        self,
+        source: ArtifactSource,
+        onnx: Artifact,
+        model: ResolvedModel,
+        model_type: ModelType,
+        target: Target,
     ) -> Artifact:
         from .artifact import onnxruntime_engine
 
         provider = onnxruntime_provider(target)
-        return onnxruntime_engine(source, model_dir, model_type, provider, target.device_id)
+        return onnxruntime_engine(source, onnx, model, model_type, provider, target.device_id)
 
     def load(self, artifact: Artifact | None, request: LoadRequest) -> BaseRunner:
         from .runner import OnnxRuntimeRunner

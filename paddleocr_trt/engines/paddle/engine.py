@@ -8,7 +8,6 @@ thing: the reference every engine's artifact is compared with, used below the en
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...model_types import ModelType
@@ -16,6 +15,7 @@ from ...model_types import ModelType
 if TYPE_CHECKING:  # typing only: deciding must stay cheap to import
     from ...artifact import Artifact, ArtifactSource
     from ...backend.base import BaseRunner
+    from ...model_resolve import ResolvedModel
 
 from ..contract import READY, Availability, LoadRequest, Target
 
@@ -23,6 +23,7 @@ from ..contract import READY, Availability, LoadRequest, Target
 class NativePaddleEngine:
     name = "paddle"
     label = "native Paddle"
+    needs_artifact = False
 
     def status(self) -> Availability:
         return READY
@@ -34,7 +35,12 @@ class NativePaddleEngine:
         return {}
 
     def prepare(
-        self, source: ArtifactSource, model_dir: Path, model_type: ModelType, target: Target
+        self,
+        source: ArtifactSource,
+        onnx: Artifact,
+        model: ResolvedModel,
+        model_type: ModelType,
+        target: Target,
     ) -> Artifact | None:
         return None
 

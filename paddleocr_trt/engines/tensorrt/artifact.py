@@ -15,9 +15,12 @@ from ...artifact import ENGINE_ARTIFACT, Artifact, ArtifactSource, check_remembe
 from ...cache.key import CacheKey
 from ...errors import CacheError, EngineBuildError, ValidationFailedError
 from ...log import get_logger
-from ...model_types import ModelType, locate_model_files
+from ...model_resolve import ModelRef, ResolvedModel
+from ...model_types import ModelType
 from ...settings import check_workspace_fits
+from . import rtx_artifact
 from .attempts import EngineBuilder
+from .flavors import RTX
 
 log = get_logger("pipeline")
 
@@ -29,37 +32,49 @@ class TensorRTSource(ArtifactSource, Protocol):
     engine_builder: EngineBuilder | None
 
     def engine_key(
-        self, model_dir: Path, model_type: ModelType, profiles: Any, settings: Any
+        self, model_dir: ModelRef, model_type: ModelType, profiles: Any, settings: Any
     ) -> CacheKey: ...
 
     def timing_cache_dir(self) -> Path | None: ...
 
 
 def profiles_for(
-    options: Any, model_type: ModelType, input_name: str, base_input: str | None = None
+    options: Any,
+    model_type: ModelType,
+    input_name: str,
+    base_input: str | None = None,
+    model: ResolvedModel | None = None,
 ) -> list[dict[str, Any]]:
     """Profiles of the engine's input; given ones written for the unfused input
-    ``base_input`` (float NCHW) follow the fused input's name and layout."""
+    ``base_input`` (float NCHW) follow the fused input's name and layout. Default ones take
+    their upper bounds (det side, rec width) from the model's inference.yml where it states
+    them (``ResolvedModel.max_input_shape``), else PaddleOCR's 4000 / 3200."""
     from ...profiles import default_profiles, rename_input
 
     if options.profiles and model_type in options.profiles:
         given = list(options.profiles[model_type])
         return rename_input(given, base_input, input_name) if base_input else given
-    return default_profiles(model_type, input_name)
+    limits = model.profile_limits() if model is not None else {}
+    return default_profiles(model_type, input_name, **limits)
 
 
 def engine_key(
-    source: ArtifactSource, model_dir: Path, model_type: ModelType, profiles, settings
+    source: ArtifactSource, model_dir: ModelRef, model_type: ModelType, profiles, settings
 ) -> CacheKey:
+    if source.options.trt_flavor == RTX:  # this GPU's validated key (rtx_artifact)
+        return rtx_artifact.engine_key(
+            source, model_dir, model_type, profiles, settings, pending=False
+        )
     from ...backend.cuda.runtime import device_info
     from ...backend.onnx.convert import converter_versions
     from ...fusion.artifacts import FUSED_GRAPH
     from . import adapter
 
+    model = source.resolve(model_dir, model_type)
     gpu = device_info(source.options.device_id)
     check_workspace_fits(settings.workspace_bytes, gpu.total_memory, gpu.name)
     return CacheKey(
-        model_fingerprint=source.cache.fingerprint(model_dir).digest,
+        model_fingerprint=str(model.fingerprint),
         model_type=model_type.value,
         kind="engine",
         precision=settings.precision,
@@ -70,8 +85,9 @@ def engine_key(
             "tf32": settings.tf32,
             "min_agreement": source.options.min_agreement,
             "graph": FUSED_GRAPH,
+            **model.source_key(),
         },
-        converter_versions=converter_versions(),
+        converter_versions=converter_versions(model.is_onnx),
         tensorrt_version=adapter.tensorrt_version(),
         gpu_name=gpu.name,
         compute_capability=f"{gpu.compute_capability[0]}.{gpu.compute_capability[1]}",
@@ -88,59 +104,77 @@ def build_settings(options: Any) -> Any:
     }
     if options.workspace_bytes:
         kwargs["workspace_bytes"] = options.workspace_bytes
+    if options.trt_flavor == RTX:
+        kwargs["targets"] = rtx_artifact.rtx_targets(options.targets, _gpu_cc(options.device_id))
     return BuildSettings(**kwargs)
 
 
-def timing_cache_dir(cache_root: Path) -> Path | None:
-    """``<cache>/timing``, private to this user; None (no timing cache) if it is not ours:
-    TensorRT must not be fed tactic data another user could have planted."""
-    from ...cache.safety import ensure_private_dir
+def _gpu_cc(device_id: int) -> tuple[int, int] | None:
+    """The device's compute capability, None without a usable GPU (ahead-of-time builds)."""
+    from ...backend.cuda.runtime import device_info
 
     try:
-        return ensure_private_dir(cache_root / "timing")
+        cc = device_info(device_id).compute_capability
+    except Exception:
+        return None
+    return int(cc[0]), int(cc[1])
+
+
+def timing_cache_dir(cache: Any) -> Path | None:
+    """``<cache>/timing``, private to this user; None (no timing cache) if it is not ours:
+    TensorRT must not be fed tactic data another user could have planted. ``cache``: an
+    ``EngineCache`` (or a cache dir), reached through its root's descriptors."""
+    from ...cache.root import CacheRoot
+
+    fsroot = getattr(cache, "fsroot", None) or CacheRoot(cache)
+    try:
+        with fsroot.open("timing", create=True) as timing:
+            return timing.path
     except (OSError, CacheError) as exc:
         log.warning("building without the TensorRT timing cache: %s", exc)
         return None
 
 
 def tensorrt_engine(
-    source: TensorRTSource, model_dir: str | Path, model_type: ModelType | str
+    source: TensorRTSource, onnx: Artifact, model: ResolvedModel, model_type: ModelType
 ) -> Artifact:
-    """A validated engine: FP16 if it passes, else FP16 with FP32-pinned layers, else FP32.
+    """The engine step: the recipe's validated ONNX of the model in ``model_dir`` in, a
+    validated engine out: FP16 if it passes, else FP16 with FP32-pinned layers, else FP32.
 
     Each attempt is isolated (see ``attempts.py``); when all fail, the failure is
     remembered under the engine's key and later calls raise RememberedFailureError at once.
     Built from the fused graph (``fusion.artifacts``): det/cls take uint8 NHWC
     ``image_uint8``, rec returns (index, max prob); validated on the fused inputs against
-    native Paddle on the same images (``comparator.fused``, task agreement).
+    the model's reference (native Paddle, or ONNX Runtime running an ONNX model dir's source
+    graph) on the same images (``comparator.fused``, task agreement).
     """
     from ...fusion.artifacts import fused_input_name, with_side_inputs
     from ...profiles import profiles_to_dict
 
     options = source.options
-    model_dir = locate_model_files(model_dir).model_dir.resolve()
-    mtype = ModelType.parse(model_type)
-    onnx = source.onnx(model_dir, mtype)
+    mtype = model.model_type  # resolved once, by the recipe
     base_input = (onnx.entry.metadata.get("input_names") or ["x"])[0]
     input_name = fused_input_name(mtype, base_input)
     profiles = with_side_inputs(
-        mtype, profiles_for(options, mtype, input_name, base_input), input_name
+        mtype, profiles_for(options, mtype, input_name, base_input, model), input_name
     )
     settings = build_settings(options)
-    key = source.engine_key(model_dir, mtype, profiles_to_dict(profiles), settings)
+    key = source.engine_key(model, mtype, profiles_to_dict(profiles), settings)
     timeout_s = options.effective_build_timeout_s()
     outcome: dict[str, Any] = {}
 
     def create(tmp: Path) -> tuple[Path, dict[str, Any]]:
         check_remembered(source.failures, key, timeout_s)  # another process may have just failed
-        inputs = source.fused_validation_pairs(model_dir, mtype)
+        inputs = source.fused_validation_pairs(model, mtype)
         plan, report, meta = _build_validated(
-            source, model_dir, mtype, onnx.path, tmp, profiles, settings, inputs
+            source, model, mtype, onnx.path, tmp, profiles, settings, inputs
         )
         outcome["report"] = report
-        return plan, meta
+        return plan, {**meta, **model.source_metadata()}
 
     entry = source.cache.get(key)
+    if entry is None and options.trt_flavor == RTX:  # a plan built elsewhere, validated here
+        entry = _promote_rtx(source, model, mtype, key, outcome)
     if entry is None:
         check_remembered(source.failures, key, timeout_s)
         try:
@@ -156,6 +190,39 @@ def tensorrt_engine(
     return Artifact(entry, from_cache="report" not in outcome, extra={"onnx": onnx})
 
 
+def _promote_rtx(source: Any, model_dir: Path, mtype: ModelType, key: CacheKey, outcome: dict):
+    """A TensorRT-RTX plan built ahead of time, validated on this GPU before it is served."""
+    validator = getattr(source, "plan_validator", None) or rtx_artifact.IsolatedPlanValidator(
+        source.options.effective_build_timeout_s()
+    )
+    promoted = rtx_artifact.promote_pending(source, model_dir, mtype, key, validator)
+    if promoted is None:
+        return None
+    outcome["report"] = promoted.report  # validated now: not "loaded from cache"
+    return promoted.entry
+
+
+def rtx_pending_engine(
+    source: TensorRTSource, model_dir: Path, model_type: ModelType
+) -> tuple[Any, dict]:
+    """A TensorRT-RTX plan built ahead of time (no GPU needed) into the cache under its pending
+    key: (entry, what the build reported). Nothing runs it; ``tensorrt_engine`` validates it on
+    the target GPU at first use (``rtx_artifact.promote_pending``) before serving it."""
+    from ...fusion.artifacts import fused_input_name, with_side_inputs
+
+    options = source.options
+    model = source.resolve(model_dir, model_type)
+    onnx = source.onnx(model, model_type)  # converted and validated on ONNX Runtime
+    base_input = (onnx.entry.metadata.get("input_names") or ["x"])[0]
+    input_name = fused_input_name(model_type, base_input)
+    profiles = with_side_inputs(
+        model_type, profiles_for(options, model_type, input_name, base_input, model), input_name
+    )
+    return rtx_artifact.build_pending(
+        source, model.model_dir, model_type, onnx.path, profiles, build_settings(options)
+    )
+
+
 def _builder(source: TensorRTSource) -> EngineBuilder:
     if source.engine_builder is not None:
         return source.engine_builder
@@ -164,13 +231,14 @@ def _builder(source: TensorRTSource) -> EngineBuilder:
     return IsolatedEngineBuilder(source.options.effective_build_timeout_s())
 
 
-def _build_validated(source, model_dir, mtype, onnx_path, tmp, profiles, settings, inputs):
+def _build_validated(source, model, mtype, onnx_path, tmp, profiles, settings, inputs):
     """The first plan that passes validation (see ``attempts.build_validated``)."""
     from .attempts import build_validated
 
     return build_validated(
         _builder(source),
-        model_dir=model_dir,
+        model_dir=model.model_dir,
+        model=model,
         mtype=mtype,
         onnx_path=Path(onnx_path),
         tmp=tmp,
@@ -179,5 +247,6 @@ def _build_validated(source, model_dir, mtype, onnx_path, tmp, profiles, setting
         inputs=inputs,
         min_agreement=source.options.min_agreement,
         device_id=source.options.device_id,
-        timing_cache_dir=source.timing_cache_dir(),
+        timing_cache_dir=source.timing_cache_dir() if not settings.targets else None,
+        flavor=source.options.trt_flavor,
     )

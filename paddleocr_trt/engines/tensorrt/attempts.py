@@ -58,6 +58,9 @@ class AttemptJob:
     min_agreement: float
     device_id: int
     timing_cache_dir: Path | None
+    flavor: str = "tensorrt"  # or "tensorrt-rtx"
+    #: the resolved model (``ResolvedModel.to_payload``): the child reads no model dir
+    model: dict[str, Any] | None = None
 
 
 class EngineBuilder(Protocol):
@@ -90,6 +93,8 @@ class IsolatedEngineBuilder:
             "min_agreement": job.min_agreement,
             "device_id": job.device_id,
             "timing_cache_dir": str(job.timing_cache_dir) if job.timing_cache_dir else None,
+            "flavor": job.flavor,
+            "model": job.model,
         }
         out = call_in_child(
             self.target,
@@ -174,6 +179,8 @@ def run_attempts(
         except Exception as exc:
             outcome, error_type, message, stderr_tail = _classify(exc)
             record.update(outcome=outcome, error_type=error_type, error=message[:2000])
+            if getattr(exc, "returncode", None) is not None:
+                record["returncode"] = exc.returncode  # type: ignore[attr-defined]
             if stderr_tail:
                 record["stderr_tail"] = stderr_tail
             record["seconds"] = round(time.perf_counter() - started, 3)
@@ -287,6 +294,8 @@ def build_validated(
     min_agreement: float,
     device_id: int,
     timing_cache_dir: Path | None,
+    flavor: str = "tensorrt",
+    model: Any = None,
 ) -> tuple[Path, Any, dict[str, Any]]:
     """FP16, FP16 with sensitive layers pinned to FP32, FP32 (:func:`attempt_plan`); the first
     plan that passes validation wins. When attempts ran out of GPU memory (a context or the
@@ -311,6 +320,8 @@ def build_validated(
                 min_agreement=min_agreement,
                 device_id=device_id,
                 timing_cache_dir=timing_cache_dir,
+                flavor=flavor,
+                model=model.to_payload() if model is not None else None,
             )
 
         pinned = lambda: pinned_settings(settings, onnx_path, inputs)  # noqa: E731

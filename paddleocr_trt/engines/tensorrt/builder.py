@@ -9,6 +9,7 @@ into the file under its lock, so concurrent builders add entries instead of over
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -19,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...backend.cuda.runtime import device_scope
-from ...cache.lock import file_lock
-from ...errors import EngineBuildError, OutOfMemoryError
+from ...cache.lock import lock_in
+from ...cache.safedir import SafeDir
+from ...errors import CacheError, EngineBuildError, OutOfMemoryError
 from ...log import get_logger
 from ...profiles import Profile, ShapeProfile
 from . import adapter
@@ -29,6 +31,25 @@ from .config import BuildSettings
 logger = get_logger("trt.builder")
 
 MIN_WORKSPACE_BYTES = 128 << 20
+#: TensorRT-RTX reports a layer whose scratch exceeds the workspace *limit* as "OutOfMemory
+#: (Requested size was N bytes)" with N just above the limit, even with memory to spare (seen
+#: without a GPU: the det graph's default profiles to 4000x4000 fail at 256 MiB and 1 GiB and
+#: build at 4 GiB; on an H200 the fp16 det graph failed at 4 GiB). Halving would make it worse:
+#: the limit is doubled instead, up to this many times and this size.
+MAX_WORKSPACE_GROWTH = 3
+MAX_WORKSPACE_BYTES = 64 << 30
+_REQUESTED = re.compile(r"Requested size was (\d+) bytes")
+
+
+def workspace_too_small(message: str, workspace_bytes: int) -> int | None:
+    """The size TensorRT asked for when it exceeds the workspace limit (the limit is the cause,
+    not the machine's memory), else None."""
+    found = _REQUESTED.search(message)
+    if found is None or int(found.group(1)) <= int(workspace_bytes):
+        return None
+    return int(found.group(1))
+
+
 TIMING_CACHE_LOCK_TIMEOUT_S = 120.0
 
 
@@ -48,6 +69,10 @@ class BuildResult:
     profiles: tuple[dict[str, ShapeProfile], ...] = ()
     #: FP32 pin patterns that matched no layer (flag-path FP16 only).
     unmatched_pins: tuple[str, ...] = ()
+    #: the network's I/O as the builder parsed it (see ``adapter.build``)
+    network_io: dict | None = None
+    #: TensorRT-RTX compute capability targets of the plan (empty: the builder's GPU)
+    targets: tuple[str, ...] = ()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -79,14 +104,27 @@ def timing_cache_file(timing_cache_dir: Path, gpu_tag: str) -> Path:
     return Path(timing_cache_dir) / f"timing-{tag}.cache"
 
 
+def read_timing_cache(cache_path: Path) -> bytes | None:
+    """The timing cache's bytes if it is a private file of ours (through the dir's fd), else None:
+    TensorRT must not be fed tactic data another user could have planted."""
+    try:
+        with SafeDir.open_path(cache_path.parent) as directory:
+            return directory.read_bytes(cache_path.name)
+    except (OSError, CacheError):
+        return None
+
+
 def save_timing_cache(cache_path: Path, new: bytes) -> None:
-    """Merge ``new`` into the cache file under its lock (never overwrite others' entries)."""
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    lock = cache_path.with_name(cache_path.name + ".lock")
-    with file_lock(lock, TIMING_CACHE_LOCK_TIMEOUT_S, "timing cache"):
-        current = cache_path.read_bytes() if cache_path.is_file() else b""
+    """Merge ``new`` into the cache file under its lock (never overwrite others' entries);
+    everything through the timing dir's descriptor (see cache/safedir.py)."""
+    cache_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with (
+        SafeDir.open_path(cache_path.parent) as directory,
+        lock_in(directory, cache_path.name + ".lock", TIMING_CACHE_LOCK_TIMEOUT_S, "timing cache"),
+    ):
+        current = read_timing_cache(cache_path) or b""
         merged = adapter.combine_timing_caches(current, new) if current else new
-        _write_atomic(cache_path, merged)
+        directory.write_bytes(cache_path.name, merged)
 
 
 def _precheck(onnx_path: Path, *, strongly_typed: bool) -> None:
@@ -170,20 +208,40 @@ def build_engine(
     if timing_cache_dir is not None:
         tag = gpu_tag if gpu_tag else gpu_cache_tag(device_id)
         cache_path = timing_cache_file(Path(timing_cache_dir), tag)
-        if cache_path.is_file():
-            cache_bytes = cache_path.read_bytes()
+        cache_bytes = read_timing_cache(cache_path)
 
     start = time.perf_counter()
-    attempt_settings, attempts = settings, 0
+    attempt_settings, attempts, growths = settings, 0, 0
     while True:
         attempts += 1
         try:
-            with device_scope(device_id):
+            # An ahead-of-time build for named targets (TensorRT-RTX) needs no GPU at all.
+            scope = contextlib.nullcontext() if settings.targets else device_scope(device_id)
+            with scope:
                 out = adapter.build_serialized_engine(
                     source, attempt_settings, profiles, timing_cache=cache_bytes
                 )
             break
         except OutOfMemoryError as exc:
+            current = attempt_settings.workspace_bytes
+            asked = workspace_too_small(str(exc), current)
+            if asked is not None and growths < MAX_WORKSPACE_GROWTH:
+                bigger = min(max(current * 2, asked), MAX_WORKSPACE_BYTES)
+                if bigger > current:
+                    growths += 1
+                    logger.warning(
+                        "engine build for %s: a layer needs more than the %d MiB workspace "
+                        "limit (%s asked for %d bytes); retrying with %d MiB",
+                        onnx_path.name,
+                        current >> 20,
+                        adapter.engine_label(),
+                        asked,
+                        bigger >> 20,
+                    )
+                    attempt_settings = attempt_settings.with_workspace(bigger)
+                    continue
+            if growths:
+                raise
             half = attempt_settings.workspace_bytes // 2
             if half < MIN_WORKSPACE_BYTES:
                 raise OutOfMemoryError(
@@ -206,9 +264,11 @@ def build_engine(
         with device_scope(device_id):
             save_timing_cache(cache_path, out.timing_cache)
     logger.info(
-        "built %s (%s, %.1f MiB) in %.1f s",
+        "built %s (%s %s%s, %.1f MiB) in %.1f s",
         out_path.name,
+        adapter.engine_label(),
         out.precision,
+        f" for {','.join(attempt_settings.targets)}" if attempt_settings.targets else "",
         len(out.plan) / (1 << 20),
         seconds,
     )
@@ -225,4 +285,6 @@ def build_engine(
         onnx_path=source,
         profiles=out.profiles,
         unmatched_pins=out.unmatched_pins,
+        network_io=out.network_io,
+        targets=attempt_settings.targets,
     )

@@ -32,6 +32,9 @@ class BuildSettings:
     #: OBEY fails the build when a pinned layer has no FP32 kernel; PREFER only warns.
     obey_precision_constraints: bool = True
     progress: bool = True
+    #: TensorRT-RTX: compute capabilities to build for (``sm86``...), without a GPU; empty:
+    #: the flavor's default (full TensorRT always builds for the GPU it runs on)
+    targets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -41,6 +44,7 @@ class BuildSettings:
         if self.optimization_level is not None and not 0 <= self.optimization_level <= 5:
             raise ValueError(f"optimization_level must be 0..5, got {self.optimization_level}")
         object.__setattr__(self, "fp32_layers", tuple(self.fp32_layers))
+        object.__setattr__(self, "targets", tuple(self.targets))
 
     def with_workspace(self, workspace_bytes: int) -> BuildSettings:
         return replace(self, workspace_bytes=int(workspace_bytes))
@@ -50,4 +54,7 @@ class BuildSettings:
         data = asdict(self)
         data.pop("progress")
         data["fp32_layers"] = list(self.fp32_layers)
+        data["targets"] = list(self.targets)
+        if not self.targets:
+            data.pop("targets")  # keys of full-TensorRT engines stay what they were
         return data

@@ -16,6 +16,7 @@ from ...model_types import ModelType
 if TYPE_CHECKING:  # typing only: deciding must stay cheap to import
     from ...artifact import Artifact, ArtifactSource
     from ...backend.base import BaseRunner
+    from ...model_resolve import ResolvedModel
 
 from ..contract import (
     READY,
@@ -23,30 +24,33 @@ from ..contract import (
     LoadRequest,
     Target,
     agreement_of,
-    not_installed,
     origin,
     unsupported_precision,
 )
+from .flavors import FULL, INSTALL, LABELS, RTX
 
 
-@functools.lru_cache(maxsize=1)
-def tensorrt_status() -> Availability:
-    missing = not_installed(
-        "tensorrt",
-        "TensorRT",
-        "install TensorRT 10.x or 11.x for your CUDA version, e.g. "
-        "pip install 'paddleocr-trt[tensorrt]', on a machine with an NVIDIA GPU",
-    )
-    if missing is not None:
-        return missing
+@functools.lru_cache(maxsize=2)
+def tensorrt_status(flavor: str = FULL) -> Availability:
+    """Whether a TensorRT flavor (``tensorrt`` or ``tensorrt-rtx``) is installed and loads."""
     from ...errors import TensorRTUnavailableError
     from . import adapter
 
+    if not adapter.flavor_installed(flavor):
+        remedy = (
+            "install TensorRT 10.x or 11.x for your CUDA version, e.g. "
+            "pip install 'paddleocr-trt[tensorrt]', on a machine with an NVIDIA GPU"
+            if flavor != RTX
+            else INSTALL[RTX]
+        )
+        return Availability(
+            False, f"{flavor}-missing", f"{LABELS[flavor]} is not installed", remedy
+        )
     try:
-        trt = adapter.load_tensorrt()
+        trt = adapter.load_tensorrt(flavor)
     except TensorRTUnavailableError as exc:
-        return Availability(False, "tensorrt-unloadable", str(exc))
-    return Availability(True, "ready", f"TensorRT {adapter.tensorrt_version(trt)}")
+        return Availability(False, f"{flavor}-unloadable", str(exc))
+    return Availability(True, "ready", adapter.engine_label(trt))
 
 
 @functools.lru_cache(maxsize=1)
@@ -78,9 +82,12 @@ def resident_outputs(model_type: ModelType, artifact: Any) -> list[str]:
 class TensorRTEngine:
     name = "tensorrt"
     label = "TensorRT"
+    needs_artifact = True
+    #: the adapter flavor this engine drives (TensorRT-RTX: ``rtx_engine``)
+    flavor = FULL
 
     def status(self) -> Availability:
-        return tensorrt_status()
+        return tensorrt_status(self.flavor)
 
     def device_status(self) -> Availability:
         """A usable CUDA GPU (TensorRT's own beyond the contract)."""
@@ -109,19 +116,29 @@ class TensorRTEngine:
             "precision": precision,
             "device_id": target.device_id,
             "use_cuda_graphs": cuda_graphs_enabled(),
+            "trt_flavor": self.flavor,
         }
 
     def prepare(
-        self, source: ArtifactSource, model_dir: Path, model_type: ModelType, target: Target
+        self,
+        source: ArtifactSource,
+        onnx: Artifact,
+        model: ResolvedModel,
+        model_type: ModelType,
+        target: Target,
     ) -> Artifact:
+        from . import adapter
         from .artifact import tensorrt_engine
 
-        return tensorrt_engine(source, model_dir, model_type)  # type: ignore[arg-type]
+        adapter.select_flavor(self.flavor)
+        return tensorrt_engine(source, onnx, model, model_type)  # type: ignore[arg-type]
 
     def load(self, artifact: Artifact | None, request: LoadRequest) -> BaseRunner:
+        from . import adapter
         from .runner import TensorRTRunner
 
         assert artifact is not None
+        adapter.select_flavor(self.flavor)
         return TensorRTRunner(
             artifact.path,
             name=request.name,
@@ -130,7 +147,12 @@ class TensorRTEngine:
             use_cuda_graphs=request.options.use_cuda_graphs,
             cuda_graph_cache_size=request.options.cuda_graph_cache_size,
             resident_outputs=resident_outputs(request.model_type, artifact),
+            runtime_cache=self.runtime_cache(artifact, request),
         )
+
+    def runtime_cache(self, artifact: Artifact, request: LoadRequest) -> Any:
+        """Full TensorRT keeps none (TensorRT-RTX: ``rtx_engine``)."""
+        return None
 
     def describe(self, artifact: Artifact | None, runner: BaseRunner, request: LoadRequest) -> str:
         from ...fusion.artifacts import fused_io
@@ -138,7 +160,8 @@ class TensorRTEngine:
         assert artifact is not None
         precision = artifact.entry.metadata.get("precision", request.precision)
         description = (
-            f"TensorRT {precision} engine over the fused graph ({fused_io(request.model_type)}) "
+            f"{self.label} {precision} engine over the fused graph "
+            f"({fused_io(request.model_type)}) "
             f"{origin(artifact, 'built and validated')} ({artifact.path.parent.name}"
         )
         agreement = agreement_of(artifact)

@@ -19,6 +19,7 @@ buffers of the context ``infer`` will pick, under a lease (``input_views.py``).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -73,17 +74,33 @@ class TensorRTRunner(BaseRunner):
         use_cuda_graphs: bool = False,
         cuda_graph_cache_size: int = 16,
         resident_outputs: Sequence[str] = (),
+        runtime_cache: Any = None,
     ) -> None:
         super().__init__(name)
         data = plan if isinstance(plan, bytes) else Path(plan).read_bytes()
+        started = time.perf_counter()
         with _device_scope(device_id):
             engine = adapter.deserialize_engine(data)
         if engine is None:
             raise CacheError(
-                f"{name}: TensorRT {adapter.tensorrt_version()} cannot load this plan (built by "
-                "another TensorRT version or for another GPU, or corrupt); rebuild it"
+                f"{name}: {adapter.engine_label()} cannot load this plan ({_why_not(data)}); "
+                "rebuild it"
             )
         self.engine = engine
+        #: seconds per stage of getting the engine ready (``timings_report``)
+        self.timings: dict[str, float] = {"deserialize_seconds": time.perf_counter() - started}
+        #: TensorRT-RTX: ``runtime_cache.RuntimeCacheFile`` of this engine (None: not kept)
+        self.runtime_cache = runtime_cache if getattr(engine, "rtx", False) else None
+        if self.runtime_cache is not None:
+            with _device_scope(device_id):
+                loaded = engine.attach_runtime_cache(self.runtime_cache.load())
+            logger.info(
+                "%s: TensorRT-RTX runtime cache %s",
+                name,
+                "loaded: kernels specialised on an earlier start are reused"
+                if loaded
+                else "empty: each profile's first context specialises kernels for this GPU",
+            )
         self.fallback = fallback
         self.fallback_calls = 0
         #: Calls served by the fallback because the engine failed for good (not shapes).
@@ -139,6 +156,8 @@ class TensorRTRunner(BaseRunner):
             except BaseException:
                 executor.close()
                 raise
+            if self.runtime_cache is not None:  # the second start skips the specialisation
+                self.runtime_cache.save(self.engine.runtime_cache_bytes())
         logger.info(
             "%s: execution context for profile %d %s",
             self.name,
@@ -330,6 +349,14 @@ class TensorRTRunner(BaseRunner):
         )
         return self.fallback.infer(inputs)
 
+    def timings_report(self) -> dict[str, float]:
+        """Seconds per stage: deserialising, creating contexts (TensorRT-RTX specialises kernels
+        there), loading and saving its runtime cache."""
+        out = dict(self.timings) | dict(getattr(self.engine, "timings", {}))
+        if self.runtime_cache is not None:
+            out |= self.runtime_cache.timings
+        return out
+
     def fallback_summary(self) -> dict[str, Any]:
         """What the demo/report shows: calls served natively and why."""
         return {
@@ -343,6 +370,17 @@ class TensorRTRunner(BaseRunner):
         with self._lock:
             self._close_executors()
         super().close()
+
+
+def _why_not(plan: bytes) -> str:
+    """Why a plan did not load: TensorRT-RTX's validity reasons, else the usual suspects."""
+    try:
+        validity = adapter.plan_validity(plan)
+    except Exception:  # the reason is a courtesy; the refusal stands either way
+        validity = None
+    if validity is not None and validity.status != "unchecked":
+        return validity.message()
+    return "built by another version or for another GPU, or corrupt; see the log"
 
 
 def concat_outputs(parts: Sequence[Any]) -> Any:

@@ -12,6 +12,7 @@ to prove no TensorRT attribute is reached any other way. Version differences liv
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 import threading
 from dataclasses import dataclass
@@ -19,10 +20,14 @@ from typing import Any
 
 from ....errors import PaddleOCRTRTError, TensorRTUnavailableError
 from ....log import get_logger, warn_once
+from ..flavors import FLAVORS, FULL, INSTALL, LABELS, RTX
 
 logger = get_logger("trt")
 
 SUPPORTED_MAJORS = (10, 11)
+#: TensorRT-RTX's Python API is TensorRT 11's: it is driven with the 11.x manifest entries
+#: (plus the entries declared for its flavor only); its own version numbers start at 1.
+RTX_API_VERSION = (11, 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -37,7 +42,9 @@ class Api:
     ``args`` are the kinds of the positional arguments the adapter passes (self excluded; for a
     class, its constructor): "str", "int", "bool", "buffer", "shape" (tuple of ints), "dims" or
     a TensorRT class name (the annotation must name it). ``absent_in`` lists majors where the
-    name must NOT exist (a removal the version dispatch exists for).
+    name must NOT exist (a removal the version dispatch exists for). ``flavors``: the engine
+    flavors that have it (TensorRT-RTX-only entries name just that flavor). A name may carry a
+    ``#tag`` to declare a second overload of one method (``create_execution_context#config``).
     """
 
     kind: str
@@ -46,6 +53,7 @@ class Api:
     settable: bool = False
     optional: bool = False
     absent_in: tuple[int, ...] = ()
+    flavors: tuple[str, ...] = FLAVORS
 
 
 def _m(*args: str, versions: tuple[int, ...] = SUPPORTED_MAJORS, **kw: Any) -> Api:
@@ -61,6 +69,9 @@ def _prop(settable: bool = False, versions: tuple[int, ...] = SUPPORTED_MAJORS, 
 
 
 _V10 = (10,)
+_RTX = {"versions": (11,), "flavors": (RTX,)}
+_DIAGNOSTIC_BITS = ("VERSION_MISMATCH", "UNSUPPORTED_CC", "OLD_CUDA_DRIVER", "OLD_CUDA_RUNTIME")
+_DIAGNOSTIC_BITS += ("INSUFFICIENT_GPU_MEMORY", "MALFORMED_ENGINE", "CUDA_ERROR")
 
 TRT_API: dict[str, Api] = {
     # module
@@ -98,6 +109,8 @@ TRT_API: dict[str, Api] = {
     "ParserError.node_name": _m(),
     "INetworkDefinition.num_inputs": _prop(),
     "INetworkDefinition.get_input": _m("int"),
+    "INetworkDefinition.num_outputs": _prop(),
+    "INetworkDefinition.get_output": _m("int"),
     "INetworkDefinition.num_layers": _prop(),
     "INetworkDefinition.get_layer": _m("int"),
     "ITensor.name": _prop(),
@@ -145,6 +158,22 @@ TRT_API: dict[str, Api] = {
     "IExecutionContext.get_tensor_shape": _m("str"),
     "IExecutionContext.set_tensor_address": _m("str", "int"),
     "IExecutionContext.execute_async_v3": _m("int"),
+    # TensorRT-RTX only: ahead-of-time targets, engine validity, runtime config and cache
+    **{f"ComputeCapability.SM{n}": _e(**_RTX) for n in (75, 80, 86, 89, 120, 121)},
+    "IBuilderConfig.num_compute_capabilities": _prop(settable=True, **_RTX),
+    "IBuilderConfig.set_compute_capability": _m("ComputeCapability", "int", **_RTX),
+    "Runtime.get_engine_validity": _m("buffer", **_RTX),
+    **{f"EngineValidity.{n}": _e(**_RTX) for n in ("VALID", "SUBOPTIMAL", "INVALID")},
+    **{f"EngineInvalidityDiagnostics.{n}": _e(**_RTX) for n in _DIAGNOSTIC_BITS},
+    "ICudaEngine.create_runtime_config": _m(**_RTX),
+    "ICudaEngine.create_execution_context#config": _m("IRuntimeConfig", **_RTX),
+    "IRuntimeConfig.set_execution_context_allocation_strategy": _m(
+        "ExecutionContextAllocationStrategy", **_RTX
+    ),
+    "IRuntimeConfig.create_runtime_cache": _m(**_RTX),
+    "IRuntimeConfig.set_runtime_cache": _m("IRuntimeCache", **_RTX),
+    "IRuntimeCache.serialize": _m(**_RTX),
+    "IRuntimeCache.deserialize": _m("buffer", **_RTX),
 }
 
 
@@ -159,25 +188,60 @@ class TensorRTApiError(TensorRTUnavailableError):
 # --------------------------------------------------------------------------------------------
 # Loading and the accessors (the only code that reaches into the module)
 # --------------------------------------------------------------------------------------------
-_module: Any = None
+_modules: dict[str, Any] = {}
 _load_lock = threading.Lock()
+#: the flavor the accessors drive when no module is passed (one per process: a child process
+#: is told its flavor by its payload)
+_active = [FULL]
 
 
-def load_tensorrt() -> Any:
-    """Import ``tensorrt`` once; TensorRTUnavailableError (with what to install) if impossible."""
-    global _module
+def _module_name(flavor: str) -> str:
+    """The Python module that provides ``flavor`` (the only place that names them)."""
+    names = {FULL: "tensorrt", RTX: "tensorrt_rtx"}
+    if flavor not in names:
+        raise TensorRTApiError(f"unknown TensorRT flavor {flavor!r}; use one of {FLAVORS}")
+    return names[flavor]
+
+
+def flavor_installed(flavor: str) -> bool:
+    """Whether the module of ``flavor`` can be found (cheap: nothing is imported)."""
+    return importlib.util.find_spec(_module_name(flavor)) is not None
+
+
+def select_flavor(flavor: str) -> None:
+    """Drive ``flavor`` from now on in this process (``tensorrt`` or ``tensorrt-rtx``)."""
+    _module_name(flavor)
+    _active[0] = flavor
+
+
+def active_flavor() -> str:
+    return _active[0]
+
+
+def flavor_of(trt: Any | None = None) -> str:
+    """The flavor of a loaded module (``tensorrt-rtx`` for TensorRT-RTX's bindings)."""
+    mod = _mod(trt)
+    root = str(getattr(mod, "__name__", "") or "").split(".")[0]
+    return RTX if root == _module_name(RTX) else FULL
+
+
+def load_tensorrt(flavor: str | None = None) -> Any:
+    """Import the active flavor's module once; TensorRTUnavailableError (with what to install)
+    if impossible."""
+    flavor = flavor or _active[0]
     with _load_lock:
-        if _module is None:
+        if flavor not in _modules:
+            name = _module_name(flavor)
             try:
-                mod = importlib.import_module("tensorrt")
+                mod = importlib.import_module(name)
             except Exception as exc:  # ImportError, OSError from missing libnvinfer
                 raise TensorRTUnavailableError(
-                    f"cannot import tensorrt ({type(exc).__name__}: {exc}); install "
-                    "'paddleocr-trt[tensorrt]' (TensorRT 10.x or 11.x) on an NVIDIA GPU machine"
+                    f"cannot import {name} ({type(exc).__name__}: {exc}); "
+                    f"{INSTALL[flavor]} on an NVIDIA GPU machine"
                 ) from exc
             major_version(mod)
-            _module = mod
-        return _module
+            _modules[flavor] = mod
+        return _modules[flavor]
 
 
 def _mod(trt: Any | None) -> Any:
@@ -185,11 +249,20 @@ def _mod(trt: Any | None) -> Any:
 
 
 def tensorrt_version(trt: Any | None = None) -> str:
+    """The module's own version (TensorRT-RTX's starts at 1: pair it with the flavor)."""
     return str(_api("__version__", trt))
 
 
+def engine_label(trt: Any | None = None) -> str:
+    """``TensorRT 10.16.1.11`` or ``TensorRT-RTX 1.7.1.116``: for messages and reports."""
+    return f"{LABELS[flavor_of(trt)]} {tensorrt_version(trt)}"
+
+
 def version_tuple(trt: Any) -> tuple[int, int]:
-    """(major, minor) of the loaded module, e.g. (10, 16); feature checks use it."""
+    """(major, minor) of the TensorRT API the module has, e.g. (10, 16); feature checks use it.
+    TensorRT-RTX has TensorRT 11's API whatever its own version number."""
+    if str(getattr(trt, "__name__", "") or "").split(".")[0] == _module_name(RTX):
+        return RTX_API_VERSION
     raw = str(getattr(trt, "__version__", "0"))
     nums = [int(n) for n in re.findall(r"\d+", raw)[:2]]
     padded = [*nums, 0, 0]
@@ -198,6 +271,8 @@ def version_tuple(trt: Any) -> tuple[int, int]:
 
 def major_version(trt: Any) -> int:
     """The manifest major (10 or 11) the module is driven as; newer majors run as 11."""
+    if str(getattr(trt, "__name__", "") or "").split(".")[0] == _module_name(RTX):
+        return RTX_API_VERSION[0]
     raw = str(getattr(trt, "__version__", "0"))
     try:
         major = int(raw.split(".")[0])
@@ -229,12 +304,14 @@ def _entry(name: str, trt: Any, kinds: tuple[str, ...]) -> Api:
             f"adapter bug: {name!r} is declared for TensorRT {entry.versions}, "
             f"not for the loaded {getattr(trt, '__version__', '?')}"
         )
+    if flavor_of(trt) not in entry.flavors:
+        raise TensorRTApiError(f"adapter bug: {name!r} is declared for {entry.flavors} only")
     return entry
 
 
 def _resolve(trt: Any, name: str) -> Any:
     obj = trt
-    for part in name.split("."):
+    for part in name.partition("#")[0].split("."):
         obj = getattr(obj, part)
     return obj
 
@@ -257,7 +334,7 @@ def _has(name: str, trt: Any | None = None) -> bool:
     entry = TRT_API.get(name)
     if entry is None:
         raise TensorRTApiError(f"adapter bug: TensorRT name {name!r} is not declared in TRT_API")
-    if major_version(mod) not in entry.versions:
+    if major_version(mod) not in entry.versions or flavor_of(mod) not in entry.flavors:
         return False
     try:
         _resolve(mod, name)
@@ -280,7 +357,7 @@ def _call(obj: Any, name: str, *args: Any) -> Any:
     entry = _entry(name, mod, ("method",))
     if len(args) != len(entry.args):
         raise TensorRTApiError(f"adapter bug: {name} declared with {len(entry.args)} args")
-    cls_name, _, attr = name.rpartition(".")
+    cls_name, _, attr = name.partition("#")[0].rpartition(".")
     if not isinstance(obj, _resolve(mod, cls_name)):
         raise TensorRTApiError(f"adapter bug: {name} called on a {type(obj).__name__}")
     return getattr(obj, attr)(*args)
@@ -300,6 +377,9 @@ def _set(obj: Any, name: str, value: Any) -> None:
 
 #: The functions allowed to use getattr/setattr/importlib (the AST test enforces this).
 ACCESSORS = (
+    "_module_name",
+    "flavor_installed",
+    "flavor_of",
     "load_tensorrt",
     "version_tuple",
     "major_version",

@@ -9,10 +9,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ....errors import EngineBuildError, OutOfMemoryError
 from ....profiles import Profile, ShapeNotCoveredError, ShapeProfile, fit_static_dims
 from ..config import BuildSettings
-from .api import _api, _call, _get, _new, _set, load_tensorrt, logger, tensorrt_version
+from ..flavors import RTX
+from .api import (
+    _api,
+    _call,
+    _get,
+    _new,
+    _set,
+    engine_label,
+    flavor_of,
+    load_tensorrt,
+    logger,
+    tensorrt_version,
+)
+from .rtx import apply_targets
 from .trtlog import is_oom_message, progress_monitor, recording_logger
 from .versions import (
     decide_builder_flags,
@@ -34,6 +49,8 @@ class BuildOutput:
     profiles: tuple[dict[str, ShapeProfile], ...] = ()
     #: FP32 pin patterns that matched no layer of the network (they changed nothing).
     unmatched_pins: tuple[str, ...] = ()
+    #: the network's I/O as parsed: {name: {"input": bool, "dtype": numpy name, "shape": [..]}}
+    network_io: dict[str, dict[str, Any]] | None = None
 
 
 def failure(what: str, errors: Sequence[str], cls: type[Exception] = EngineBuildError) -> Exception:
@@ -65,6 +82,25 @@ def _network_inputs(network: Any) -> dict[str, tuple[int, ...]]:
         tensor = _call(network, "INetworkDefinition.get_input", i)
         shapes[str(_get(tensor, "ITensor.name"))] = tuple(_get(tensor, "ITensor.shape"))
     return shapes
+
+
+def _network_io(network: Any) -> dict[str, dict[str, Any]]:
+    """Names, dtypes and shapes of the parsed network's inputs and outputs (what a runner binds;
+    read back so a build without a GPU still proves the engine's I/O)."""
+    nptype = _api("nptype")
+    io: dict[str, dict[str, Any]] = {}
+    for is_input, count, get in (
+        (True, "INetworkDefinition.num_inputs", "INetworkDefinition.get_input"),
+        (False, "INetworkDefinition.num_outputs", "INetworkDefinition.get_output"),
+    ):
+        for i in range(int(_get(network, count))):
+            tensor = _call(network, get, i)
+            io[str(_get(tensor, "ITensor.name"))] = {
+                "input": is_input,
+                "dtype": np.dtype(nptype(_get(tensor, "ITensor.dtype"))).name,
+                "shape": [int(d) for d in _get(tensor, "ITensor.shape")],
+            }
+    return io
 
 
 def _pin_layers_fp32(network: Any, patterns: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -178,7 +214,7 @@ def build_serialized_engine(
     trt = load_tensorrt()
     version = tensorrt_version(trt)
     log = recording_logger(trt)
-    what = f"TensorRT {version} engine build"
+    what = f"{engine_label(trt)} engine build"
     log.reset_errors()
     try:
         builder = _new("Builder", log)
@@ -199,6 +235,7 @@ def build_serialized_engine(
         _api("MemoryPoolType.WORKSPACE"),
         int(settings.workspace_bytes),
     )
+    apply_targets(config, settings.targets)
     if settings.optimization_level is not None:
         _set(config, "IBuilderConfig.builder_optimization_level", int(settings.optimization_level))
     pinned: list[str] = []
@@ -217,7 +254,9 @@ def build_serialized_engine(
     for flag in decide_builder_flags(trt, settings, pinned=bool(pinned)):
         _call(config, "IBuilderConfig.set_flag", _api(flag))
     _add_profiles(builder, config, fitted, inputs)
-    _apply_timing_cache(config, timing_cache)
+    timing = flavor_of(trt) != RTX  # TensorRT-RTX: timing cache operations are no-ops
+    if timing:
+        _apply_timing_cache(config, timing_cache)
     if settings.progress:
         _set(config, "IBuilderConfig.progress_monitor", progress_monitor(trt))
 
@@ -237,8 +276,9 @@ def build_serialized_engine(
         tensorrt_version=version,
         precision=precision,
         pinned_layers=tuple(pinned),
-        timing_cache=_serialize_timing_cache(config),
+        timing_cache=_serialize_timing_cache(config) if timing else None,
         input_shapes=inputs,
         profiles=tuple(fitted),
         unmatched_pins=tuple(unmatched),
+        network_io=_network_io(network),
     )

@@ -11,6 +11,7 @@ separate step, :meth:`TrtEnqueuer.select_profile`, taken once the executor's str
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,11 +26,21 @@ from .api import (
     _call,
     _get,
     _new,
+    engine_label,
     load_tensorrt,
     logger,
     tensorrt_version,
 )
 from .build import failure
+from .rtx import (
+    Validity,
+    create_context,
+    engine_validity,
+    is_rtx,
+    new_runtime_cache,
+    runtime_config,
+    serialize_runtime_cache,
+)
 from .trtlog import recording_logger
 from .versions import decide_device_memory_property, decide_profile_memory_method
 
@@ -49,6 +60,11 @@ class Engine:
         self._runtime = runtime
         self._engine = engine
         self._log = log
+        #: TensorRT-RTX: the runtime cache shared by this engine's contexts (None: none/full TRT)
+        self._runtime_cache: Any = None
+        self.rtx = is_rtx()
+        #: seconds per stage: "context_seconds" (TensorRT-RTX specialises kernels there)
+        self.timings: dict[str, float] = {"context_seconds": 0.0}
         names = [
             str(_call(engine, "ICudaEngine.get_tensor_name", i))
             for i in range(int(_get(engine, "ICudaEngine.num_io_tensors")))
@@ -90,6 +106,34 @@ class Engine:
             return None
         return int(_call(self._engine, "ICudaEngine.get_device_memory_size_for_profile_v2", index))
 
+    def attach_runtime_cache(self, blob: bytes | None) -> bool:
+        """TensorRT-RTX: give every later context a runtime cache, loaded from ``blob`` (the
+        kernels specialised on an earlier start). True when ``blob`` was accepted; TensorRT-RTX
+        refuses one from another version, GPU model or driver major (then it starts empty)."""
+        if not self.rtx:
+            return False
+        self._runtime_cache, loaded = new_runtime_cache(self._engine, blob)
+        return loaded
+
+    def runtime_cache_bytes(self) -> bytes | None:
+        """The runtime cache as it is now (to save for the next start), None where there is none."""
+        if self._runtime_cache is None:
+            return None
+        return serialize_runtime_cache(self._runtime_cache)
+
+    def _create_context(self, strategy: Any) -> Any:
+        if not self.rtx:
+            return _call(self._engine, "ICudaEngine.create_execution_context", strategy)
+        from ....progress import stage
+
+        started = time.perf_counter()
+        with stage("TensorRT-RTX: specialising kernels for this GPU (cached for the next start)"):
+            ctx = create_context(
+                self._engine, runtime_config(self._engine, strategy, self._runtime_cache)
+            )
+        self.timings["context_seconds"] += time.perf_counter() - started
+        return ctx
+
     def create_enqueuer(self, profile_index: int = 0) -> TrtEnqueuer:
         """An execution context for one profile, wrapped as the CUDA layer's Enqueuer.
 
@@ -100,7 +144,7 @@ class Engine:
         self._log.reset_errors()
         strategy = _api("ExecutionContextAllocationStrategy.ON_PROFILE_CHANGE")
         try:
-            ctx = _call(self._engine, "ICudaEngine.create_execution_context", strategy)
+            ctx = self._create_context(strategy)
         except MemoryError as exc:
             raise OutOfMemoryError(f"creating a TensorRT execution context: {exc}") from exc
         if ctx is None:
@@ -125,14 +169,36 @@ def _tensor_info(engine: Any, name: str) -> TensorInfo:
     )
 
 
+def plan_validity(plan: bytes) -> Validity:
+    """Whether this machine's GPU can run ``plan`` (TensorRT-RTX's ``get_engine_validity``,
+    checked without deserialising); "unchecked" under full TensorRT, which has no such query."""
+    trt = load_tensorrt()
+    try:
+        runtime = _new("Runtime", recording_logger(trt))
+    except (RuntimeError, TypeError) as exc:
+        return Validity("invalid", (f"no TensorRT runtime: {exc}",))
+    return engine_validity(runtime, plan)
+
+
 def deserialize_engine(plan: bytes) -> Engine | None:
     """None when TensorRT cannot load the plan (other TensorRT version or GPU, corrupt bytes):
-    a cache miss, never a crash."""
+    a cache miss, never a crash. TensorRT-RTX plans are checked first (``plan_validity``); the
+    reason for refusing one is logged."""
     trt = load_tensorrt()
     log = recording_logger(trt)
     log.reset_errors()
     try:
         runtime = _new("Runtime", log)
+        validity = engine_validity(runtime, plan)
+        if not validity.loadable:
+            logger.warning(
+                "%s cannot run this plan on this GPU (%s); treating it as a cache miss",
+                engine_label(trt),
+                validity.message(),
+            )
+            return None
+        if validity.status == "suboptimal":
+            logger.info("%s: plan is %s", engine_label(trt), validity.message())
         engine = _call(runtime, "Runtime.deserialize_cuda_engine", bytes(plan))
     except (RuntimeError, TypeError, ValueError) as exc:
         logger.info("TensorRT could not load the plan (%s); treating it as a cache miss", exc)

@@ -12,7 +12,13 @@ from typing import Any
 
 from .api import _api, _load_lock, _mod, logger
 
-OOM_MARKERS = ("out of memory", "insufficient memory", "requested amount of gpu memory")
+#: TensorRT-RTX says "Error Code 2: OutOfMemory (Requested size was N bytes.)"
+OOM_MARKERS = (
+    "out of memory",
+    "insufficient memory",
+    "requested amount of gpu memory",
+    "outofmemory",
+)
 
 
 def is_oom_message(message: str) -> bool:

@@ -72,7 +72,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.verbose)
     if not getattr(args, "func", None):
         if CliParser.json_requested:
             print(json.dumps({"ok": False, "error": "a command is required"}))
@@ -80,9 +79,12 @@ def _main(argv: list[str]) -> int:
         return EXIT_USAGE
     from .settings_check import check_settings
 
-    refused = check_settings(args)  # every setting, once, before any command runs
+    # every setting, once, before any command runs (and before logging reads the log level: a
+    # bad one is this one error line, not also a warning)
+    refused = check_settings(args)
     if refused is not None:
         return refused
+    _configure_logging(args.verbose)
     _terminate_cleanly()
     try:
         code = int(args.func(args) or 0)

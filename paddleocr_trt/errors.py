@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+_ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit)):\s*(\S.*)$")
+
 
 class PaddleOCRTRTError(Exception):
     """Base class: something this package could not do; the message says what and why."""
@@ -24,7 +28,13 @@ class OutputPathError(PaddleOCRTRTError, ValueError):
 
 
 class ConversionError(PaddleOCRTRTError):
-    """Paddle -> ONNX conversion failed; the message names model, step and versions."""
+    """Paddle -> ONNX conversion failed; the message (one line) names model, step, versions and
+    the child's own error; ``details`` keeps the child's traceback and stderr (logged at INFO:
+    ``paddleocr-trt --verbose``, ``PADDLEOCR_TRT_LOG_LEVEL=INFO``)."""
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
 
 
 class ValidationFailedError(PaddleOCRTRTError):
@@ -49,3 +59,16 @@ class EngineBuildError(PaddleOCRTRTError):
 
 class OutOfMemoryError(PaddleOCRTRTError, MemoryError):
     """The GPU ran out of memory even after backing off."""
+
+
+def summary_line(text: str, limit: int = 400) -> str:
+    """The line of a multi-line error text that says what went wrong: the last ``XxxError:
+    message`` line (Paddle puts its own error under a Python traceback), else the first line."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    if not lines:
+        return ""
+    for line in reversed(lines):
+        match = _ERROR_LINE.match(line)
+        if match and not match.group(2).startswith("In user code"):
+            return line[:limit]
+    return lines[0][:limit]

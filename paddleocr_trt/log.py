@@ -18,7 +18,7 @@ import sys
 import threading
 from typing import Any
 
-from .settings import ENV_LOG_LEVEL
+from .settings import ENV_LOG_LEVEL, SETTINGS
 
 LOGGER_NAME = "paddleocr_trt"
 PROGRESS_LOGGER_NAME = f"{LOGGER_NAME}.progress"
@@ -139,18 +139,8 @@ class _Formatter(logging.Formatter):
 
 
 def parse_level(raw: str | None) -> int | None:
-    """``"info"`` / ``"20"`` -> 20; None for empty; ValueError for anything else."""
-    if raw is None or not raw.strip():
-        return None
-    text = raw.strip().upper()
-    if text.lstrip("-").isdigit():
-        return int(text)
-    level = logging.getLevelName(text)
-    if not isinstance(level, int):
-        raise ValueError(
-            f"{ENV_LOG_LEVEL}={raw!r} is not a log level (DEBUG, INFO, WARNING, ERROR, CRITICAL)"
-        )
-    return level
+    """``"info"`` / ``"20"`` -> 20; None for empty; SettingsError (a ValueError) otherwise."""
+    return SETTINGS[ENV_LOG_LEVEL].read({} if raw is None else {ENV_LOG_LEVEL: raw})
 
 
 _applied_level: int | None = None  # the package logger level this module last set

@@ -31,10 +31,13 @@ from .model_types import ModelType
 from .pipeline import ArtifactPipeline, PipelineOptions
 from .settings import (
     DEFAULT_MIN_AGREEMENT,
-    DEFAULT_WORKSPACE_GB,
     SettingsError,
+    check_build_timeout_s,
+    check_directory,
     check_workspace_gb,
+    validate_settings,
 )
+from .settings import workspace_gb as env_workspace_gb
 
 log = get_logger("optimizer")
 
@@ -80,7 +83,7 @@ class TensorRTOptimizer:
     def __init__(
         self,
         precision: str = "FP16",
-        workspace_gb: float = DEFAULT_WORKSPACE_GB,
+        workspace_gb: float | None = None,
         cache_dir: str | Path | None = None,
         *,
         profiles: dict[ModelType, list[dict[str, Any]]] | None = None,
@@ -90,7 +93,15 @@ class TensorRTOptimizer:
         validation_images: Sequence[str | Path] | None = None,
         build_timeout_s: float | None = None,
     ) -> None:
-        workspace_gb = check_workspace_gb(workspace_gb, "workspace_gb")
+        # every PADDLEOCR_TRT_* setting checked once, here; then the arguments, which win
+        validate_settings()
+        workspace_gb = (
+            env_workspace_gb() if workspace_gb is None else check_workspace_gb(workspace_gb)
+        )
+        if build_timeout_s is not None:
+            build_timeout_s = check_build_timeout_s(build_timeout_s)
+        if cache_dir is not None:
+            cache_dir = check_directory(cache_dir, "cache_dir")
         if isinstance(min_agreement, bool) or not isinstance(min_agreement, int | float):
             raise SettingsError(f"min_agreement must be a number in [0, 1], got {min_agreement!r}")
         if not 0.0 <= min_agreement <= 1.0:  # also false for nan
@@ -145,6 +156,8 @@ class TensorRTOptimizer:
             return None
         try:
             artifact = self.pipeline.engine(model, mtype)
+        except SettingsError:  # e.g. a workspace beyond the GPU's memory: the caller's to fix
+            raise
         except PaddleOCRTRTError as exc:  # conversion, validation, OOM, cache, build, memo
             self._fail(f"optimizing {mtype.value} model {model_dir} failed: {exc}")
             return None

@@ -128,8 +128,11 @@ def tensorrt_unavailable_reason(precision: str = "fp16") -> str | None:
     """Why ``PaddleOCR(use_tensorrt=True, device="gpu")`` would not get engines here, or None."""
     from paddleocr_trt.integration.decision import decide
     from paddleocr_trt.integration.request import TensorRTRequest
-    from paddleocr_trt.settings import ENV_DISABLE, is_disabled
+    from paddleocr_trt.settings import ENV_DISABLE, is_disabled, settings_problem
 
+    problem = settings_problem()
+    if problem is not None:
+        return problem
     if is_disabled():
         return f"paddleocr_trt is disabled by {ENV_DISABLE}"
     status = decide(TensorRTRequest(precision=precision, device="gpu"), {"device_type": "gpu"})
@@ -139,8 +142,11 @@ def tensorrt_unavailable_reason(precision: str = "fp16") -> str | None:
 def onnxruntime_unavailable_reason() -> str | None:
     """Why ``PaddleOCR(trt_engine="onnxruntime")`` would not get ONNX Runtime engines, or None."""
     from paddleocr_trt.integration.decision import onnxruntime_status
-    from paddleocr_trt.settings import ENV_DISABLE, is_disabled
+    from paddleocr_trt.settings import ENV_DISABLE, is_disabled, settings_problem
 
+    problem = settings_problem()
+    if problem is not None:
+        return problem
     if is_disabled():
         return f"paddleocr_trt is disabled by {ENV_DISABLE}"
     status = onnxruntime_status()

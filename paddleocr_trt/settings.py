@@ -1,9 +1,26 @@
-"""Environment variables and defaults, read in one place so docs and code cannot drift."""
+"""Environment variables and defaults, read in one place so docs and code cannot drift.
+
+Every ``PADDLEOCR_TRT_*`` setting is in :data:`SETTINGS` with its parser, its bounds and a valid
+example. Each entry point checks all of them once, up front, with :func:`validate_settings`
+and reacts in its own way to the one :class:`SettingsError` (a ``ValueError``) it may raise:
+
+* the CLI: one ``error:`` line, exit 2;
+* ``TensorRTOptimizer``: the error is raised from its constructor;
+* the drop-in (``PaddleOCR(..., use_tensorrt=True)``): one warning, and that pipeline runs
+  natively, exactly as plain PaddleOCR (an environment variable has no call site to raise at;
+  the user's program must not break). Explicit keyword arguments (``trt_engine=``,
+  ``trt_pipeline=``) raise ``ValueError`` there, like PaddleOCR's own argument errors.
+
+The message always names the setting, says why the value is refused, and gives a valid example.
+"""
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +30,15 @@ from .errors import PaddleOCRTRTError
 ENV_DISABLE = "PADDLEOCR_TRT_DISABLE"
 ENV_CACHE_DIR = "PADDLEOCR_TRT_CACHE_DIR"
 ENV_WORKSPACE_GB = "PADDLEOCR_TRT_WORKSPACE_GB"
-ENV_LOG_LEVEL = "PADDLEOCR_TRT_LOG_LEVEL"  # read by log.py
+ENV_LOG_LEVEL = "PADDLEOCR_TRT_LOG_LEVEL"  # applied by log.py
 ENV_ENGINE = "PADDLEOCR_TRT_ENGINE"
 ENV_CUDA_GRAPHS = "PADDLEOCR_TRT_CUDA_GRAPHS"
 ENV_BUILD_TIMEOUT_S = "PADDLEOCR_TRT_BUILD_TIMEOUT_S"
 ENV_PIPELINE = "PADDLEOCR_TRT_PIPELINE"
+ENV_MODELS_DIR = "PADDLEOCR_TRT_MODELS_DIR"  # used by testing/models.py (demo and tests)
 ENV_MODEL_SOURCE = "PADDLEOCR_TRT_MODEL_SOURCE"
+#: which program of a model dir holding both a Paddle program and ``inference.onnx`` is the source
+MODEL_SOURCES = ("auto", "paddle", "onnx")
 
 #: Engine backends that can run a converted model, in the order a list may name them.
 #: what trt_engine= / $PADDLEOCR_TRT_ENGINE accept: the registry's requestable engines
@@ -30,152 +50,303 @@ _ENGINE_ALIASES = {"trt": "tensorrt", "ort": "onnxruntime", "tensorrtrtx": "tens
 _ENGINE_ALIASES |= {"trtrtx": "tensorrt-rtx", "rtx": "tensorrt-rtx"}
 
 DEFAULT_WORKSPACE_GB = 4.0
+#: no GPU is known where settings are read: a workspace above this is a typo, not a plan
+MAX_WORKSPACE_GB = 1024.0
 #: one engine attempt (build + validation, in a child process) is killed after this long
 DEFAULT_BUILD_TIMEOUT_S = 1800.0
+#: a week: longer is a typo (and huge values overflow the OS's timeouts)
+MAX_BUILD_TIMEOUT_S = 7 * 24 * 3600.0
 #: "Accuracy retained" (task-level agreement with native Paddle) must reach this.
 DEFAULT_MIN_AGREEMENT = 0.99
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: kernel file systems: nothing can be cached there (mkdir answers ENOENT or EPERM)
+_VIRTUAL_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+Environ = Mapping[str, str]
 
 
 class SettingsError(PaddleOCRTRTError, ValueError):
     """A setting (environment variable or argument) has a value this package cannot use."""
 
 
-def is_disabled(environ: dict[str, str] | None = None) -> bool:
-    env = os.environ if environ is None else environ
-    return env.get(ENV_DISABLE, "").strip().lower() in _TRUE
+@dataclass(frozen=True)
+class Setting:
+    """One documented environment variable: how it is read and what a good value looks like."""
+
+    name: str
+    example: str
+    parse: Callable[[str], Any]  # raw text (stripped, non-empty) -> value; ValueError: why not
+    default: Any
+
+    def read(self, env: Environ | None = None) -> Any:
+        """The value from ``env`` (``os.environ``), the default when unset or empty."""
+        raw = (os.environ if env is None else env).get(self.name)
+        if raw is None or not raw.strip():
+            return self.default
+        try:
+            return self.parse(raw.strip())
+        except ValueError as exc:
+            raise SettingsError(f"{self.name}={raw!r}: {exc}; e.g. {self.example}") from None
 
 
-def default_cache_dir(environ: dict[str, str] | None = None) -> Path:
-    """``$PADDLEOCR_TRT_CACHE_DIR``, else ``$XDG_CACHE_HOME/paddleocr_trt``, else ~/.cache."""
-    env = os.environ if environ is None else environ
-    explicit = env.get(ENV_CACHE_DIR)
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = env.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "paddleocr_trt"
+def _flag(raw: str) -> bool:
+    text = raw.lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError("not a yes/no value (use 1/0, true/false, yes/no or on/off)")
 
 
-def check_workspace_gb(value: Any, source: str = "workspace_gb") -> float:
-    """A workspace size in GiB: a finite number > 0 (an int or float, never a bool or str)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise SettingsError(
-            f"{source} must be a number of GiB, got {value!r} ({type(value).__name__})"
-        )
-    if not math.isfinite(value) or value <= 0:
-        raise SettingsError(f"{source} must be a positive, finite number of GiB, got {value!r}")
-    return float(value)
-
-
-def workspace_gb(environ: dict[str, str] | None = None) -> float:
-    """``$PADDLEOCR_TRT_WORKSPACE_GB`` (checked), else the default."""
-    env = os.environ if environ is None else environ
-    raw = env.get(ENV_WORKSPACE_GB)
-    if raw is None or not raw.strip():
-        return DEFAULT_WORKSPACE_GB
+def _number(raw: str, unit: str, most: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise SettingsError(f"{ENV_WORKSPACE_GB}={raw!r} is not a number of GiB") from None
-    return check_workspace_gb(value, ENV_WORKSPACE_GB)
+        raise ValueError(f"not a number of {unit}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"must be a positive, finite number of {unit}")
+    if value > most:
+        raise ValueError(f"more than {most:g} {unit}")
+    return value
 
 
-def validate_settings(environ: dict[str, str] | None = None) -> None:
-    """Check every environment setting once, up front; SettingsError names the first bad one."""
-    env = os.environ if environ is None else environ
-    workspace_gb(env)
-    build_timeout_s(env)
-    model_source(env)
-    raw_engines = env.get(ENV_ENGINE, "").strip()
-    if raw_engines:
-        try:
-            parse_engines(raw_engines, source=ENV_ENGINE)
-        except ValueError as exc:
-            raise SettingsError(str(exc)) from None
-    cache_dir = default_cache_dir(env)
-    if os.path.lexists(cache_dir) and not cache_dir.is_dir():
-        raise SettingsError(f"cache directory {cache_dir} exists and is not a directory")
+def check_workspace_gb(value: Any, source: str = "workspace_gb") -> float:
+    """A workspace size in GiB: a finite number in (0, MAX_WORKSPACE_GB], never a bool or str."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SettingsError(
+            f"{source} must be a number of GiB, got {value!r} ({type(value).__name__}); "
+            f"e.g. {source}={DEFAULT_WORKSPACE_GB:g}"
+        )
+    if not math.isfinite(value) or not 0 < value <= MAX_WORKSPACE_GB:
+        raise SettingsError(
+            f"{source} must be a positive, finite number of GiB up to {MAX_WORKSPACE_GB:g}, "
+            f"got {value!r}; e.g. {source}={DEFAULT_WORKSPACE_GB:g}"
+        )
+    return float(value)
 
 
-def parse_engines(
-    value: str | list[str] | tuple[str, ...], *, source: str = "engine"
-) -> tuple[str, ...]:
-    """``"tensorrt,onnxruntime"`` or a list -> ordered, de-duplicated engine names.
+def check_workspace_fits(workspace_bytes: int, gpu_bytes: int, gpu_name: str) -> None:
+    """The builder workspace must fit in the GPU it is built for (known only at build time)."""
+    if gpu_bytes > 0 and workspace_bytes > gpu_bytes:
+        raise SettingsError(
+            f"the TensorRT workspace ({workspace_bytes / (1 << 30):g} GiB, {ENV_WORKSPACE_GB} "
+            f"or workspace_gb) is more than the memory of {gpu_name} "
+            f"({gpu_bytes / (1 << 30):.1f} GiB); e.g. {ENV_WORKSPACE_GB}={DEFAULT_WORKSPACE_GB:g}"
+        )
 
-    Each engine is tried in order, then native Paddle; an unknown name is a settings error,
-    raised up front with the accepted names rather than discovered at the first model.
-    """
-    items = value.split(",") if isinstance(value, str) else list(value)
+
+def check_build_timeout_s(value: Any, source: str = "build_timeout_s") -> float:
+    """Seconds per engine attempt: a finite number in (0, MAX_BUILD_TIMEOUT_S]."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SettingsError(
+            f"{source} must be a number of seconds, got {value!r}; e.g. {source}=1800"
+        )
+    if not math.isfinite(value) or not 0 < value <= MAX_BUILD_TIMEOUT_S:
+        raise SettingsError(
+            f"{source} must be a positive, finite number of seconds up to "
+            f"{MAX_BUILD_TIMEOUT_S:g}, got {value!r}; e.g. {source}=1800"
+        )
+    return float(value)
+
+
+def _engine_names(value: Any) -> tuple[str, ...]:
+    """The names in ``value`` (a comma-separated string or a list of strings); ValueError: why
+    not."""
+    if isinstance(value, str):
+        items: list[Any] = value.split(",")
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise ValueError(f"use an engine name or a list of them, not {type(value).__name__}")
     names: list[str] = []
     for item in items:
-        name = str(item).strip().lower().replace("-", "").replace("_", "")
+        if not isinstance(item, str):
+            raise ValueError(f"engine names are strings, got {item!r}")
+        name = item.strip().lower().replace("-", "").replace("_", "")
         name = _ENGINE_ALIASES.get(name, name)
         if not name:
             continue
         if name not in ENGINE_NAMES:
             raise ValueError(
-                f"{source}={value!r}: unknown engine {str(item).strip()!r}; "
-                f"use one or more of {', '.join(ENGINE_NAMES)} (comma-separated, tried in order)"
+                f"unknown engine {item.strip()!r}; use one or more of "
+                f"{', '.join(ENGINE_NAMES)} (comma-separated, tried in order)"
             )
         if name not in names:
             names.append(name)
     if not names:
-        raise ValueError(f"{source}={value!r} names no engine; use {', '.join(ENGINE_NAMES)}")
+        raise ValueError(f"names no engine; use {', '.join(ENGINE_NAMES)}")
     return tuple(names)
 
 
-def engines(environ: dict[str, str] | None = None) -> tuple[str, ...]:
-    """The engines ``$PADDLEOCR_TRT_ENGINE`` asks for, else the default (TensorRT only)."""
+def parse_engines(value: Any, *, source: str = "engine") -> tuple[str, ...]:
+    """``"tensorrt,onnxruntime"`` or a list -> ordered, de-duplicated engine names.
+
+    Each engine is tried in order, then native Paddle; an unknown name (or a value that is not
+    a string or a list of strings) is a SettingsError, raised up front with the accepted names.
+    """
+    try:
+        return _engine_names(value)
+    except ValueError as exc:
+        raise SettingsError(
+            f'{source}={value!r}: {exc}; e.g. {source}="onnxruntime" or "tensorrt,onnxruntime"'
+        ) from None
+
+
+def _directory(raw: str | os.PathLike[str]) -> Path:
+    """A directory this package may create or use: not a file, not on a kernel file system."""
+    text = os.fspath(raw)
+    if "\0" in text:
+        raise ValueError("a path cannot hold a NUL character")
+    path = Path(text).expanduser()
+    absolute = Path(os.path.abspath(path))
+    for root in _VIRTUAL_ROOTS:
+        if absolute == root or root in absolute.parents:
+            raise ValueError(f"{root} is a kernel file system where nothing can be stored")
+    if os.path.lexists(path) and not path.is_dir():
+        raise ValueError("exists and is not a directory")
+    return path
+
+
+def check_directory(raw: str | os.PathLike[str], source: str) -> Path:
+    """:func:`_directory` for an argument (``--cache-dir``, ``cache_dir=``)."""
+    try:
+        return _directory(raw)
+    except ValueError as exc:
+        raise SettingsError(
+            f"{source}={os.fspath(raw)!r}: {exc}; e.g. {source}=~/.cache/paddleocr_trt"
+        ) from None
+
+
+def _log_level(raw: str) -> int:
+    text = raw.upper()
+    if text.lstrip("-").isdigit():
+        level = int(text)
+        if not 0 <= level <= 50:
+            raise ValueError("a numeric level is 0..50")
+        return level
+    if text == "WARN":
+        text = "WARNING"
+    if text not in _LOG_LEVELS:
+        raise ValueError(f"not a log level ({', '.join(_LOG_LEVELS)} or 0..50)")
+    return int(getattr(logging, text))
+
+
+def _model_source(raw: str) -> str:
+    text = raw.lower()
+    if text not in MODEL_SOURCES:
+        raise ValueError(f"use {', '.join(MODEL_SOURCES[:-1])} or {MODEL_SOURCES[-1]}")
+    return text
+
+
+#: every documented setting, in the README's order
+SETTINGS: dict[str, Setting] = {
+    s.name: s
+    for s in (
+        Setting(ENV_DISABLE, f"{ENV_DISABLE}=1", _flag, False),
+        Setting(ENV_CACHE_DIR, f"{ENV_CACHE_DIR}=~/.cache/paddleocr_trt", _directory, None),
+        Setting(ENV_ENGINE, f"{ENV_ENGINE}=tensorrt,onnxruntime", _engine_names, DEFAULT_ENGINES),
+        Setting(
+            ENV_WORKSPACE_GB,
+            f"{ENV_WORKSPACE_GB}={DEFAULT_WORKSPACE_GB:g}",
+            lambda raw: _number(raw, "GiB", MAX_WORKSPACE_GB),
+            DEFAULT_WORKSPACE_GB,
+        ),
+        Setting(
+            ENV_BUILD_TIMEOUT_S,
+            f"{ENV_BUILD_TIMEOUT_S}=1800",
+            lambda raw: _number(raw, "seconds", MAX_BUILD_TIMEOUT_S),
+            DEFAULT_BUILD_TIMEOUT_S,
+        ),
+        Setting(ENV_PIPELINE, f"{ENV_PIPELINE}=0", _flag, True),
+        Setting(ENV_CUDA_GRAPHS, f"{ENV_CUDA_GRAPHS}=1", _flag, False),
+        Setting(ENV_LOG_LEVEL, f"{ENV_LOG_LEVEL}=WARNING", _log_level, None),
+        Setting(ENV_MODELS_DIR, f"{ENV_MODELS_DIR}=~/paddleocr_models", _directory, None),
+        Setting(ENV_MODEL_SOURCE, f"{ENV_MODEL_SOURCE}=onnx", _model_source, "auto"),
+    )
+}
+
+
+def validate_settings(environ: Environ | None = None) -> None:
+    """Check every setting once, up front; SettingsError names the first bad one."""
+    for setting in SETTINGS.values():
+        setting.read(environ)
+
+
+def settings_problem(environ: Environ | None = None) -> str | None:
+    """:func:`validate_settings` as a message (None: every setting is good)."""
+    try:
+        validate_settings(environ)
+    except SettingsError as exc:
+        return str(exc)
+    return None
+
+
+def is_disabled(environ: Environ | None = None) -> bool:
+    """``$PADDLEOCR_TRT_DISABLE`` (SettingsError for a value that is not yes/no)."""
+    return bool(SETTINGS[ENV_DISABLE].read(environ))
+
+
+def default_cache_dir(environ: Environ | None = None) -> Path:
+    """``$PADDLEOCR_TRT_CACHE_DIR``, else ``$XDG_CACHE_HOME/paddleocr_trt``, else ~/.cache."""
     env = os.environ if environ is None else environ
-    raw = env.get(ENV_ENGINE, "").strip()
-    return parse_engines(raw, source=ENV_ENGINE) if raw else DEFAULT_ENGINES
+    explicit = SETTINGS[ENV_CACHE_DIR].read(env)
+    if explicit is not None:
+        return explicit
+    xdg = env.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "paddleocr_trt"
 
 
-def engines_given(environ: dict[str, str] | None = None) -> bool:
+def workspace_gb(environ: Environ | None = None) -> float:
+    """``$PADDLEOCR_TRT_WORKSPACE_GB`` (checked), else the default."""
+    return float(SETTINGS[ENV_WORKSPACE_GB].read(environ))
+
+
+def engines(environ: Environ | None = None) -> tuple[str, ...]:
+    """The engines ``$PADDLEOCR_TRT_ENGINE`` asks for, else the default (TensorRT, then
+    TensorRT-RTX)."""
+    return tuple(SETTINGS[ENV_ENGINE].read(environ))
+
+
+def engines_given(environ: Environ | None = None) -> bool:
     """Whether ``$PADDLEOCR_TRT_ENGINE`` names the engines (then that list is strict: no
     automatic ONNX Runtime step after it)."""
     env = os.environ if environ is None else environ
     return bool(env.get(ENV_ENGINE, "").strip())
 
 
-def cuda_graphs_enabled(environ: dict[str, str] | None = None) -> bool:
+def cuda_graphs_enabled(environ: Environ | None = None) -> bool:
     """``$PADDLEOCR_TRT_CUDA_GRAPHS``: replay CUDA graphs in the drop-in hook (default off)."""
-    env = os.environ if environ is None else environ
-    return env.get(ENV_CUDA_GRAPHS, "").strip().lower() in _TRUE
+    return bool(SETTINGS[ENV_CUDA_GRAPHS].read(environ))
 
 
-def build_timeout_s(environ: dict[str, str] | None = None) -> float:
+def build_timeout_s(environ: Environ | None = None) -> float:
     """``$PADDLEOCR_TRT_BUILD_TIMEOUT_S`` (seconds per engine attempt), else the default."""
-    env = os.environ if environ is None else environ
-    raw = env.get(ENV_BUILD_TIMEOUT_S)
-    if not raw:
-        return DEFAULT_BUILD_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{ENV_BUILD_TIMEOUT_S}={raw!r} is not a number of seconds") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise SettingsError(f"{ENV_BUILD_TIMEOUT_S}={raw!r} must be a positive number of seconds")
-    return value
+    return float(SETTINGS[ENV_BUILD_TIMEOUT_S].read(environ))
 
 
-def pipeline_enabled(environ: dict[str, str] | None = None) -> bool:
+def pipeline_enabled(environ: Environ | None = None) -> bool:
     """``$PADDLEOCR_TRT_PIPELINE``: the pipelined multi-image path (default on; ``0`` = stock).
 
     Read at every ``predict`` call, so it can be flipped between calls.
     """
-    env = os.environ if environ is None else environ
-    return env.get(ENV_PIPELINE, "").strip().lower() not in _FALSE
+    return bool(SETTINGS[ENV_PIPELINE].read(environ))
 
 
-def model_source(environ: dict[str, str] | None = None) -> str:
+def log_level(environ: Environ | None = None) -> int | None:
+    """``$PADDLEOCR_TRT_LOG_LEVEL`` as a ``logging`` level (None: unset)."""
+    return SETTINGS[ENV_LOG_LEVEL].read(environ)
+
+
+def models_dir(environ: Environ | None = None) -> Path | None:
+    """``$PADDLEOCR_TRT_MODELS_DIR`` (None: unset)."""
+    return SETTINGS[ENV_MODELS_DIR].read(environ)
+
+
+def model_source(environ: Environ | None = None) -> str:
     """Which program of a model dir holding both a Paddle program and ``inference.onnx`` is the
     source: ``auto`` (default: Paddle where it is installed, else ONNX), ``paddle`` or ``onnx``."""
-    env = os.environ if environ is None else environ
-    raw = env.get(ENV_MODEL_SOURCE, "").strip().lower() or "auto"
-    if raw not in ("auto", "paddle", "onnx"):
-        raise SettingsError(f"{ENV_MODEL_SOURCE}={raw!r}: use auto, paddle or onnx")
-    return raw
+    return str(SETTINGS[ENV_MODEL_SOURCE].read(environ))

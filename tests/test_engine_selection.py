@@ -33,17 +33,22 @@ def test_parse_engines_orders_and_names_bad_values() -> None:
     assert engines({ENV_ENGINE: "onnxruntime"}) == ("onnxruntime",)
 
 
-def test_bad_engine_env_warns_once_and_keeps_the_default(
+def test_bad_engine_env_warns_once_and_leaves_paddleocr_native(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """An environment variable has no call site to raise at: one warning, no request (the
+    pipeline runs natively), however many predictors PaddleOCR creates."""
     monkeypatch.setenv(ENV_ENGINE, "cuda-magic")
     reset_warn_once()
+    args = {"use_pptrt": True, "pptrt_precision": "fp16", "device": "gpu"}
     with caplog.at_level(logging.WARNING, logger="paddleocr_trt"):
-        first = trt_request.env_engines()
-        second = trt_request.env_engines()
-    assert first == second == ("tensorrt", "tensorrt-rtx")
+        first = trt_request.from_common_args(args)
+        second = trt_request.from_common_args(args)
+    assert first is None and second is None
     said = [r.getMessage() for r in caplog.records if "cuda-magic" in r.getMessage()]
-    assert len(said) == 1 and ENV_ENGINE in said[0], said
+    assert len(said) == 1 and ENV_ENGINE in said[0] and "natively" in said[0], said
+    with pytest.raises(ValueError, match=ENV_ENGINE):
+        trt_request.env_engines()
 
 
 def test_trt_engine_keyword_goes_through_paddleocr_argument_checks() -> None:

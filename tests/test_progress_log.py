@@ -58,7 +58,7 @@ def test_log_level_env_is_read() -> None:
     assert "building fp16 engine: done" in verbose.stderr
     assert "an ordinary info line" in verbose.stderr
     bad = _run(level="loud")
-    assert "PADDLEOCR_TRT_LOG_LEVEL='loud' is not a log level" in bad.stderr
+    assert "PADDLEOCR_TRT_LOG_LEVEL='loud': not a log level" in bad.stderr
     assert "building fp16 engine: done" in bad.stderr  # defaults still apply
 
 

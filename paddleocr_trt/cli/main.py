@@ -72,12 +72,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.verbose)
     if not getattr(args, "func", None):
         if CliParser.json_requested:
             print(json.dumps({"ok": False, "error": "a command is required"}))
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    from .settings_check import check_settings
+
+    # every setting, once, before any command runs (and before logging reads the log level: a
+    # bad one is this one error line, not also a warning)
+    refused = check_settings(args)
+    if refused is not None:
+        return refused
+    _configure_logging(args.verbose)
     _terminate_cleanly()
     try:
         code = int(args.func(args) or 0)

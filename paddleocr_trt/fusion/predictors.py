@@ -79,17 +79,34 @@ def call_argument(predictor: Any, name: str) -> Any:
     return bound.arguments.get(name)
 
 
+def fused_takes(img: np.ndarray, *, rgba: bool) -> bool:
+    """Whether the fused graph takes this resized image: uint8 HxWx3 (HxWx4 too where the stock
+    normaliser converts RGBA -> RGB first, ``rgba``). Anything else takes PaddleX's stock steps."""
+    channels = (3, 4) if rgba else (3,)
+    return img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] in channels
+
+
 class KeepUint8:
     """Stands in for PaddleX's normalise step: the fused graph normalises.
 
     Keeps the one host-side conversion det's ``NormalizeImage`` does before normalising
-    (RGBA -> RGB) so 4-channel inputs behave as in stock PaddleX.
+    (RGBA -> RGB, ``rgba=True``) so 4-channel inputs behave as in stock PaddleX. A batch holding
+    an image the fused graph does not take (float or uint16 arrays, 1/2/5 channels, 2-D) goes
+    through ``stock``, PaddleX's own step (float32 out, or the stock exception); the steps after
+    it and the runner (:class:`~paddleocr_trt.integration.fused_runner.FusedEngineRunner`) see
+    the float batch and take the stock path too.
     """
 
+    def __init__(self, stock: Any = None, *, rgba: bool = True) -> None:
+        self.stock = stock
+        self.rgba = rgba
+
     def __call__(self, imgs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if self.stock is not None and not all(fused_takes(i, rgba=self.rgba) for i in imgs):
+            return self.stock(imgs=imgs)
         out = []
         for img in imgs:
-            if img.ndim == 3 and img.shape[2] == 4:
+            if self.rgba and img.ndim == 3 and img.shape[2] == 4:
                 img = cv2.cvtColor(img, cv2.COLOR_RGBA2RGB)
             if img.ndim != 3 or img.shape[2] != 3:
                 raise ValueError(f"fused preprocessing needs HxWx3 images, got {img.shape}")
@@ -97,10 +114,20 @@ class KeepUint8:
         return out
 
 
+def _stock_batch(imgs: Sequence[np.ndarray]) -> bool:
+    """A batch :class:`KeepUint8` handed to PaddleX's normaliser (float, not uint8)."""
+    return any(img.dtype != np.uint8 for img in imgs)
+
+
 class KeepHWC:
-    """Stands in for ``ToCHWImage``: the fused graph transposes."""
+    """Stands in for ``ToCHWImage``: the fused graph transposes (a stock batch: ``stock``)."""
+
+    def __init__(self, stock: Any = None) -> None:
+        self.stock = stock
 
     def __call__(self, imgs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if self.stock is not None and _stock_batch(imgs):
+            return self.stock(imgs=imgs)
         return list(imgs)
 
 
@@ -116,10 +143,13 @@ class StackUint8:
     """Stands in for PaddleX's ``ToBatch``: ``np.stack`` without the float32 cast, written
     straight into the engine's pinned input buffer when its runner leases one (``views.py``)."""
 
-    def __init__(self, predictor: Any = None) -> None:
+    def __init__(self, predictor: Any = None, stock: Any = None) -> None:
         self.predictor = predictor
+        self.stock = stock
 
     def __call__(self, imgs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if self.stock is not None and _stock_batch(imgs):
+            return self.stock(imgs=imgs)  # PaddleX's float32 NCHW batch: the stock path
         return self._stack(imgs, [])
 
     def _stack(self, imgs: Sequence[np.ndarray], extras: list[np.ndarray]) -> list[np.ndarray]:
@@ -151,11 +181,13 @@ class StackUint8WithThresh(StackUint8):
     (``thresh or predictor.thresh``, then ``DBPostProcess``'s own, as PaddleX chains them);
     both written into the engine's input buffers when its runner leases them."""
 
-    def __init__(self, predictor: Any, stock_post_op: Any) -> None:
-        super().__init__(predictor)
+    def __init__(self, predictor: Any, stock_post_op: Any, stock: Any = None) -> None:
+        super().__init__(predictor, stock)
         self.stock_post_op = stock_post_op
 
     def __call__(self, imgs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if self.stock is not None and _stock_batch(imgs):
+            return self.stock(imgs=imgs)  # no db_thresh: native Paddle takes the map's input
         thresh = (
             call_argument(self.predictor, "thresh")
             or getattr(self.predictor, "thresh", None)
@@ -220,11 +252,17 @@ def _set_runner(predictor: Any, runner: Any | None, record: _Adapted) -> None:
         predictor.runner = runner
 
 
-_UINT8_STEPS = {"Normalize": KeepUint8, "ToCHW": KeepHWC, "ToBatch": StackUint8}
+_UINT8_STEPS = ("Normalize", "ToCHW", "ToBatch")
 
 
 def _adapt_preprocessing(
-    predictor: Any, ops: Any, runner: Any | None, kind: str, inputs: tuple[str, ...] = ()
+    predictor: Any,
+    ops: Any,
+    runner: Any | None,
+    kind: str,
+    inputs: tuple[str, ...] = (),
+    *,
+    rgba: bool,
 ) -> Any:
     if not isinstance(ops, dict) or "Resize" not in ops:
         raise TypeError(f"{type(predictor).__name__} is not a PaddleX {kind} predictor")
@@ -237,8 +275,10 @@ def _adapt_preprocessing(
             "engine"
         )
     record = _Adapted("uint8 NHWC input", ops=ops, old_ops={k: ops[k] for k in _UINT8_STEPS})
-    for key, step in _UINT8_STEPS.items():
-        ops[key] = step(predictor) if step is StackUint8 else step()
+    old = record.old_ops
+    ops["Normalize"] = KeepUint8(old["Normalize"], rgba=rgba)
+    ops["ToCHW"] = KeepHWC(old["ToCHW"])
+    ops["ToBatch"] = StackUint8(predictor, old["ToBatch"])
     _set_runner(predictor, runner, record)
     setattr(predictor, ADAPTED_ATTR, record)
     log.debug("%s predictor %s feeds uint8 NHWC", kind, getattr(predictor, "model_name", "?"))
@@ -256,9 +296,12 @@ def adapt_text_det_predictor(predictor: Any, runner: Any | None = None) -> Any:
             "(no DBPostProcess)"
         )
     ops = getattr(predictor, "pre_tfs", None)
-    _adapt_preprocessing(predictor, ops, runner, "text detection", (DB_THRESH_INPUT,))
+    # det's NormalizeImage converts RGBA -> RGB before normalising
+    _adapt_preprocessing(predictor, ops, runner, "text detection", (DB_THRESH_INPUT,), rgba=True)
     record = getattr(predictor, ADAPTED_ATTR)
-    predictor.pre_tfs["ToBatch"] = StackUint8WithThresh(predictor, post_op)
+    predictor.pre_tfs["ToBatch"] = StackUint8WithThresh(
+        predictor, post_op, record.old_ops["ToBatch"]
+    )
     record.old_post_op = post_op
     predictor.post_op = BitmapDBPostProcess(post_op)
     return predictor
@@ -267,8 +310,9 @@ def adapt_text_det_predictor(predictor: Any, runner: Any | None = None) -> Any:
 def adapt_textline_orientation_predictor(predictor: Any, runner: Any | None = None) -> Any:
     """Make a ``ClasRunnerPredictor`` (text-line orientation) feed uint8 NHWC (RGB, as its
     reader converts) to an engine fused by ``prepend_uint8_normalize``."""
+    # its Normalize takes exactly 3 channels (a 4-channel crop raises there, as stock)
     return _adapt_preprocessing(
-        predictor, getattr(predictor, "preprocessors", None), runner, "classification"
+        predictor, getattr(predictor, "preprocessors", None), runner, "classification", rgba=False
     )
 
 

@@ -85,6 +85,8 @@ class FusedEngineRunner(GuardedRunner):
         self.host = fallback
         self.fused_model_type = model_type
         self.claimed = False
+        #: calls answered by native Paddle because their input was not the fused graph's
+        self.stock_inputs = 0
 
     def claim(self, host_steps: HostSteps | None) -> None:
         """The predictor is adapted; ``host_steps`` normalise its uint8 batches for Paddle."""
@@ -118,10 +120,32 @@ class FusedEngineRunner(GuardedRunner):
                 f"the {self.primary.backend} engine runs a fused graph but its PaddleX "
                 "predictor was not adapted to it"
             )
+        if self.claimed and self._stock_input(inputs):
+            return self.host.infer(inputs)
         outputs = super().infer(inputs)
         if self.fused_model_type is ModelType.DETECTION and len(outputs) == 2:
             outputs[0] = self._resident(outputs[0])
         return outputs
+
+    def _stock_input(self, inputs: Sequence[np.ndarray]) -> bool:
+        """A float batch the adapted steps built with PaddleX's stock steps, for images the
+        fused graph does not take (``fusion.predictors.fused_takes``): native Paddle answers
+        it, exactly as plain PaddleOCR would; the engine stays in use for other calls."""
+        if self.fused_model_type is ModelType.RECOGNITION or not inputs:
+            return False
+        first = inputs[0]
+        if getattr(first, "dtype", np.uint8) == np.uint8:
+            return False
+        if not self.stock_inputs:
+            log.info(
+                "%s: an input the fused %s graph does not take (%s); PaddleX's stock "
+                "pre-processing and native Paddle answer such inputs",
+                self.name,
+                self.primary.backend,
+                getattr(first, "dtype", "?"),
+            )
+        self.stock_inputs += 1
+        return True
 
     def _resident(self, prob: object) -> object:
         """det's map as a resident output read window by window (``postprocess.db``).

@@ -56,20 +56,33 @@ def current() -> TensorRTRequest | None:
 
 
 def env_engines() -> tuple[str, ...]:
-    """``$PADDLEOCR_TRT_ENGINE``; a bad value is said once and the default is used.
+    """``$PADDLEOCR_TRT_ENGINE`` (checked with every other setting by :func:`settings_ok`)."""
+    from ..settings import engines
+
+    return engines()
+
+
+def settings_ok() -> bool:
+    """Every ``PADDLEOCR_TRT_*`` setting is good; else one warning and False: the pipeline
+    being created runs natively, as plain PaddleOCR.
 
     The drop-in must never break the user's program, and an environment variable has no call
-    site to raise at; the ``trt_engine`` keyword, which has one, raises instead.
+    site to raise at; the ``trt_engine``/``trt_pipeline`` keywords, which have one, raise
+    ``ValueError`` instead (PaddleOCR's own convention for a bad argument).
     """
-    from ..settings import DEFAULT_ENGINES, engines
+    from ..settings import settings_problem
 
-    try:
-        return engines()
-    except ValueError as exc:
-        from ..log import warn_once
+    problem = settings_problem()
+    if problem is None:
+        return True
+    from ..log import warn_once
 
-        warn_once(("bad-engine-env",), "%s; using %s", exc, ",".join(DEFAULT_ENGINES))
-        return DEFAULT_ENGINES
+    warn_once(
+        ("bad-setting", problem),
+        "%s; paddleocr_trt leaves PaddleOCR to run natively until it is fixed",
+        problem,
+    )
+    return False
 
 
 def from_common_args(common_args: Mapping[str, Any]) -> TensorRTRequest | None:
@@ -80,6 +93,8 @@ def from_common_args(common_args: Mapping[str, Any]) -> TensorRTRequest | None:
     """
     engines = common_args.get(ENGINES_COMMON_ARG)
     if not common_args.get("use_pptrt") and not engines:
+        return None
+    if not settings_ok():
         return None
     return TensorRTRequest(
         precision=str(common_args.get("pptrt_precision") or "fp32").lower(),
@@ -93,7 +108,7 @@ def from_common_args(common_args: Mapping[str, Any]) -> TensorRTRequest | None:
 def from_engine_config(engine_config: Mapping[str, Any]) -> TensorRTRequest | None:
     """PaddleX's ``run_mode='trt_fp16'`` (any caller, incl. ``paddlex.create_pipeline``)."""
     run_mode = str(engine_config.get("run_mode") or "")
-    if not run_mode.startswith("trt_"):
+    if not run_mode.startswith("trt_") or not settings_ok():
         return None
     precision = run_mode[len("trt_") :]
     device_type = engine_config.get("device_type") or "gpu"

@@ -59,7 +59,7 @@ def ineligible_reason(pipeline: Any, input: Any, model_settings: dict) -> str | 
     from paddlex.inference.models.text_recognition.predictor import TextRecRunnerPredictor
 
     request = getattr(pipeline, _REQUEST_ATTR, None)
-    if not pipeline_enabled() or (request is not None and request.pipeline is False):
+    if request is not None and request.pipeline is False:
         return "switched off"
     if not several_inputs(input):
         return "one input image"
@@ -73,7 +73,23 @@ def ineligible_reason(pipeline: Any, input: Any, model_settings: dict) -> str | 
         pipeline.textline_orientation_model, ClasRunnerPredictor
     ):
         return "text-line orientation does not run on an engine"
+    if not _switched_on():  # last: only pipelines on our engines read it
+        return "switched off"
     return None
+
+
+def _switched_on() -> bool:
+    """``$PADDLEOCR_TRT_PIPELINE``, read at every call; a bad value (set after the pipeline was
+    created: it was checked then) is said once and means the stock path, never an exception."""
+    from ..settings import SettingsError
+
+    try:
+        return pipeline_enabled()
+    except SettingsError as exc:
+        from ..log import warn_once
+
+        warn_once(("bad-setting", str(exc)), "%s; the stock OCR loop runs", exc)
+        return False
 
 
 def _wrap_predict(original: Any) -> Any:

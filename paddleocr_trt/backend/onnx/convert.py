@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ...childproc import parent_ties
-from ...errors import ConversionError, ModelDirError
+from ...errors import ConversionError, ModelDirError, summary_line
 from ...log import get_logger
 from ...model_types import ModelFiles, ModelType, locate_model_files
 from ...settings import ENV_DISABLE
@@ -100,10 +100,13 @@ def converter_versions(source_onnx: bool = False) -> dict[str, str]:
 
 
 class _Failure(Exception):
-    def __init__(self, step: str, reason: str, *, transient: bool = False) -> None:
+    def __init__(
+        self, step: str, reason: str, details: str = "", *, transient: bool = False
+    ) -> None:
         super().__init__(reason)
         self.step = step
-        self.reason = reason
+        self.reason = reason  # one line
+        self.details = details  # the child's traceback and stderr
         #: a timeout or a kill from outside (OOM killer, SIGTERM): may succeed on a retry
         self.transient = transient
 
@@ -146,11 +149,15 @@ def convert_to_onnx(
     try:
         result = _convert(files, mtype, output, workdir, timeout_s, opset, versions, started)
     except _Failure as failure:
+        details = failure.details or (failure.reason if "\n" in failure.reason.strip() else "")
+        if details:
+            log.info("%s: the conversion failed with:\n%s", files.model_dir, details)
         error = ConversionError(
             f"converting {mtype.value} model {str(files.model_dir)!r} to ONNX failed at step "
             f"'{failure.step}' (paddle {versions['paddle']}, paddle2onnx "
             f"{versions['paddle2onnx']}, onnx {versions['onnx']}, onnxruntime "
-            f"{versions['onnxruntime']}): {failure.reason}"
+            f"{versions['onnxruntime']}): {summary_line(failure.reason)}",
+            details,
         )
         error.transient = failure.transient  # type: ignore[attr-defined]
         raise error from None
@@ -292,8 +299,8 @@ def _wait_worker(proc: subprocess.Popen[bytes], status_path: Path, timeout_s: fl
         during = f" during '{status['step']}'" if status.get("step") else ""
         raise _Failure(
             STEP_TIMEOUT,
-            f"paddle2onnx child process exceeded {timeout_s:g} s{during} and was killed"
-            + _stderr_tail(stderr),
+            f"paddle2onnx child process exceeded {timeout_s:g} s{during} and was killed",
+            _stderr_tail(stderr),
             transient=True,
         ) from None
     except BaseException:
@@ -306,11 +313,13 @@ def _wait_worker(proc: subprocess.Popen[bytes], status_path: Path, timeout_s: fl
         return list(status.get("repairs") or [])
     step = status.get("step") or STEP_WORKER
     if status.get("error"):
-        reason = f"{status['error']}\n{status.get('traceback', '')[-1500:]}".strip()
+        reason = summary_line(status["error"])
+        details = f"{status['error']}\n{status.get('traceback', '')[-1500:]}".strip()
     else:
         reason = f"child process exited with code {proc.returncode} (crashed or killed)"
+        details = ""
     killed = proc.returncode < 0 and -proc.returncode in EXTERNAL_SIGNALS
-    raise _Failure(step, reason + _stderr_tail(stderr), transient=killed)
+    raise _Failure(step, reason, (details + _stderr_tail(stderr)).strip(), transient=killed)
 
 
 #: signals that come from outside (OOM killer, kill, Ctrl-C, logout), not from a bug in the model

@@ -17,6 +17,7 @@ from ...errors import CacheError, EngineBuildError, ValidationFailedError
 from ...log import get_logger
 from ...model_resolve import ModelRef, ResolvedModel
 from ...model_types import ModelType
+from ...settings import check_workspace_fits
 from . import rtx_artifact
 from .attempts import EngineBuilder
 from .flavors import RTX
@@ -71,6 +72,7 @@ def engine_key(
 
     model = source.resolve(model_dir, model_type)
     gpu = device_info(source.options.device_id)
+    check_workspace_fits(settings.workspace_bytes, gpu.total_memory, gpu.name)
     return CacheKey(
         model_fingerprint=str(model.fingerprint),
         model_type=model_type.value,

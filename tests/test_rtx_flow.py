@@ -201,8 +201,13 @@ def test_second_start_skips_kernel_specialisation(
 def test_a_foreign_runtime_cache_is_ignored_not_trusted(
     fake_trt_rtx, monkeypatch, tmp_path: Path
 ) -> None:
-    path = tmp_path / "runtime" / "x.cache"
-    path.parent.mkdir(mode=0o700)
+    from paddleocr_trt.cache.root import CacheRoot
+
+    root = tmp_path / "cache"
+    CacheRoot(root).open(create=True).close()  # a real, marked cache root
+    path = runtime_cache_dir(root, "TensorRT-RTX 1.7.1.116", "RTX 4090", 13) / "x.cache"
+    path.parent.mkdir(parents=True, mode=0o700)
+    path.parent.parent.chmod(0o700)
     path.write_bytes(b"from another driver")
     path.chmod(0o600)
     runner = _runner(monkeypatch, RuntimeCacheFile(path))

@@ -212,10 +212,9 @@ def validation_problem(validation: Any) -> str | None:
         return None
     if not isinstance(validation, dict):
         return f"manifest validation is not an object: {_short(validation)}"
-    for name in _VALIDATION_NUMBERS:
-        value = validation.get(name)
-        if value is not None and not _in_range(value, 1e9):
-            return f"manifest validation.{name} is not a number: {_short(value)}"
+    for name in _VALIDATION_NUMBERS:  # present means a number: callers format or float() it
+        if name in validation and not _in_range(validation[name], 1e9):
+            return f"manifest validation.{name} is not a number: {_short(validation[name])}"
     for name in _VALIDATION_STRINGS:
         value = validation.get(name)
         if value is not None and not isinstance(value, str):

@@ -23,7 +23,7 @@ from .benchmarking import (
     sweep,
 )
 from .cache.safety import check_output_path, copy_output
-from .cache.store import EngineCache
+from .cache.store import CacheEntry, EngineCache
 from .errors import PaddleOCRTRTError, ValidationFailedError
 from .log import get_logger
 from .model_resolve import ResolvedModel, resolve_model
@@ -169,7 +169,7 @@ class TensorRTOptimizer:
         engine_path = artifact.path
         if output_path is not None:
             engine_path = copy_output(artifact.path, Path(output_path))
-        baseline_ms, optimized_ms = self._latency_pair(model, mtype, artifact.path)
+        baseline_ms, optimized_ms = self._latency_pair(model, mtype, artifact.entry)
         report = artifact.validation or {}
         meta = artifact.entry.metadata
         return OptimizationResult(
@@ -191,7 +191,7 @@ class TensorRTOptimizer:
         )
 
     def _latency_pair(
-        self, model_dir: ResolvedModel, mtype: ModelType, plan: Path
+        self, model_dir: ResolvedModel, mtype: ModelType, entry: CacheEntry
     ) -> tuple[float | None, float | None]:
         from .engines.tensorrt.runner import TensorRTRunner
 
@@ -200,6 +200,8 @@ class TensorRTOptimizer:
         try:
             with self._native_runner(model_dir) as native:
                 baseline = latency_stats(native, batch, warmup=2, iterations=10)["mean"]
+            # the plan's bytes as the cache checked them, never re-opened by path
+            plan = entry.read_artifact()
             with TensorRTRunner(plan, device_id=self.options.device_id) as trt:
                 batch = [engine_input(trt, batch[0], model_dir)]
                 optimized = latency_stats(trt, batch, warmup=5, iterations=50)["mean"]

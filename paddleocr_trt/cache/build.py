@@ -86,6 +86,8 @@ def _is_cache_storage_error(exc: BaseException, root: Path) -> bool:
     if exc.errno in FULL_ERRNOS or exc.errno == errno.EROFS:
         return True
     if exc.errno in NOT_WRITABLE_ERRNOS and exc.filename:
+        if str(exc.filename).startswith(f"/proc/{os.getpid()}/fd/"):
+            return True  # a path through the build dir's descriptor (fd_path)
         with contextlib.suppress(ValueError, OSError):
             Path(os.path.abspath(exc.filename)).relative_to(os.path.abspath(root))
             return True
@@ -118,30 +120,58 @@ def build_entry(
     validate_fn: ValidateFn | None,
     keep_extra_files: bool,
 ) -> CacheEntry:
-    """Create, validate, seal and publish one entry; the caller holds the key's lock."""
+    """Create, validate, seal and publish one entry; the caller holds the key's lock.
+
+    The build dir (``tmp/<build>/``) and its ``entry/`` stay open as descriptors from creation to
+    publication: the creator writes through :func:`fd_path` (a path that resolves through the
+    open ``entry/`` descriptor, not through ``<root>/tmp/...``), sealing and hashing read
+    through it, and publication is a ``renameat`` from the held build dir. A component of the
+    path swapped for a link meanwhile is never written through nor published from.
+    """
     name = build_dir_name(key.kind, key.digest)
-    build_dir = cache.tmp_dir / name
     try:
-        with cache.fsroot.open("tmp") as tmp, tmp.child(name, create=True) as build:
+        with cache.fsroot.open("tmp") as tmp:
+            build = tmp.child(name, create=True)
+        try:
             build.write_json(OWNER_NAME, owner_record(), durable=False)
-            build.child("entry", create=True).close()
+            work_dir = build.child("entry", create=True)
+        except BaseException:
+            build.close()
+            raise
     except (OSError, UntrustedPathError) as exc:
         _discard_build(cache, name)
         if isinstance(exc, UntrustedPathError):
             raise
         raise cache_error(cache.root, exc, "creating a temporary build directory") from exc
-    work = build_dir / "entry"
+    with build, work_dir:
+        return _build_in(
+            cache, key, create_fn, artifact_name, validate_fn, keep_extra_files, build, work_dir
+        )
+
+
+def _build_in(
+    cache: EntryStore,
+    key: CacheKey,
+    create_fn: CreateFn,
+    artifact_name: str,
+    validate_fn: ValidateFn | None,
+    keep_extra_files: bool,
+    build: SafeDir,
+    work_dir: SafeDir,
+) -> CacheEntry:
+    name = build.path.name
+    build_dir = cache.tmp_dir / name
+    work = fd_path(work_dir)
 
     started = time.time()
     t0 = time.perf_counter()
     try:
-        artifact, metadata = _run_create(create_fn, work, artifact_name)
-        with cache.fsroot.open("tmp", name, "entry") as work_dir:
-            if not keep_extra_files:
-                for extra in work_dir.names():
-                    if extra != artifact_name and not work_dir.unlink(extra):
-                        work_dir.remove_tree(extra)
-            files = _seal(work_dir)
+        artifact, metadata = _run_create(create_fn, work, work_dir, artifact_name)
+        if not keep_extra_files:
+            for extra in work_dir.names():
+                if extra != artifact_name and not work_dir.unlink(extra):
+                    work_dir.remove_tree(extra)
+        files = _seal(work_dir)
         build_seconds = time.perf_counter() - t0
         validation = None
         if validate_fn is not None:
@@ -174,28 +204,31 @@ def build_entry(
         "created_by": owner_record(),
     }
     try:
-        with cache.fsroot.open() as root, root.child("tmp") as tmp, tmp.child(name) as build:
-            with build.child("entry") as work_dir:
-                work_dir.write_json(MANIFEST_NAME, manifest)
-            with root.child(key.kind) as kind_dir:
-                if kind_dir.lstat(key.digest) is not None:  # a bad leftover not removed earlier
-                    cache._discard_entry(key.kind, key.digest)
-                build.rename("entry", kind_dir, key.digest)
-                try:
-                    kind_dir.fsync()
-                except OSError as exc:
-                    log.warning("could not fsync %s: %s", kind_dir.path, exc)
+        work_dir.write_json(MANIFEST_NAME, manifest)
+        here, held = build.lstat("entry"), work_dir.stat()
+        if here is None or (here.st_dev, here.st_ino) != (held.st_dev, held.st_ino):
+            raise UntrustedPathError(f"{build_dir / 'entry'} was replaced while it was built")
+        with cache.fsroot.open(key.kind) as kind_dir:
+            if kind_dir.lstat(key.digest) is not None:  # a bad leftover not removed earlier
+                cache._discard_entry(key.kind, key.digest)
+            build.rename("entry", kind_dir, key.digest)  # renameat from the held build dir
+            try:
+                kind_dir.fsync()
+            except OSError as exc:
+                log.warning("could not fsync %s: %s", kind_dir.path, exc)
     except (OSError, UntrustedPathError) as exc:
         if isinstance(exc, OSError):
             message = str(cache_error(cache.root, exc, f"storing {key.describe()}"))
         else:
             message = f"storing {key.describe()} failed: {exc}"
-        kept = work / artifact_name
-        if kept.is_file():
+        kept = build_dir / "entry" / artifact_name
+        st = work_dir.lstat(artifact_name)
+        usable = st is not None and stat.S_ISREG(st.st_mode)
+        if usable:
             message += f"; the new artifact is still usable at {kept} for this run"
         raise CachePublishError(
             message,
-            artifact_path=kept if kept.is_file() else None,
+            artifact_path=kept if usable else None,
             build_dir=build_dir,
             metadata=metadata,
             validation=validation,
@@ -205,13 +238,36 @@ def build_entry(
     return CacheEntry(key.digest, key.kind, dest, manifest)
 
 
+def fd_path(directory: SafeDir) -> Path:
+    """A path to ``directory`` that resolves through its open descriptor, for creators that
+    take a path (paddle2onnx, TensorRT builds in child processes): ``/proc/<pid>/fd/<fd>``.
+
+    Why: a path through ``<root>/tmp/<build>/entry`` would be resolved again, component by
+    component, by whoever opens it, so a component swapped for a link meanwhile would be
+    followed. The magic link names the directory this process holds open, whatever happens to
+    the path. ``<pid>``, not ``self``: a child process (same uid, may read our ``/proc``) opens
+    it in its own process, where the descriptor is not inherited. Fallback, where ``/proc`` is
+    not mounted or does not lead back to the same directory: the plain path (then the dirs on
+    the way, all 0700 and ours, are what keeps others out, and publication still goes through
+    the held descriptors).
+    """
+    proc = Path(f"/proc/{os.getpid()}/fd/{directory.fd}")
+    try:
+        via, held = os.stat(proc), os.fstat(directory.fd)
+    except OSError:
+        return directory.path
+    if (via.st_dev, via.st_ino) != (held.st_dev, held.st_ino):
+        return directory.path
+    return proc
+
+
 def _discard_build(cache: EntryStore, name: str) -> None:
     with contextlib.suppress(OSError, UntrustedPathError), cache.fsroot.open("tmp") as tmp:
         tmp.remove_tree(name, last=OWNER_NAME)
 
 
 def _run_create(
-    create_fn: CreateFn, work: Path, artifact_name: str
+    create_fn: CreateFn, work: Path, work_dir: SafeDir, artifact_name: str
 ) -> tuple[Path, Mapping[str, Any]]:
     result = create_fn(work)
     metadata: Mapping[str, Any] = {}
@@ -222,17 +278,21 @@ def _run_create(
     if not artifact.is_absolute():
         artifact = work / artifact
     try:
-        artifact.resolve().relative_to(work.resolve())
+        rel = artifact.resolve().relative_to(work.resolve())
     except ValueError:
         raise ValueError(
-            f"create_fn must write its artifact inside {work}, returned {artifact}"
+            f"create_fn must write its artifact inside {work_dir.path}, returned {artifact}"
         ) from None
-    if not artifact.is_file():
+    st = work_dir.lstat(rel.parts[0]) if len(rel.parts) == 1 else None
+    if len(rel.parts) == 1 and (st is None or not stat.S_ISREG(st.st_mode)):
         raise ValueError(f"create_fn returned {artifact}, which is not a file")
-    final = work / artifact_name
-    if artifact.resolve() != final.resolve():
-        os.replace(artifact, final)
-    return final, metadata
+    if len(rel.parts) != 1:
+        if not artifact.is_file():
+            raise ValueError(f"create_fn returned {artifact}, which is not a file")
+        os.replace(artifact, work / artifact_name)  # from a subdir of the held dir
+    elif rel.parts[0] != artifact_name:
+        work_dir.rename(rel.parts[0], work_dir, artifact_name)  # renameat on the held dir
+    return work / artifact_name, metadata
 
 
 def _seal(work: SafeDir) -> dict[str, dict[str, Any]]:

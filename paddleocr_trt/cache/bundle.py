@@ -35,6 +35,7 @@ from ..log import get_logger
 from .hashindex import FileHashIndex
 from .key import KINDS, CacheKey
 from .manifest import MANIFEST_NAME, check_entry, is_member_name, is_plain_name, schema_problem
+from .safedir import SafeDir
 from .safety import create_exclusive
 
 log = get_logger("cache")
@@ -106,8 +107,9 @@ def export_bundle(cache: Any, out: str | Path, digests: list[str] | None = None)
             records = []
             for entry in chosen:
                 base = f"{ENTRIES_DIR}/{entry.kind}/{entry.digest}"
-                for name in sorted(entry.manifest["files"]):
-                    _add_file(tar, f"{base}/{name}", entry.path / name)
+                with cache.fsroot.open(entry.kind, entry.digest) as entry_dir:
+                    for name, info in sorted(entry.manifest["files"].items()):
+                        _add_file(tar, f"{base}/{name}", entry_dir, name, info)
                 _add_bytes(tar, f"{base}/{MANIFEST_NAME}", _json_bytes(entry.manifest))
                 records.append({"kind": entry.kind, "digest": entry.digest})
                 report.exported.append(entry.digest)
@@ -153,12 +155,40 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(_tarinfo(name, len(data)), io.BytesIO(data))
 
 
-def _add_file(tar: tarfile.TarFile, name: str, path: Path) -> None:
-    from .safety import open_nofollow
+class _Hashing(io.RawIOBase):
+    """A file read through for ``tar.addfile``, hashed on the way (the bytes archived are the
+    bytes checked)."""
 
-    fd = open_nofollow(path)
+    def __init__(self, handle: Any) -> None:
+        self.handle, self.digest = handle, hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.digest.update(data)
+        return data
+
+
+def _add_file(
+    tar: tarfile.TarFile, member: str, entry_dir: SafeDir, name: str, info: dict[str, Any]
+) -> None:
+    """Archive one file of an entry, opened through the entry's descriptor (no link followed
+    at any level, ours, nlink 1) and checked against its manifest while it is copied."""
+    *parents, leaf = name.split("/")
+    folder = entry_dir.walk(*parents)
+    with folder:
+        fd = folder.open_file(leaf)
     with os.fdopen(fd, "rb") as handle:
-        tar.addfile(_tarinfo(name, os.fstat(handle.fileno()).st_size), handle)
+        size = os.fstat(handle.fileno()).st_size
+        reader = _Hashing(handle)
+        tar.addfile(_tarinfo(member, size), reader)
+    if size != info["size"] or reader.digest.hexdigest() != info["sha256"]:
+        raise CacheError(
+            f"{entry_dir.path / name} changed after it was checked (not the size or sha256 its "
+            "manifest records); no bundle written"
+        )
 
 
 # -- import --------------------------------------------------------------------------------------

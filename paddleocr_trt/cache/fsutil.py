@@ -64,15 +64,6 @@ def remove_tree(path: Path) -> None:
             path.unlink()
 
 
-def tree_size(path: Path) -> int:
-    total = 0
-    for dirpath, _, filenames in os.walk(path):
-        for name in filenames:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-    return total
-
-
 HOSTNAME = socket.gethostname()
 
 

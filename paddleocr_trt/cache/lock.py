@@ -3,8 +3,9 @@
 ``fcntl.flock`` is released by the kernel when its holder dies (even by SIGKILL), so a crashed
 builder can never leave a lock that blocks the next start. Lock files are only deleted by a
 holder, and a taker re-checks after locking that the file it locked is still the one at the path.
-Lock names are predictable, so they are opened through the locks dir's descriptor with
-``O_NOFOLLOW`` and checked on the descriptor: a symlink, a hard link (link count > 1) or a file
+Lock names are predictable, so they are opened with the cache's one primitive,
+:meth:`SafeDir.open_file` (through the locks dir's descriptor, ``O_NOFOLLOW``, checked on the
+descriptor): a symlink, a hard link (link count > 1) or a file
 of another user planted in ``locks/`` is refused, never written through, and a lock file is never
 truncated (the holder's record is written in place, padded to a fixed size). A waiter says who
 holds the lock, at once and then every :data:`REPORT_EVERY_S` seconds.
@@ -13,7 +14,6 @@ holds the lock, at once and then every :data:`REPORT_EVERY_S` seconds.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -24,8 +24,8 @@ from pathlib import Path
 from ..errors import CacheError
 from ..log import get_logger
 from .fsutil import owner_record
-from .safedir import SafeDir, check_name, file_problem
-from .safety import PRIVATE_FILE_MODE, UntrustedPathError
+from .safedir import SafeDir, file_problem
+from .safety import UntrustedPathError
 
 log = get_logger("cache")
 
@@ -46,31 +46,13 @@ def _holder(fd: int) -> str:
 
 
 def _open_lock(directory: SafeDir, name: str, create: bool) -> int:
-    """Open a lock file through ``directory`` without following links; refuse a hard-linked
-    one or one we do not own. Never O_TRUNC."""
-    check_name(name)
-    path = directory.path / name
-    base = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+    """Open a lock file read-write through ``directory`` (the cache's one primitive,
+    :meth:`SafeDir.open_file`): no link followed, a hard-linked one or one we do not own
+    refused, created exclusively 0600, never truncated."""
     try:
-        try:
-            if not create:
-                raise FileExistsError
-            flags = base | os.O_CREAT | os.O_EXCL
-            fd = os.open(name, flags, PRIVATE_FILE_MODE, dir_fd=directory.fd)
-            os.fchmod(fd, PRIVATE_FILE_MODE)  # whatever the umask
-        except FileExistsError:
-            fd = os.open(name, base, dir_fd=directory.fd)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise UntrustedPathError(
-                f"{path} is a symbolic link; the cache refuses to use it"
-            ) from None
-        raise
-    reason = file_problem(os.fstat(fd))
-    if reason is not None:
-        os.close(fd)
-        raise UntrustedPathError(f"lock file {path} {reason}; the cache refuses to use it")
-    return fd
+        return directory.open_file(name, os.O_RDWR, create=create)
+    except UntrustedPathError as exc:
+        raise UntrustedPathError(f"lock file {exc}") from None
 
 
 def _same_file(directory: SafeDir, name: str, fd: int) -> bool:
@@ -187,8 +169,7 @@ def try_lock_and_delete(directory: SafeDir, name: str) -> bool:
         if not _is_lock_record(fd):
             return False
         if _same_file(directory, name, fd):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name, dir_fd=directory.fd)
+            directory.unlink(name)  # unlinkat through the descriptor, a regular file of ours
         return True
     finally:
         os.close(fd)

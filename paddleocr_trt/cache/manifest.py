@@ -9,6 +9,7 @@ current user and not writable by anyone else.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
-from .fsutil import tree_size
+from ..errors import CacheError
 from .hashindex import FileHashIndex
 from .key import CacheKey
 from .safedir import SafeDir
@@ -37,6 +38,10 @@ def _number(value: Any) -> float | None:
 
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+class ArtifactChangedError(CacheError):
+    """An entry's artifact is not, when read for loading, what the cache checked."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,49 @@ class CacheEntry:
 
     @property
     def size_bytes(self) -> int:
-        return tree_size(self.path)
+        """Bytes of the entry's regular files, counted through descriptors (0 if unreadable)."""
+        try:
+            with self._open() as entry:
+                return entry.tree_size()
+        except (OSError, UntrustedPathError):
+            return 0
+
+    def _open(self) -> SafeDir:
+        """The entry dir, walked from the cache root (``path`` is ``<root>/<kind>/<digest>``)
+        one component at a time through descriptors, no link followed (see safedir.py)."""
+        with SafeDir.open_path(self.path.parent.parent) as root:
+            return root.walk(self.kind, self.path.name)
+
+    def read_artifact(self) -> bytes:
+        """The artifact's bytes, read once through the cache's descriptors and checked against
+        the size and sha256 its manifest records, for an engine to load from memory.
+
+        Why: the entry was checked when it was looked up, but an engine handed the *path* would
+        open it again later, so a file swapped in between (a link, other bytes) would be loaded
+        unchecked. Here the bytes checked are the bytes loaded. Anything off raises
+        :class:`ArtifactChangedError` (a CacheError: the drop-in drops the entry and rebuilds).
+        """
+        name = self.manifest.get("artifact")
+        info = _dict(_dict(self.manifest.get("files")).get(name))
+        if not is_plain_name(name) or not isinstance(info.get("sha256"), str):
+            raise ArtifactChangedError(f"cache entry {self.path} names no artifact it recorded")
+        try:
+            with self._open() as entry:
+                fd = entry.open_file(name)
+            with os.fdopen(fd, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:
+            raise ArtifactChangedError(
+                f"cache entry {self.path}: its artifact {name} cannot be read ({exc})"
+            ) from exc
+        except UntrustedPathError as exc:
+            raise ArtifactChangedError(f"not loading {self.path / name}: {exc}") from exc
+        if len(data) != info.get("size") or hashlib.sha256(data).hexdigest() != info["sha256"]:
+            raise ArtifactChangedError(
+                f"{self.path / name} changed after the cache checked it (its size or sha256 is "
+                "not the manifest's); not loading it"
+            )
+        return data
 
     def to_dict(self) -> dict[str, Any]:
         return {

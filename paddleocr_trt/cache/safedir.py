@@ -151,17 +151,38 @@ class SafeDir:
 
     # -- files ---------------------------------------------------------------------------------
 
-    def open_file(self, name: str, flags: int = os.O_RDONLY) -> int:
-        """A descriptor of ``name``: a regular file of ours, nlink 1; UntrustedPathError if not."""
+    def open_file(self, name: str, flags: int = os.O_RDONLY, *, create: bool = False) -> int:
+        """A descriptor of ``name``: a regular file of ours, nlink 1; UntrustedPathError if not.
+
+        ``create``: make ``name`` if missing, exclusively (``O_CREAT|O_EXCL``) and 0600 whatever
+        the umask, else open the one there (checked like any other). Never ``O_TRUNC``: a file at
+        a predictable name may have been planted, and truncating it would destroy its bytes
+        before the check could refuse it (a lock file is written in place instead).
+        """
+        check_name(name)
+        if flags & os.O_TRUNC:
+            raise ValueError("SafeDir.open_file never truncates (O_TRUNC); write_bytes replaces")
+        flags |= os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            fd = os.open(check_name(name), flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+            fd = -1
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    fd = os.open(name, flags | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE,
+                                 dir_fd=self.fd)  # fmt: skip
+                    os.fchmod(fd, PRIVATE_FILE_MODE)  # whatever the umask
+            if fd < 0:
+                fd = os.open(name, flags, dir_fd=self.fd)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise UntrustedPathError(
                     f"{self.path / name} is a symbolic link; the cache refuses to use it"
                 ) from None
             raise
-        reason = file_problem(os.fstat(fd))
+        try:
+            reason = file_problem(os.fstat(fd))
+        except BaseException:
+            os.close(fd)
+            raise
         if reason is not None:
             os.close(fd)
             raise UntrustedPathError(f"{self.path / name} {reason}; the cache refuses to use it")

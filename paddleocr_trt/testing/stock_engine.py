@@ -44,7 +44,9 @@ def swap_in_plain_onnxruntime(
             raise ValueError(f"{attr} is adapted to a fused graph; build the pipeline plain")
         model = resolve_model(Path(predictor.model_dir))
         artifact = converter.onnx(model, model.model_type)
-        engine = OnnxRuntimeRunner(artifact.path, threads=threads, name=predictor.model_name)
+        engine = OnnxRuntimeRunner(
+            artifact.entry.read_artifact(), threads=threads, name=predictor.model_name
+        )
         old = predictor.runner
         predictor.runner = TimedRunner(engine, predictor.model_name, "onnxruntime-plain")
         close = getattr(old, "close", None)

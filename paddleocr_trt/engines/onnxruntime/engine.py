@@ -114,7 +114,7 @@ class OnnxRuntimeEngine:
         assert artifact is not None
         provider = onnxruntime_provider(request.target)
         return OnnxRuntimeRunner(
-            artifact.path,
+            artifact.entry.read_artifact(),  # the checked bytes are the loaded bytes (issue 19)
             providers=[provider],
             device_id=request.target.device_id,
             threads=cpu_threads(request.engine_config) if provider == CPU_PROVIDER else None,

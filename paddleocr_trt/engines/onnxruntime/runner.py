@@ -22,7 +22,7 @@ class OnnxRuntimeRunner(BaseRunner):
 
     def __init__(
         self,
-        onnx_path: str | Path,
+        onnx_path: str | Path | bytes,
         *,
         providers: Sequence[str] | None = None,
         name: str | None = None,
@@ -32,8 +32,10 @@ class OnnxRuntimeRunner(BaseRunner):
     ) -> None:
         import onnxruntime as ort
 
-        self.onnx_path = Path(onnx_path)
-        super().__init__(name or self.onnx_path.stem)
+        # bytes: a model the cache read and checked itself (``CacheEntry.read_artifact``)
+        model = onnx_path if isinstance(onnx_path, bytes) else None
+        self.onnx_path = None if model is not None else Path(onnx_path)  # type: ignore[arg-type]
+        super().__init__(name or (self.onnx_path.stem if self.onnx_path else "onnxruntime"))
         # spinning workers pay only where the host threads are not the engine's (GPU providers)
         cpu_only = list(providers or ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
         options = session_options(threads, spinning=not cpu_only)
@@ -43,7 +45,8 @@ class OnnxRuntimeRunner(BaseRunner):
                 chosen.append((provider, {"device_id": int(device_id)}))
             else:
                 chosen.append(provider)
-        self._session = ort.InferenceSession(str(self.onnx_path), options, providers=chosen)
+        source = model if model is not None else str(self.onnx_path)
+        self._session = ort.InferenceSession(source, options, providers=chosen)
         self.input_names: list[str] = [i.name for i in self._session.get_inputs()]
         self.output_names: list[str] = [o.name for o in self._session.get_outputs()]
         self.providers: list[str] = list(self._session.get_providers())

@@ -140,7 +140,7 @@ class TensorRTEngine:
         assert artifact is not None
         adapter.select_flavor(self.flavor)
         return TensorRTRunner(
-            artifact.path,
+            artifact.entry.read_artifact(),  # the checked bytes are the loaded bytes (issue 19)
             name=request.name,
             fallback=request.fallback,
             device_id=request.target.device_id,

@@ -102,9 +102,9 @@ ALLOWED = {
     # a creator's fresh files: opened by fwalk's dir fd with O_NOFOLLOW and made 0600 first
     # (open_file would refuse a file a converter made 0666 under umask 000 before sealing it)
     ("build.py", "_seal", "os.open"): "the build's own files, through fwalk's dir descriptors",
-    # a creator's artifact in a subdir of the build dir: the path is fd_path's (see build.py)
+    # a creator's artifact in a subdir of the build dir: the path is SafeDir.fd_path (see build.py)
     ("build.py", "_run_create", "os.replace"): "inside the held build dir, via fd_path",
-    # bundle import writes where build_entry tells its creator to (fd_path, see build.py)
+    # bundle import writes where build_entry tells its creator to (SafeDir.fd_path, see build.py)
     ("bundle.py", "_copy_checked", "os.open"): "inside the held build dir, via fd_path",
     ("bundle.py", "_copy_checked", ".mkdir"): "inside the held build dir, via fd_path",
     # the user's own archive (``cache export OUT``), not a cache path

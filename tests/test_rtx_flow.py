@@ -298,6 +298,37 @@ def test_pending_plan_is_validated_on_the_target_gpu_before_it_is_served(
     assert "validated on NVIDIA GeForce RTX 4090 (sm 8.9)" in (rtx_status(served) or "")
 
 
+class SwappingValidatorDouble(ValidatorDouble):
+    """A validator double that reads the plan it is given, then swaps the pending entry's plan
+    for other bytes: the moment between validation and publication."""
+
+    def __init__(self, pending_plan: Path) -> None:
+        super().__init__(passed=True)
+        self.pending_plan = pending_plan
+        self.validated: bytes | None = None
+
+    def validate(self, payload: dict[str, Any]) -> dict[str, Any]:
+        self.validated = Path(payload["plan"]).read_bytes()
+        self.pending_plan.write_bytes(b"\0" * len(self.validated))
+        return super().validate(payload)
+
+
+def test_the_plan_published_is_the_plan_validated(pending, monkeypatch) -> None:
+    """Issue 19. main: failed (the pending plan was validated by path, then copied by path:
+    bytes swapped in between were published as validated)."""
+    pipeline = pending["pipeline"]
+    gpu_double(monkeypatch, "NVIDIA GeForce RTX 4090", (8, 9))
+    key = _validated_key(pending)
+    original = pending["entry"].artifact_path.read_bytes()
+    validator = SwappingValidatorDouble(pending["entry"].artifact_path)
+    promoted = promote_pending(pipeline, pending["det"], ModelType.DETECTION, key, validator)
+    assert promoted is not None
+    served = pipeline.cache.get(key, verify=True)
+    assert served is not None
+    assert validator.validated == original
+    assert served.artifact_path.read_bytes() == original
+
+
 def test_pending_plan_that_fails_validation_is_dropped_never_served(pending, monkeypatch) -> None:
     pipeline = pending["pipeline"]
     gpu_double(monkeypatch, "NVIDIA GeForce RTX 4090", (8, 9))

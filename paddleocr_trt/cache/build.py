@@ -87,7 +87,7 @@ def _is_cache_storage_error(exc: BaseException, root: Path) -> bool:
         return True
     if exc.errno in NOT_WRITABLE_ERRNOS and exc.filename:
         if str(exc.filename).startswith(f"/proc/{os.getpid()}/fd/"):
-            return True  # a path through the build dir's descriptor (fd_path)
+            return True  # a path through the build dir's descriptor (SafeDir.fd_path)
         with contextlib.suppress(ValueError, OSError):
             Path(os.path.abspath(exc.filename)).relative_to(os.path.abspath(root))
             return True
@@ -122,11 +122,11 @@ def build_entry(
 ) -> CacheEntry:
     """Create, validate, seal and publish one entry; the caller holds the key's lock.
 
-    The build dir (``tmp/<build>/``) and its ``entry/`` stay open as descriptors from creation to
-    publication: the creator writes through :func:`fd_path` (a path that resolves through the
-    open ``entry/`` descriptor, not through ``<root>/tmp/...``), sealing and hashing read
-    through it, and publication is a ``renameat`` from the held build dir. A component of the
-    path swapped for a link meanwhile is never written through nor published from.
+    The build dir (``tmp/<build>/``) and its ``entry/`` stay open as descriptors from creation
+    to publication: the creator writes through :meth:`SafeDir.fd_path` (a path that resolves
+    through the open ``entry/`` descriptor, not through ``<root>/tmp/...``), sealing and hashing
+    read through it, and publication is a ``renameat`` from the held build dir. A component of
+    the path swapped for a link meanwhile is never written through nor published from.
     """
     name = build_dir_name(key.kind, key.digest)
     try:
@@ -161,7 +161,7 @@ def _build_in(
 ) -> CacheEntry:
     name = build.path.name
     build_dir = cache.tmp_dir / name
-    work = fd_path(work_dir)
+    work = work_dir.fd_path()
 
     started = time.time()
     t0 = time.perf_counter()
@@ -236,29 +236,6 @@ def _build_in(
         ) from exc
     _discard_build(cache, name)
     return CacheEntry(key.digest, key.kind, dest, manifest)
-
-
-def fd_path(directory: SafeDir) -> Path:
-    """A path to ``directory`` that resolves through its open descriptor, for creators that
-    take a path (paddle2onnx, TensorRT builds in child processes): ``/proc/<pid>/fd/<fd>``.
-
-    Why: a path through ``<root>/tmp/<build>/entry`` would be resolved again, component by
-    component, by whoever opens it, so a component swapped for a link meanwhile would be
-    followed. The magic link names the directory this process holds open, whatever happens to
-    the path. ``<pid>``, not ``self``: a child process (same uid, may read our ``/proc``) opens
-    it in its own process, where the descriptor is not inherited. Fallback, where ``/proc`` is
-    not mounted or does not lead back to the same directory: the plain path (then the dirs on
-    the way, all 0700 and ours, are what keeps others out, and publication still goes through
-    the held descriptors).
-    """
-    proc = Path(f"/proc/{os.getpid()}/fd/{directory.fd}")
-    try:
-        via, held = os.stat(proc), os.fstat(directory.fd)
-    except OSError:
-        return directory.path
-    if (via.st_dev, via.st_ino) != (held.st_dev, held.st_ino):
-        return directory.path
-    return proc
 
 
 def _discard_build(cache: EntryStore, name: str) -> None:

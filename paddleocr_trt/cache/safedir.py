@@ -132,6 +132,28 @@ class SafeDir:
             current = nxt
         return current
 
+    def fd_path(self) -> Path:
+        """A path to this directory that resolves through its open descriptor, for code that
+        takes a path (paddle2onnx, TensorRT builds and checks in child processes):
+        ``/proc/<pid>/fd/<fd>``.
+
+        Why: a path through the cache root would be resolved again, component by component, by
+        whoever opens it, so a component swapped for a link meanwhile would be followed. The
+        magic link names the directory this process holds open, whatever happens to the path.
+        ``<pid>``, not ``self``: a child process (same uid, may read our ``/proc``) opens it in
+        its own process, where the descriptor is not inherited. Valid while this SafeDir is
+        open. Fallback, where ``/proc`` is not mounted or does not lead back to the same
+        directory: :attr:`path` (then the dirs on the way, all 0700 and ours, keep others out).
+        """
+        proc = Path(f"/proc/{os.getpid()}/fd/{self.fd}")
+        try:
+            via, held = os.stat(proc), os.fstat(self.fd)
+        except OSError:
+            return self.path
+        if (via.st_dev, via.st_ino) != (held.st_dev, held.st_ino):
+            return self.path
+        return proc
+
     # -- looking -------------------------------------------------------------------------------
 
     def lstat(self, name: str) -> os.stat_result | None:

@@ -11,12 +11,13 @@ fails is dropped and the usual build + validation attempts run on that GPU.
 
 from __future__ import annotations
 
-import shutil
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from ...cache.key import CacheKey
+from ...errors import CacheError
 from ...log import get_logger
 from ...model_types import ModelType
 from .flavors import (
@@ -170,31 +171,41 @@ def promote_pending(
     model = pipeline.resolve(model_dir, model_type)
     for pending in find_pending(pipeline.cache, validated, cc):  # type: ignore[arg-type]
         what = f"TensorRT-RTX plan built ahead of time ({pending.path.name})"
-        work = pipeline.cache.tmp_dir / f"rtx-validate-{pending.digest}"
-        work.mkdir(parents=True, exist_ok=True)
+        plan_name = pending.artifact_path.name
+        work_name = f"rtx-validate-{pending.digest}"
         try:
-            inputs = save_inputs(
-                pipeline.fused_validation_pairs(model, model_type), work / "inputs.npz"
-            )
-            out = validator.validate(
-                {
-                    "flavor": RTX,
-                    "plan": str(pending.artifact_path),
-                    "model_dir": str(model.model_dir),
-                    "model": model.to_payload(),
-                    "model_type": model_type.value,
-                    "inputs": str(inputs),
-                    "min_agreement": pipeline.options.min_agreement,
-                    "device_id": pipeline.options.device_id,
-                }
-            )
+            # the plan's bytes once, checked against its manifest: the bytes validated are the
+            # bytes published (never the path, which could be swapped in between; issue 19)
+            plan = pending.read_artifact()
+            with pipeline.cache.fsroot.open("tmp", create=True) as tmp_dir:
+                tmp_dir.remove_tree(work_name)
+                work_dir = tmp_dir.child(work_name, create=True)
+            with work_dir:
+                work_dir.write_bytes(plan_name, plan, durable=False)
+                work = work_dir.fd_path()  # the validating child opens it through our fd
+                inputs = save_inputs(
+                    pipeline.fused_validation_pairs(model, model_type), work / "inputs.npz"
+                )
+                out = validator.validate(
+                    {
+                        "flavor": RTX,
+                        "plan": str(work / plan_name),
+                        "model_dir": str(model.model_dir),
+                        "model": model.to_payload(),
+                        "model_type": model_type.value,
+                        "inputs": str(inputs),
+                        "min_agreement": pipeline.options.min_agreement,
+                        "device_id": pipeline.options.device_id,
+                    }
+                )
             report = dict(out["report"])
         except Exception as exc:  # a crash, an invalid plan, a runner error: not served
             log.warning("%s could not be validated on this GPU: %s", what, exc)
             pipeline.cache.invalidate(pending, f"validation on this GPU failed: {exc}")
             continue
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            with contextlib.suppress(OSError, CacheError), pipeline.cache.fsroot.open("tmp") as t:
+                t.remove_tree(work_name)
         if not report.get("passed"):
             log.warning("%s failed validation on this GPU: %s", what, report.get("reason"))
             pipeline.cache.invalidate(pending, f"failed validation: {report.get('reason')}")
@@ -204,16 +215,15 @@ def promote_pending(
         meta.update(model.source_metadata())
 
         def create(
-            tmp: Path, src: Path = pending.artifact_path, meta: dict[str, Any] = meta
+            tmp: Path, data: bytes = plan, name: str = plan_name, meta: dict[str, Any] = meta
         ) -> tuple[Path, dict[str, Any]]:
-            dest = tmp / src.name
-            shutil.copyfile(src, dest)
-            return dest, meta
+            (tmp / name).write_bytes(data)  # what was validated, from memory
+            return tmp / name, meta
 
         entry = pipeline.cache.get_or_create(
             validated,
             create,
-            artifact_name=pending.artifact_path.name,
+            artifact_name=plan_name,
             validate_fn=lambda _p, report=report: report,
         )
         log.info("%s passed validation on this GPU (agreement %s)", what, report.get("agreement"))

@@ -33,9 +33,10 @@ def check_model_dir_output(out: Path) -> Path:
     return out
 
 
-def write_onnx_model_dir(onnx_path: Path, model: ResolvedModel, out: Path) -> ResolvedModel:
-    """``onnx_path`` + the model's inference.yml (from memory) as the model dir ``out``,
-    written beside it and renamed into place; returns ``out`` resolved (as an ONNX model)."""
+def write_onnx_model_dir(onnx_path: Path | bytes, model: ResolvedModel, out: Path) -> ResolvedModel:
+    """``onnx_path`` (or the ONNX bytes, e.g. a cache artifact as the cache checked them) + the
+    model's inference.yml (from memory) as the model dir ``out``, written beside it and renamed
+    into place; returns ``out`` resolved (as an ONNX model)."""
     if not model.config:
         raise OutputPathError(
             f"{model.model_dir} has no inference.yml: PaddleX cannot use a model dir without one"
@@ -44,7 +45,10 @@ def write_onnx_model_dir(onnx_path: Path, model: ResolvedModel, out: Path) -> Re
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
-        shutil.copyfile(onnx_path, staging / "inference.onnx")
+        if isinstance(onnx_path, bytes):
+            (staging / "inference.onnx").write_bytes(onnx_path)
+        else:
+            shutil.copyfile(onnx_path, staging / "inference.onnx")
         with open(staging / "inference.yml", "w", encoding="utf-8") as f:
             yaml.safe_dump(dict(model.config), f, allow_unicode=True, sort_keys=False)
         os.chmod(staging, 0o755)  # mkdtemp's 0700 would hide the model from other users

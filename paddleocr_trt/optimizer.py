@@ -168,7 +168,7 @@ class TensorRTOptimizer:
             return None
         engine_path = artifact.path
         if output_path is not None:
-            engine_path = copy_output(artifact.path, Path(output_path))
+            engine_path = copy_output(artifact.entry.read_artifact(), Path(output_path))
         baseline_ms, optimized_ms = self._latency_pair(model, mtype, artifact.entry)
         report = artifact.validation or {}
         meta = artifact.entry.metadata
@@ -250,10 +250,11 @@ class TensorRTOptimizer:
             return ConvertReport(mtype.value, model_dir, False, error=str(exc))
         onnx_path = artifact.path
         if output_path is not None:
-            onnx_path = copy_output(artifact.path, Path(output_path))
+            onnx_path = copy_output(artifact.entry.read_artifact(), Path(output_path))
         written = None
         if to_model_dir is not None:
-            written = write_onnx_model_dir(artifact.path, model, Path(to_model_dir)).model_dir
+            data = artifact.entry.read_artifact()  # the checked bytes, not the path again
+            written = write_onnx_model_dir(data, model, Path(to_model_dir)).model_dir
         return ConvertReport(
             model_type=mtype.value,
             model_dir=model_dir,

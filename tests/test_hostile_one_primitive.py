@@ -367,3 +367,36 @@ def test_a_child_process_writes_through_the_build_dir_descriptor(tmp_path: Path)
     entry = cache.get_or_create(key, create, artifact_name="model.onnx")
     assert entry.artifact_path.read_bytes() == b"c" * 64
     assert oct(entry.artifact_path.stat().st_mode & 0o777) == oct(0o600)
+
+
+def test_convert_outputs_are_the_checked_bytes(
+    ocr_models: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``convert -o`` and ``--to-model-dir`` copy the cached ONNX the cache just checked.
+    main: failed (both re-opened the cache path: bytes swapped after the check were written
+    out as the validated graph). Real conversion of the cls model."""
+    from paddleocr_trt.optimizer import TensorRTOptimizer
+
+    optimizer = TensorRTOptimizer(cache_dir=tmp_path / "cache")
+    first = optimizer.convert_model(ocr_models.cls, model_type="classification")
+    assert first.passed
+    real_onnx = optimizer.pipeline.onnx
+    original = Path(first.onnx_path).read_bytes()
+
+    def checked_then_swapped(*args: Any, **kwargs: Any) -> Any:
+        artifact = real_onnx(*args, **kwargs)  # checked against its manifest
+        artifact.path.write_bytes(b"\0" * len(original))  # the swap, after the check
+        return artifact
+
+    monkeypatch.setattr(optimizer.pipeline, "onnx", checked_then_swapped)
+    for where in ("output_path", "to_model_dir"):
+        out = tmp_path / f"out-{where}"
+        kwargs = {"output_path": out / "model.onnx"} if where == "output_path" else {}
+        if where == "to_model_dir":
+            kwargs["to_model_dir"] = out
+        with pytest.raises(ArtifactChangedError):
+            optimizer.convert_model(ocr_models.cls, model_type="classification", **kwargs)
+        assert not out.exists() or not any(
+            p.read_bytes() == b"\0" * len(original) for p in out.rglob("*.onnx")
+        )
+        Path(first.onnx_path).write_bytes(original)  # back as the cache checked it

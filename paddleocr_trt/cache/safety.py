@@ -117,8 +117,12 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def copy_file_atomic(src: Path, dest: Path) -> Path:
+def copy_file_atomic(src: Path | bytes, dest: Path) -> Path:
     """Copy ``src`` to ``dest`` (a user's ``-o`` path) the way the cache writes its own files.
+
+    ``src`` may be the bytes themselves: a cache artifact as
+    :meth:`~paddleocr_trt.cache.manifest.CacheEntry.read_artifact` read and checked it (the
+    bytes copied are the bytes checked; a cache path is never opened again by path).
 
     ``dest`` may be a symlink (written through, deliberately: the link's target is replaced) but
     its target must be a regular file or absent: a device, FIFO, socket or directory is refused
@@ -142,9 +146,13 @@ def copy_file_atomic(src: Path, dest: Path) -> Path:
     os.umask(umask)
     fd, tmp = create_exclusive(target.parent, f".{target.name}.")
     try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as source:
-            while chunk := source.read(1 << 20):
-                out.write(chunk)
+        with os.fdopen(fd, "wb") as out:
+            if isinstance(src, bytes):
+                out.write(src)
+            else:
+                with open(src, "rb") as source:
+                    while chunk := source.read(1 << 20):
+                        out.write(chunk)
             out.flush()
             os.fchmod(out.fileno(), 0o666 & ~umask)
             os.fsync(out.fileno())
@@ -173,7 +181,7 @@ def check_output_path(dest: Path) -> Path:
     return dest
 
 
-def copy_output(src: Path, dest: Path) -> Path:
+def copy_output(src: Path | bytes, dest: Path) -> Path:
     """:func:`copy_file_atomic` for ``-o``; OutputPathError (one line) when it cannot be done."""
     try:
         return copy_file_atomic(src, dest)

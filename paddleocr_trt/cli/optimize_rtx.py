@@ -49,7 +49,7 @@ def optimize_rtx(
     with step(f"building a TensorRT-RTX engine for {model_dir.name}", quiet=args.json):
         entry, info = rtx_pending_engine(pipeline, model_dir, mtype)
     if args.output is not None:
-        copy_output(entry.artifact_path, args.output)
+        copy_output(entry.read_artifact(), args.output)  # the checked bytes (issue 19)
     validated = _validate_here(pipeline, model_dir, mtype)
     data = {
         "ok": True,

@@ -8,6 +8,7 @@ tests/test_tensorrt_e2e.py.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,7 +18,7 @@ import pytest
 from fixtures.cache import make_key
 
 from paddleocr_trt.cache.failures import FailureMemo
-from paddleocr_trt.cache.store import CacheEntry, EngineCache
+from paddleocr_trt.cache.store import EngineCache
 from paddleocr_trt.engines.tensorrt.attempts import (
     AttemptJob,
     AttemptResult,
@@ -155,6 +156,19 @@ def test_fp32_request_is_one_attempt(tmp_path: Path) -> None:
 # -- the failure memo, through the pipeline ------------------------------------------------------
 
 
+def _ready_onnx(cache: EngineCache, source: Path) -> Artifact:
+    """``source`` as a real ONNX entry of ``cache``: the engine step reads the bytes the cache
+    checked (``CacheEntry.read_artifact``), never a path outside it."""
+
+    def create(tmp: Path) -> tuple[Path, dict[str, Any]]:
+        (tmp / "model.onnx").write_bytes(source.read_bytes())
+        return tmp / "model.onnx", {"input_names": ["x"]}
+
+    key = make_key(model_fingerprint=hashlib.sha256(str(source).encode()).hexdigest())
+    entry = cache.get_or_create(key, create, artifact_name="model.onnx")
+    return Artifact(entry, from_cache=True)
+
+
 class _StubbedPipeline(ArtifactPipeline):
     """Test double of the GPU-dependent parts of the pipeline: a fixed engine key (no CUDA
     query), a ready-made ONNX entry (no conversion) and a tiny validation input."""
@@ -162,9 +176,7 @@ class _StubbedPipeline(ArtifactPipeline):
     engine_key_fields: ClassVar[dict[str, Any]] = {}
 
     def onnx(self, model_dir, model_type) -> Artifact:
-        onnx = Path(model_dir) / "inference.pdmodel"
-        manifest = {"artifact": onnx.name, "metadata": {"input_names": ["x"]}}
-        return Artifact(CacheEntry("0" * 24, "onnx", onnx.parent, manifest), from_cache=True)
+        return _ready_onnx(self.cache, Path(model_dir) / "inference.pdmodel")
 
     def engine_key(self, model_dir, model_type, profiles, settings):
         return make_key(kind="engine", precision=settings.precision, **self.engine_key_fields)
@@ -261,9 +273,7 @@ class _OnnxReadyPipeline(_StubbedPipeline):
     onnx_path: Path
 
     def onnx(self, model_dir, model_type) -> Artifact:
-        manifest = {"artifact": self.onnx_path.name, "metadata": {"input_names": ["x"]}}
-        entry = CacheEntry("0" * 24, "onnx", self.onnx_path.parent, manifest)
-        return Artifact(entry, from_cache=True)
+        return _ready_onnx(self.cache, self.onnx_path)
 
     validation_inputs = ArtifactPipeline.validation_inputs
     fused_validation_pairs = ArtifactPipeline.fused_validation_pairs

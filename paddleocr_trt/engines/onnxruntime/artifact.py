@@ -67,7 +67,11 @@ def onnxruntime_engine(
 
     def create(tmp: Path) -> tuple[Path, dict[str, Any]]:
         target = tmp / ONNX_ARTIFACT
-        meta = write_fused_onnx(mtype, onnx.path, model, target)
+        # the validated ONNX once, checked against its manifest; fused and compared from these
+        # bytes, never from the cache path again (issue 19). The copy is dropped before sealing.
+        created["source"] = onnx.entry.read_artifact()
+        (tmp / "source.onnx").write_bytes(created["source"])
+        meta = write_fused_onnx(mtype, tmp / "source.onnx", model, target)
         created["from"] = onnx.entry.digest
         return target, {
             **onnx.entry.metadata,
@@ -76,7 +80,7 @@ def onnxruntime_engine(
             "onnx_entry": onnx.entry.digest,
         }
 
-    def runner(path: Path, what: str) -> OnnxRuntimeRunner:
+    def runner(path: Path | bytes, what: str) -> OnnxRuntimeRunner:
         return OnnxRuntimeRunner(
             path, providers=[provider], device_id=device_id, name=f"{what}:{model_dir.name}"
         )
@@ -86,7 +90,7 @@ def onnxruntime_engine(
             base = {**onnx.validation, "reused_from": onnx.entry.digest}
         else:
             inputs = pipeline.validation_inputs(model, mtype)
-            with runner(onnx.path, provider) as candidate:
+            with runner(created["source"], provider) as candidate:
                 report = pipeline.compare(mtype, model, candidate, inputs)
             log_report(f"ONNX Runtime ({provider})", model, report)
             base = report.to_dict()
@@ -95,7 +99,7 @@ def onnxruntime_engine(
         pairs = pipeline.fused_validation_pairs(model, mtype)
         with (
             stage(f"validating the fused {mtype.value} graph of {model_dir.name} ({provider})"),
-            runner(onnx.path, "unfused") as reference,
+            runner(created["source"], "unfused") as reference,
             runner(path, "fused") as candidate,
         ):
             fused = check_fused_graph(

@@ -166,8 +166,12 @@ def tensorrt_engine(
     def create(tmp: Path) -> tuple[Path, dict[str, Any]]:
         check_remembered(source.failures, key, timeout_s)  # another process may have just failed
         inputs = source.fused_validation_pairs(model, mtype)
+        # the validated ONNX's bytes as the cache checked them, into the held build dir: the
+        # builder (a child) never opens the cache path again (issue 19); dropped before sealing
+        checked = tmp / "source.onnx"
+        checked.write_bytes(onnx.entry.read_artifact())
         plan, report, meta = _build_validated(
-            source, model, mtype, onnx.path, tmp, profiles, settings, inputs
+            source, model, mtype, checked, tmp, profiles, settings, inputs
         )
         outcome["report"] = report
         return plan, {**meta, **model.source_metadata()}

@@ -7,13 +7,14 @@ paddlex 3.7.2: ``TextDetRunnerPredictor.process``, ``TextRecRunnerPredictor.proc
 same arguments. Only the engine calls change, and only in ways that leave each image's numbers
 bit-identical (NOTES.md section 7):
 
-* det: same-shape inputs (PDF pages) are stacked into one call; each image's slice of the
-  output is post-processed alone, as in a batch of one.
+* det: on a GPU, same-shape inputs (PDF pages) are stacked into one call; each image's slice
+  of the output is post-processed alone, as in a batch of one.
 * orientation: crops of several images go to the predictor in one list (per crop it is a fixed
   80x160 resize, independent of neighbours).
 * rec: PaddleX's chunks (sorted by aspect ratio, ``batch_size`` crops, padded to the widest)
   are built per image exactly as stock; chunks of *equal padded width* from several images are
-  concatenated into one engine call and split again; each chunk is decoded alone with its own
+  concatenated into one engine call and split again (on a CPU, calls are cut to fit the caches,
+  a chunk may span calls: ``call_sizes``); each chunk is decoded alone with its own
   ``wh_ratio_list``/``max_wh_ratio`` (word boxes depend on them).
 """
 
@@ -26,11 +27,7 @@ from typing import Any
 
 import numpy as np
 
-#: same-shape det inputs stacked into one engine call (TensorRT det profiles take batch 1 and
-#: split larger batches; ONNX Runtime takes any)
-DET_MAX_BATCH = 4
-#: rows per merged rec call: a multiple of PaddleOCR's 6, within the rec profiles' max batch 50
-REC_MAX_ROWS = 48
+from .call_sizes import CPU_CALLS, GPU_CALLS, padded_width, plan_row_calls
 
 
 @dataclass
@@ -41,6 +38,8 @@ class RecChunk:
     wh_ratio_list: list[float]
     max_wh_ratio: float
     preds: list[np.ndarray] | None = None
+    #: outputs of the calls this chunk's rows went to, in row order (joined into ``preds``)
+    parts: list[list[Any]] = field(default_factory=list)
 
     @property
     def width_key(self) -> tuple:
@@ -95,6 +94,14 @@ def split_like_paddlex(pred: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _joined(parts: list[list[Any]]) -> list[Any]:
+    """One chunk's outputs from the calls its rows went to (one call: as it came; several, only
+    on a CPU: numpy arrays, joined along the batch axis)."""
+    if len(parts) == 1:
+        return parts[0]
+    return [np.concatenate(outs, axis=0) for outs in zip(*parts, strict=True)]
+
+
 def _cls_preprocess(cls: Any, crops: list[np.ndarray]) -> list[np.ndarray]:
     """``ClasRunnerPredictor.process`` (paddlex 3.7.2) up to its runner call."""
     ops = cls.preprocessors
@@ -146,6 +153,8 @@ class OCRSteps:
         #: work still overlaps); GPU engines run concurrently
         gate = all(map(on_cpu, runners))
         self._gate: Any = threading.Lock() if gate else contextlib.nullcontext()
+        #: call sizes that pay on these engines' device
+        self.calls = CPU_CALLS if gate else GPU_CALLS
 
     def _engine(self, runner: Any, x: list[np.ndarray]) -> list[np.ndarray]:
         with self._gate:
@@ -176,12 +185,13 @@ class OCRSteps:
         item.det_x, item.det_shape = imgs[0], shapes[0]
 
     def det_engine(self, items: list[PageItem]) -> None:
-        """Stack consecutive same-shape inputs (at most DET_MAX_BATCH) into one call."""
+        """Stack consecutive same-shape inputs (at most ``calls.det_images``) into one call."""
         groups: list[list[PageItem]] = []
         for item in items:
             last = groups[-1] if groups else None
             same = last and last[0].det_x.shape == item.det_x.shape  # type: ignore[union-attr]
-            if same and last[0].det_x.dtype == item.det_x.dtype and len(last) < DET_MAX_BATCH:
+            room = last and len(last) < self.calls.det_images
+            if same and room and last[0].det_x.dtype == item.det_x.dtype:
                 last.append(item)
             else:
                 groups.append([item])
@@ -242,7 +252,7 @@ class OCRSteps:
                 crops = it.crops[start : start + size]
                 chunks.append((it, crops, _cls_preprocess(cls, crops)))
         outputs: list[list[np.ndarray]] = []
-        for call in _calls_of(chunks, max(1, REC_MAX_ROWS // size)):
+        for call in _calls_of(chunks, max(1, self.calls.rec_rows // size)):
             preds = self._concat_engine(cls.runner, [c[2] for c in call])
             self.stats["cls_calls"] += 1
             outputs.extend(split_rows(preds, [len(c[1]) for c in call]))
@@ -303,29 +313,32 @@ class OCRSteps:
         return RecChunk(list(x), wh_ratio_list, max_wh_ratio)
 
     def rec_engine(self, items: list[PageItem]) -> None:
-        """Chunks of equal padded width, from any image, share calls of <= REC_MAX_ROWS rows."""
+        """Chunks of equal padded width, from any image, share calls sized by ``self.calls``."""
         by_width: dict[tuple, list[RecChunk]] = {}
         for item in items:
             for chunk in item.chunks:
                 by_width.setdefault(chunk.width_key, []).append(chunk)
         for chunks in by_width.values():
-            calls: list[list[RecChunk]] = [[]]
+            width = padded_width(chunks[0].x)
+            for call in plan_row_calls([c.rows for c in chunks], width, self.calls):
+                self._rec_call([(chunks[i], start, n) for i, start, n in call])
             for chunk in chunks:
-                if calls[-1] and sum(c.rows for c in calls[-1]) + chunk.rows > REC_MAX_ROWS:
-                    calls.append([])
-                calls[-1].append(chunk)
-            for call in calls:
-                self._rec_call(call)
+                chunk.preds = _joined(chunk.parts)
+                chunk.x, chunk.parts = [], []
 
-    def _rec_call(self, call: list[RecChunk]) -> None:
-        if len(call) == 1:
-            preds = self._engine(self.rec.runner, call[0].x)
+    def _rec_call(self, call: list[tuple[RecChunk, int, int]]) -> None:
+        parts = [
+            c.x if n == c.rows else [a[start : start + n] for a in c.x] for c, start, n in call
+        ]
+        if len(parts) == 1:
+            preds = self._engine(self.rec.runner, parts[0])
         else:
-            preds = self._concat_engine(self.rec.runner, [c.x for c in call])
+            preds = self._concat_engine(self.rec.runner, parts)
         self.stats["rec_calls"] += 1
-        self.stats["rec_rows"] += sum(c.rows for c in call)
-        for chunk, part in zip(call, split_rows(preds, [c.rows for c in call]), strict=True):
-            chunk.preds, chunk.x = part, []
+        self.stats["rec_rows"] += sum(n for _c, _s, n in call)
+        counts = [n for _c, _s, n in call]
+        for (chunk, _start, _n), part in zip(call, split_rows(preds, counts), strict=True):
+            chunk.parts.append(part)
 
     # --- CTC decode (TextRecRunnerPredictor.process after its runner) ------------------------
     def rec_decode(self, item: PageItem) -> list[dict]:

@@ -188,11 +188,11 @@ class SafeDir:
         try:
             fd = -1
             if create:
+                exclusive = flags | os.O_CREAT | os.O_EXCL
                 with contextlib.suppress(FileExistsError):
-                    fd = os.open(name, flags | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE,
-                                 dir_fd=self.fd)  # fmt: skip
-                    os.fchmod(fd, PRIVATE_FILE_MODE)  # whatever the umask
-            if fd < 0:
+                    fd = os.open(name, exclusive, PRIVATE_FILE_MODE, dir_fd=self.fd)
+            made = fd >= 0
+            if not made:
                 fd = os.open(name, flags, dir_fd=self.fd)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
@@ -201,6 +201,8 @@ class SafeDir:
                 ) from None
             raise
         try:
+            if made:
+                os.fchmod(fd, PRIVATE_FILE_MODE)  # whatever the umask
             reason = file_problem(os.fstat(fd))
         except BaseException:
             os.close(fd)

@@ -280,6 +280,14 @@ def test_onnxruntime_loads_the_checked_bytes(tmp_path: Path) -> None:
     runner = _load("onnxruntime", entry)
     x = np.arange(4, dtype=np.float32).reshape(1, 4)
     np.testing.assert_array_equal(runner.infer([x])[0], x + 1.0)
+    # a one-thread lane of the pipelined path makes a second session: from the same bytes
+    from concurrent.futures import ThreadPoolExecutor
+
+    from paddleocr_trt.backend.base import mark_one_thread_lane
+
+    with ThreadPoolExecutor(1, initializer=mark_one_thread_lane) as lane:
+        np.testing.assert_array_equal(lane.submit(runner.infer, [x]).result()[0], x + 1.0)
+    assert runner._lane_session is not None
     runner.close()
 
 

@@ -6,6 +6,7 @@ One real PaddleOCR instance on ONNX Runtime engines; "stock" is the same instanc
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from fixtures.engines import ENGINE, PLAIN
 from PIL import Image
 
 from paddleocr_trt.backend.base import BaseRunner
+from paddleocr_trt.integration.fallback import engine_runner
 from paddleocr_trt.pipelined import last_run_stats
 from paddleocr_trt.settings import ENV_PIPELINE
 from paddleocr_trt.testing.results import result_differences
@@ -150,7 +152,7 @@ class _CallShapes:
 
 
 @pytest.mark.parametrize("policy", ["gpu", "cpu"])
-def test_rec_calls_follow_the_device_call_sizes(ocr, env, images, policy: str) -> None:
+def test_rec_calls_follow_the_device_call_sizes(ocr, env, images, policy: str, request) -> None:
     """The merge and the cut, step by step on real components (threads make the path
     timing-dependent): GPU call sizes share calls between equal-width chunks of several images;
     CPU call sizes (what these CPU engines get by default) cut calls to rows x width <= the
@@ -165,7 +167,10 @@ def test_rec_calls_follow_the_device_call_sizes(ocr, env, images, policy: str) -
         "return_word_box": False,
     }
     steps = OCRSteps(pipe, pipe.get_text_det_params(), settings)
+    request.addfinalizer(steps.close)
     assert steps.calls == CPU_CALLS, "ONNX Runtime CPU engines get the CPU call sizes"
+    # PaddleOCR's cpu_threads (8 by default) capped at the cores: that many one-thread lanes
+    assert steps.lanes == min(8, os.cpu_count() or 1)
     if policy == "gpu":
         steps.calls = GPU_CALLS
     paths = [images[0], images[0], images[6]]
@@ -201,6 +206,8 @@ def test_rec_calls_follow_the_device_call_sizes(ocr, env, images, policy: str) -
         assert all(s[0] == 1 or s[0] * max(s[1:]) <= budget for s in recorder.shapes)
         assert max(rows) * min(max(s[1:]) for s in recorder.shapes) > budget
         assert steps.stats["rec_calls"] > len(chunks), "no chunk was cut into several calls"
+        if steps.lanes > 1:  # the calls ran in one-thread lanes, on one-thread sessions
+            assert engine_runner(pipe.text_rec_model.runner)._lane_session is not None
     stock = _stock(ocr, env, paths)
     for item, expected in zip(items, stock, strict=True):
         decoded = steps.rec_decode(item)

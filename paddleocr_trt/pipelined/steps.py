@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .call_sizes import CPU_CALLS, GPU_CALLS, padded_width, plan_row_calls
+from .lanes import Lanes
+from .rows import calls_of, join_rows, split_like_paddlex, split_rows
 
 
 @dataclass
@@ -71,37 +74,6 @@ class PageItem:
     error: BaseException | None = None
 
 
-def split_rows(outputs: list[Any], counts: list[int]) -> list[list[Any]]:
-    """Batch-major outputs of one call -> one list per consecutive part of ``counts`` (arrays
-    are sliced; a resident map gives views of its rows, ``postprocess.resident``)."""
-    from ..postprocess.resident import take_rows
-
-    parts, start = [], 0
-    for n in counts:
-        parts.append([take_rows(out, start, n) for out in outputs])
-        start += n
-    return parts
-
-
-def split_like_paddlex(pred: dict[str, Any]) -> list[dict[str, Any]]:
-    """One dict per instance, as ``BasePredictor.apply`` (paddlex 3.7.2) splits a dict of lists:
-    list values are indexed, anything else (a numpy array too) is given whole to every item."""
-    first = next(iter(pred.values()), None)
-    n = len(first) if isinstance(first, list) else 1
-    return [
-        {k: v[idx] if isinstance(v, list) and idx < len(v) else v for k, v in pred.items()}
-        for idx in range(n)
-    ]
-
-
-def _joined(parts: list[list[Any]]) -> list[Any]:
-    """One chunk's outputs from the calls its rows went to (one call: as it came; several, only
-    on a CPU: numpy arrays, joined along the batch axis)."""
-    if len(parts) == 1:
-        return parts[0]
-    return [np.concatenate(outs, axis=0) for outs in zip(*parts, strict=True)]
-
-
 def _cls_preprocess(cls: Any, crops: list[np.ndarray]) -> list[np.ndarray]:
     """``ClasRunnerPredictor.process`` (paddlex 3.7.2) up to its runner call."""
     ops = cls.preprocessors
@@ -110,20 +82,6 @@ def _cls_preprocess(cls: Any, crops: list[np.ndarray]) -> list[np.ndarray]:
         imgs = ops["Crop"](imgs=imgs)
     imgs = ops["ToCHW"](imgs=ops["Normalize"](imgs=imgs))
     return list(ops["ToBatch"](imgs=imgs))
-
-
-def _calls_of(chunks: list[tuple[Any, Any, list[np.ndarray]]], most: int) -> list[list[Any]]:
-    """Consecutive chunks, at most ``most`` a call, one input dtype a call: a chunk that took
-    PaddleX's stock steps (float, for crops the fused graph does not take) never shares a call
-    with uint8 chunks."""
-    calls: list[list[Any]] = []
-    for chunk in chunks:
-        last = calls[-1] if calls else None
-        if last and len(last) < most and last[0][2][0].dtype == chunk[2][0].dtype:
-            last.append(chunk)
-        else:
-            calls.append([chunk])
-    return calls
 
 
 class OCRSteps:
@@ -143,18 +101,35 @@ class OCRSteps:
         predictors = [self.det, self.rec]
         if self.use_orientation:
             predictors.append(pipeline.textline_orientation_model)
-        from ..integration.fallback import on_cpu
+        from ..integration.fallback import cpu_threads_of, on_cpu
         from ..integration.predictor_hook import ensure_prepared
 
         for predictor in predictors:  # fused engines: the steps below must be the adapted ones
             ensure_prepared(predictor)
         runners = [p.runner for p in predictors]
-        #: engines that all compute on the CPU share its cores: one model call at a time (host
-        #: work still overlaps); GPU engines run concurrently
-        gate = all(map(on_cpu, runners))
-        self._gate: Any = threading.Lock() if gate else contextlib.nullcontext()
+        cpu = all(map(on_cpu, runners))
+        #: engines that all compute on the CPU share its cores: as many model calls at a time as
+        #: the engines were given threads (PaddleOCR's ``cpu_threads``, capped at the cores),
+        #: each on one thread in a lane (``backend.base.mark_one_thread_lane``); GPU engines
+        #: run concurrently from the stage threads
+        self.lanes = min(map(cpu_threads_of, runners)) if cpu else 0
+        self._lanes = Lanes(self.lanes) if self.lanes > 1 else None
+        one_at_a_time = cpu and self._lanes is None
+        self._gate: Any = threading.Lock() if one_at_a_time else contextlib.nullcontext()
         #: call sizes that pay on these engines' device
-        self.calls = CPU_CALLS if gate else GPU_CALLS
+        self.calls = CPU_CALLS if cpu else GPU_CALLS
+
+    def close(self) -> None:
+        """Let the lanes go (after the run; a call in flight finishes first)."""
+        if self._lanes is not None:
+            self.stats["lane_calls"] = dict(self._lanes.counts)
+            self._lanes.close()
+
+    def _run_all(self, jobs: list[Callable[[], Any]]) -> list[Any]:
+        """Run engine jobs (in the lanes where there are lanes); results in job order."""
+        if self._lanes is None:
+            return [job() for job in jobs]
+        return self._lanes.run_all(jobs)
 
     def _engine(self, runner: Any, x: list[np.ndarray]) -> list[np.ndarray]:
         with self._gate:
@@ -198,11 +173,17 @@ class OCRSteps:
         from ..fusion.predictors import process_call
         from ..fusion.views import input_view_scope
 
-        for group in groups:
-            # det's db_thresh; the stack may go straight into the engine's input buffers
-            with process_call(self.det, thresh=self.det_params["thresh"]), input_view_scope():
-                x = self.det.pre_tfs["ToBatch"](imgs=[it.det_x for it in group])
-                preds = self._engine(self.det.runner, x)
+        def call(group: list[PageItem]) -> Callable[[], list[np.ndarray]]:
+            def job() -> list[np.ndarray]:
+                # det's db_thresh; the stack may go straight into the engine's input buffers
+                with process_call(self.det, thresh=thresh), input_view_scope():
+                    x = self.det.pre_tfs["ToBatch"](imgs=[it.det_x for it in group])
+                    return self._engine(self.det.runner, x)
+
+            return job
+
+        thresh = self.det_params["thresh"]
+        for group, preds in zip(groups, self._run_all([call(g) for g in groups]), strict=True):
             self.stats["det_calls"] += 1
             for it, part in zip(group, split_rows(list(preds), [1] * len(group)), strict=True):
                 it.det_preds, it.det_x = part, None
@@ -251,9 +232,13 @@ class OCRSteps:
             for start in range(0, len(it.crops), size):
                 crops = it.crops[start : start + size]
                 chunks.append((it, crops, _cls_preprocess(cls, crops)))
+        calls = calls_of(chunks, max(1, self.calls.rec_rows // size))
+        jobs = [
+            (lambda parts=[c[2] for c in call]: self._concat_engine(cls.runner, parts))
+            for call in calls
+        ]
         outputs: list[list[np.ndarray]] = []
-        for call in _calls_of(chunks, max(1, self.calls.rec_rows // size)):
-            preds = self._concat_engine(cls.runner, [c[2] for c in call])
+        for call, preds in zip(calls, self._run_all(jobs), strict=True):
             self.stats["cls_calls"] += 1
             outputs.extend(split_rows(preds, [len(c[1]) for c in call]))
         angles: dict[int, list[int]] = {id(it): [] for it in with_polys}
@@ -318,27 +303,31 @@ class OCRSteps:
         for item in items:
             for chunk in item.chunks:
                 by_width.setdefault(chunk.width_key, []).append(chunk)
+        calls = []
         for chunks in by_width.values():
             width = padded_width(chunks[0].x)
             for call in plan_row_calls([c.rows for c in chunks], width, self.calls):
-                self._rec_call([(chunks[i], start, n) for i, start, n in call])
+                calls.append([(chunks[i], start, n) for i, start, n in call])
+        for call, preds in zip(
+            calls, self._run_all([self._rec_job(c) for c in calls]), strict=True
+        ):
+            self.stats["rec_calls"] += 1
+            self.stats["rec_rows"] += sum(n for _c, _s, n in call)
+            counts = [n for _c, _s, n in call]
+            for (chunk, _start, _n), part in zip(call, split_rows(preds, counts), strict=True):
+                chunk.parts.append(part)
+        for chunks in by_width.values():
             for chunk in chunks:
-                chunk.preds = _joined(chunk.parts)
+                chunk.preds = join_rows(chunk.parts)
                 chunk.x, chunk.parts = [], []
 
-    def _rec_call(self, call: list[tuple[RecChunk, int, int]]) -> None:
+    def _rec_job(self, call: list[tuple[RecChunk, int, int]]) -> Callable[[], list[Any]]:
         parts = [
             c.x if n == c.rows else [a[start : start + n] for a in c.x] for c, start, n in call
         ]
         if len(parts) == 1:
-            preds = self._engine(self.rec.runner, parts[0])
-        else:
-            preds = self._concat_engine(self.rec.runner, parts)
-        self.stats["rec_calls"] += 1
-        self.stats["rec_rows"] += sum(n for _c, _s, n in call)
-        counts = [n for _c, _s, n in call]
-        for (chunk, _start, _n), part in zip(call, split_rows(preds, counts), strict=True):
-            chunk.parts.append(part)
+            return lambda: self._engine(self.rec.runner, parts[0])
+        return lambda: self._concat_engine(self.rec.runner, parts)
 
     # --- CTC decode (TextRecRunnerPredictor.process after its runner) ------------------------
     def rec_decode(self, item: PageItem) -> list[dict]:

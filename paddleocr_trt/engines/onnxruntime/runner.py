@@ -3,12 +3,13 @@ runtime that checks converted graphs on machines without a GPU."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ...backend.base import BaseRunner
+from ...backend.base import BaseRunner, in_one_thread_lane
 from ...log import get_logger
 from .session import session_options
 
@@ -45,8 +46,17 @@ class OnnxRuntimeRunner(BaseRunner):
                 chosen.append((provider, {"device_id": int(device_id)}))
             else:
                 chosen.append(provider)
-        source = model if model is not None else str(self.onnx_path)
-        self._session = ort.InferenceSession(source, options, providers=chosen)
+        #: what the sessions are made from: the checked bytes, or the path
+        self._source: bytes | str = model if model is not None else str(self.onnx_path)
+        self._session = ort.InferenceSession(self._source, options, providers=chosen)
+        #: intra-op threads asked for (None: ONNX Runtime's default, one per physical core)
+        self.threads = threads
+        #: a one-thread session over the same graph, made on the first call from a one-thread
+        #: lane (``backend.base.mark_one_thread_lane``); CPU provider only
+        self._lane_session: object | None = None
+        self._lane_lock = threading.Lock()
+        self._cpu_only = cpu_only
+        self._chosen = chosen
         self.input_names: list[str] = [i.name for i in self._session.get_inputs()]
         self.output_names: list[str] = [o.name for o in self._session.get_outputs()]
         self.providers: list[str] = list(self._session.get_providers())
@@ -65,9 +75,7 @@ class OnnxRuntimeRunner(BaseRunner):
     def infer(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Safe from several threads at once: ``InferenceSession.run`` is thread-safe."""
         self.check_inputs(inputs)
-        session = self._session  # close() from another thread must not leave us a None
-        if session is None:
-            raise RuntimeError(f"{self!r} is closed")
+        session = self._session_for_this_thread()
         feed = {
             name: np.ascontiguousarray(array)
             for name, array in zip(self.input_names, inputs, strict=True)
@@ -75,6 +83,22 @@ class OnnxRuntimeRunner(BaseRunner):
         if not self.resident_outputs:
             return list(session.run(self.output_names, feed))
         return self._infer_resident(session, feed)
+
+    def _session_for_this_thread(self) -> object:
+        session = self._session  # close() from another thread must not leave us a None
+        if session is None:
+            raise RuntimeError(f"{self!r} is closed")
+        if not (self._cpu_only and self.threads != 1 and in_one_thread_lane()):
+            return session
+        with self._lane_lock:
+            if self._lane_session is None:
+                import onnxruntime as ort
+
+                self._lane_session = ort.InferenceSession(
+                    self._source, session_options(1), providers=self._chosen
+                )
+                log.debug("onnxruntime runner %s: one-thread lane session made", self.name)
+            return self._lane_session
 
     def _infer_resident(self, session: object, feed: dict[str, np.ndarray]) -> list:
         """Outputs as ``OrtValue`` s: resident ones wrapped, the others copied to numpy."""
@@ -94,5 +118,5 @@ class OnnxRuntimeRunner(BaseRunner):
         ]
 
     def close(self) -> None:
-        self._session = None
+        self._session = self._lane_session = None
         super().close()

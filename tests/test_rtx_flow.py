@@ -242,7 +242,7 @@ def built(ocr_models, tmp_path_factory) -> dict[str, Any]:
     cache = EngineCache(tmp_path_factory.mktemp("rtx-pending") / "cache")
     pipeline = ArtifactPipeline(cache, _options())
     det = ocr_models.dir_for(ModelType.DETECTION)
-    entry, info = rtx_pending_engine(pipeline, det, ModelType.DETECTION)
+    entry, info = rtx_pending_engine(pipeline, pipeline.graph(det, ModelType.DETECTION))
     return {"root": cache.root, "digest": entry.digest, "info": info, "det": det}
 
 

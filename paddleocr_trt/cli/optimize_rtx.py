@@ -47,7 +47,7 @@ def optimize_rtx(
     )
     pipeline = ArtifactPipeline(EngineCache(args.cache_dir), options)
     with step(f"building a TensorRT-RTX engine for {model_dir.name}", quiet=args.json):
-        entry, info = rtx_pending_engine(pipeline, model_dir, mtype)
+        entry, info = rtx_pending_engine(pipeline, pipeline.graph(model_dir, mtype))
     if args.output is not None:
         copy_output(entry.artifact_path, args.output)
     validated = _validate_here(pipeline, model_dir, mtype)

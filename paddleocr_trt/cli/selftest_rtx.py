@@ -33,7 +33,7 @@ def rtx_selftest(cache_dir: Path | None, det: Path | None, timeout_s: float, out
     pipeline = ArtifactPipeline(EngineCache(cache_dir), options)
     started = time.perf_counter()
     try:
-        entry, info = rtx_pending_engine(pipeline, model_dir, ModelType.DETECTION)
+        entry, info = rtx_pending_engine(pipeline, pipeline.graph(model_dir, ModelType.DETECTION))
     except Exception as exc:  # a failed build is the finding
         print(f"det build     FAILED: {type(exc).__name__}: {exc}", file=out)
         return 1

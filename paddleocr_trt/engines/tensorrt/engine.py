@@ -16,7 +16,7 @@ from ...model_types import ModelType
 if TYPE_CHECKING:  # typing only: deciding must stay cheap to import
     from ...artifact import Artifact, ArtifactSource
     from ...backend.base import BaseRunner
-    from ...model_resolve import ResolvedModel
+    from ...engine_graph import EngineGraph
 
 from ..contract import (
     READY,
@@ -119,19 +119,13 @@ class TensorRTEngine:
             "trt_flavor": self.flavor,
         }
 
-    def prepare(
-        self,
-        source: ArtifactSource,
-        onnx: Artifact,
-        model: ResolvedModel,
-        model_type: ModelType,
-        target: Target,
-    ) -> Artifact:
+    def prepare(self, source: ArtifactSource, graph: EngineGraph, target: Target) -> Artifact:
         from . import adapter
-        from .artifact import tensorrt_engine
+        from .artifact import engine_build, keyed, tensorrt_engine
 
         adapter.select_flavor(self.flavor)
-        return tensorrt_engine(source, onnx, model, model_type)  # type: ignore[arg-type]
+        build = keyed(source, graph, engine_build(source.options, graph))
+        return tensorrt_engine(source, graph, build)  # type: ignore[arg-type]
 
     def load(self, artifact: Artifact | None, request: LoadRequest) -> BaseRunner:
         from . import adapter
@@ -169,17 +163,7 @@ class TensorRTEngine:
             description += f", agreement {agreement:.4f}"
         return description + ")"
 
-    # -- TensorRT's own, beyond the contract (the recipe's TensorRT API uses them) ------------
-
-    def engine_key(self, source: Any, model_dir: Path, model_type: ModelType, profiles, settings):
-        from .artifact import engine_key
-
-        return engine_key(source, model_dir, model_type, profiles, settings)
-
-    def build_settings(self, options: Any) -> Any:
-        from .artifact import build_settings
-
-        return build_settings(options)
+    # -- TensorRT's own, beyond the contract ----------------------------------------------
 
     def timing_cache_dir(self, cache_root: Path) -> Path | None:
         from .artifact import timing_cache_dir

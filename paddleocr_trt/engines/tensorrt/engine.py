@@ -165,6 +165,20 @@ class TensorRTEngine:
 
     # -- TensorRT's own, beyond the contract ----------------------------------------------
 
+    def plan_runner(self, plan: Path, *, device_id: int = 0) -> BaseRunner:
+        """A runner over a plan file, no fallback (the optimizer's and the CLI's latency and
+        benchmark sweeps)."""
+        from .runner import TensorRTRunner
+
+        return TensorRTRunner(plan, device_id=device_id)
+
+    def entry_status(self, entry: Any) -> str | None:
+        """For a TensorRT-RTX cache entry, whether and where its plan was validated (``cache
+        list``); None for any other entry."""
+        from .rtx_artifact import rtx_status
+
+        return rtx_status(entry)
+
     def timing_cache_dir(self, cache_root: Path) -> Path | None:
         from .artifact import timing_cache_dir
 

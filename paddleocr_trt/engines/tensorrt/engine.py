@@ -172,6 +172,13 @@ class TensorRTEngine:
 
         return TensorRTRunner(plan, device_id=device_id)
 
+    def flavor_advice(self, cuda: dict[str, Any], builds: dict[str, Any]) -> dict[str, Any]:
+        """Which TensorRT flavor fits this machine's first GPU and driver, and its install line
+        (``doctor``); ``cuda`` and ``builds`` are doctor's CUDA and build reports."""
+        from .flavor_advice import flavor_advice
+
+        return flavor_advice(cuda, builds)
+
     def entry_status(self, entry: Any) -> str | None:
         """For a TensorRT-RTX cache entry, whether and where its plan was validated (``cache
         list``); None for any other entry."""

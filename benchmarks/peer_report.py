@@ -22,6 +22,11 @@ def _rate(entries: Iterable[Mapping[str, Any]]) -> float:
     return sum(e["images_per_round"] for e in entries) / seconds if seconds else 0.0
 
 
+def _x(ratio: float) -> str:
+    """A ratio, or "n/a" where the variant did not run (``PADDLEOCR_TRT_BENCH_VARIANTS``)."""
+    return f"{ratio:.2f}x" if ratio else "n/a"
+
+
 def _pick(entries: list[Mapping[str, Any]], **match: Any) -> list[Mapping[str, Any]]:
     return [e for e in entries if all(e.get(k) == v for k, v in match.items())]
 
@@ -100,7 +105,7 @@ def summary_lines(entries: list[Mapping[str, Any]]) -> list[str]:
             lines += [
                 "",
                 f"ours / stock engine='onnxruntime': {whole['vs_stock']:.2f}x ({per_round}); "
-                f"ours / native Paddle: {whole['vs_native']:.2f}x",
+                f"ours / native Paddle: {_x(whole['vs_native'])}",
             ]
         lines += [
             "",
@@ -114,10 +119,11 @@ def summary_lines(entries: list[Mapping[str, Any]]) -> list[str]:
             if scope == "all":
                 continue
             rate = row["rate"]
+            native = f"{rate['native']:.3f}" if rate["native"] else "n/a"
             lines.append(
-                f"| {scope} | {rate[STOCK]:.3f} | {rate['ours']:.3f} | {rate['native']:.3f} "
+                f"| {scope} | {rate[STOCK]:.3f} | {rate['ours']:.3f} | {native} "
                 f"| {row['vs_stock']:.2f}x | {row['worst_round_vs_stock']:.2f}x "
-                f"| {row['vs_native']:.2f}x |"
+                f"| {_x(row['vs_native'])} |"
             )
         classes = {s: r for s, r in table["scopes"].items() if s != "all"}
         if whole is not None and classes:

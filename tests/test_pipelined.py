@@ -6,6 +6,7 @@ One real PaddleOCR instance on ONNX Runtime engines; "stock" is the same instanc
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from fixtures.engines import ENGINE, PLAIN
 from PIL import Image
 
 from paddleocr_trt.backend.base import BaseRunner
+from paddleocr_trt.integration.fallback import engine_runner
 from paddleocr_trt.pipelined import last_run_stats
 from paddleocr_trt.settings import ENV_PIPELINE
 from paddleocr_trt.testing.results import result_differences
@@ -135,8 +137,27 @@ def test_pdf_pages_identical_to_stock(ocr, env, sample_images, tmp_path: Path) -
     assert not result_differences(stock, pipelined, **EXACT)
 
 
-def test_equal_width_rec_chunks_of_several_images_share_one_call(ocr, env, images) -> None:
-    """The merge itself, step by step on real components (threads make it timing-dependent)."""
+class _CallShapes:
+    """Records the input shapes of each call to a real runner (the engine itself runs)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.shapes = inner, []
+
+    def __call__(self, x, **kwargs):
+        self.shapes.append(tuple(x[0].shape))
+        return self.inner(x=x, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("policy", ["gpu", "cpu"])
+def test_rec_calls_follow_the_device_call_sizes(ocr, env, images, policy: str, request) -> None:
+    """The merge and the cut, step by step on real components (threads make the path
+    timing-dependent): GPU call sizes share calls between equal-width chunks of several images;
+    CPU call sizes (what these CPU engines get by default) cut calls to rows x width <= the
+    column budget, a chunk may span calls; either way each image decodes as stock."""
+    from paddleocr_trt.pipelined.call_sizes import CPU_CALLS, GPU_CALLS
     from paddleocr_trt.pipelined.steps import OCRSteps, PageItem
 
     pipe = ocr.paddlex_pipeline._pipeline
@@ -146,8 +167,15 @@ def test_equal_width_rec_chunks_of_several_images_share_one_call(ocr, env, image
         "return_word_box": False,
     }
     steps = OCRSteps(pipe, pipe.get_text_det_params(), settings)
+    request.addfinalizer(steps.close)
+    assert steps.calls == CPU_CALLS, "ONNX Runtime CPU engines get the CPU call sizes"
+    # PaddleOCR's cpu_threads (8 by default) capped at the cores: that many one-thread lanes
+    assert steps.lanes == min(8, os.cpu_count() or 1)
+    if policy == "gpu":
+        steps.calls = GPU_CALLS
+    paths = [images[0], images[0], images[6]]
     items = []
-    for index, path in enumerate([images[0], images[0], images[6]]):
+    for index, path in enumerate(paths):
         item = PageItem(index, path, None, image=pipe.img_reader([path])[0])
         steps.det_preprocess(item)
         items.append(item)
@@ -157,14 +185,35 @@ def test_equal_width_rec_chunks_of_several_images_share_one_call(ocr, env, image
     steps.orientation(items)
     for item in items:
         steps.rec_preprocess(item)
-    widths = {c.width_key for it in items for c in it.chunks}
-    steps.rec_engine(items)
-    assert steps.stats["det_calls"] < 3 and steps.stats["cls_calls"] == 1
-    assert steps.stats["rec_calls"] == len(widths) < sum(len(it.chunks) for it in items)
-    stock = _stock(ocr, env, [images[0], images[0], images[6]])
+    chunks = [c for it in items for c in it.chunks]
+    widths = {c.width_key for c in chunks}
+    rows = [c.rows for c in chunks]
+    recorder = _CallShapes(pipe.text_rec_model.runner)
+    pipe.text_rec_model.runner = recorder
+    try:
+        steps.rec_engine(items)
+    finally:
+        pipe.text_rec_model.runner = recorder.inner
+    assert steps.stats["cls_calls"] == 1
+    assert steps.stats["rec_rows"] == sum(rows)
+    assert len(recorder.shapes) == steps.stats["rec_calls"]
+    if policy == "gpu":  # images[0] twice: same-shape det inputs stacked, chunks merged
+        assert steps.stats["det_calls"] < 3
+        assert steps.stats["rec_calls"] == len(widths) < len(chunks)
+    else:
+        assert steps.stats["det_calls"] == 3
+        budget = CPU_CALLS.rec_columns
+        assert all(s[0] == 1 or s[0] * max(s[1:]) <= budget for s in recorder.shapes)
+        assert max(rows) * min(max(s[1:]) for s in recorder.shapes) > budget
+        assert steps.stats["rec_calls"] > len(chunks), "no chunk was cut into several calls"
+        if steps.lanes > 1:  # the calls ran in one-thread lanes, on one-thread sessions
+            assert engine_runner(pipe.text_rec_model.runner)._lane_session is not None
+    stock = _stock(ocr, env, paths)
     for item, expected in zip(items, stock, strict=True):
-        texts = [r["rec_text"] for r in steps.rec_decode(item)]
-        assert texts == expected["rec_texts"]
+        decoded = steps.rec_decode(item)
+        assert [r["rec_text"] for r in decoded] == expected["rec_texts"]
+        kept = [r["rec_score"] for r in decoded if r["rec_score"] >= pipe.text_rec_score_thresh]
+        assert kept == list(expected["rec_scores"])
 
 
 def test_stock_path_when_off_native_or_single(ocr, env, ocr_models, images) -> None:

@@ -8,9 +8,26 @@ backend label so logs and the demo can say what actually ran.
 from __future__ import annotations
 
 import abc
+import threading
 from collections.abc import Sequence
 
 import numpy as np
+
+_lane = threading.local()
+
+
+def mark_one_thread_lane() -> None:
+    """Initializer of a thread pool whose workers make engine calls side by side (the pipelined
+    path's CPU lanes): runners that can (ONNX Runtime on the CPU) compute each call made from
+    such a thread on that one thread, the pool's workers being the parallelism. On 2 cores, two
+    one-thread calls side by side beat one two-thread call after another (issue 22, see
+    ``pipelined.call_sizes``)."""
+    _lane.one_thread = True
+
+
+def in_one_thread_lane() -> bool:
+    """Whether the calling thread is a one-thread lane (:func:`mark_one_thread_lane`)."""
+    return bool(getattr(_lane, "one_thread", False))
 
 
 class BaseRunner(abc.ABC):

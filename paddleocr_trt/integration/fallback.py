@@ -12,6 +12,7 @@ re-entrant), and the switch to it happens once however many calls fail together.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -105,13 +106,26 @@ class GuardedRunner(BaseRunner):
         super().close()
 
 
-def on_cpu(runner: Any) -> bool:
-    """Whether a runner (through our wrappers) is an ONNX Runtime session on the CPU only."""
+def engine_runner(runner: Any) -> Any:
+    """The runner under our wrappers that says where it computes (``providers``), or None."""
     for _ in range(8):
-        providers = getattr(runner, "providers", None)
-        if providers is not None:
-            return list(providers) == ["CPUExecutionProvider"]
+        if getattr(runner, "providers", None) is not None:
+            return runner
         runner = getattr(runner, "primary", None) or getattr(runner, "inner", None)
         if runner is None:
-            return False
+            return None
+    return None
+
+
+def on_cpu(runner: Any) -> bool:
+    """Whether a runner (through our wrappers) is an ONNX Runtime session on the CPU only."""
+    inner = engine_runner(runner)
+    return inner is not None and list(inner.providers) == ["CPUExecutionProvider"]
+
+
+def cpu_threads_of(runner: Any) -> int:
+    """Compute threads a CPU runner was given (PaddleOCR's ``cpu_threads``, capped at the
+    cores; the cores where it was not set)."""
+    threads = getattr(engine_runner(runner), "threads", None)
+    return int(threads) if threads else os.cpu_count() or 1
     return False

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..log import get_logger
 from .stages import Stage, StageChain
-from .steps import DET_MAX_BATCH, OCRSteps, PageItem
+from .steps import OCRSteps, PageItem
 
 log = get_logger("pipelined")
 
@@ -141,7 +141,7 @@ def run_pipelined(pipeline: Any, input: Any, det_params: dict, settings: dict) -
     crops = lambda it: len(it.crops) or 1  # noqa: E731
     rows = lambda it: sum(c.rows for c in it.chunks) or 1  # noqa: E731
     stages = [
-        Stage("det", steps.det_engine, gather=DET_MAX_BATCH),
+        Stage("det", steps.det_engine, gather=max(steps.calls.det_images, steps.lanes)),
         Stage("det-post", _each(steps.det_postprocess)),
         Stage("orientation", steps.orientation, GATHER_IMAGES, crops, GATHER_CROPS, GATHER_IMAGES),
         Stage("rec-pre", _each(steps.rec_preprocess)),
@@ -155,6 +155,7 @@ def run_pipelined(pipeline: Any, input: Any, det_params: dict, settings: dict) -
             yield item.result
     finally:
         chain.close()
+        steps.close()
         with _stats_lock:
             _runs += 1
             _last_stats = {**steps.stats, "busy_ms": {k: 1000 * v for k, v in chain.busy_s.items()}}

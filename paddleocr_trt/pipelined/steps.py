@@ -7,30 +7,31 @@ paddlex 3.7.2: ``TextDetRunnerPredictor.process``, ``TextRecRunnerPredictor.proc
 same arguments. Only the engine calls change, and only in ways that leave each image's numbers
 bit-identical (NOTES.md section 7):
 
-* det: same-shape inputs (PDF pages) are stacked into one call; each image's slice of the
-  output is post-processed alone, as in a batch of one.
+* det: on a GPU, same-shape inputs (PDF pages) are stacked into one call; each image's slice
+  of the output is post-processed alone, as in a batch of one.
 * orientation: crops of several images go to the predictor in one list (per crop it is a fixed
   80x160 resize, independent of neighbours).
 * rec: PaddleX's chunks (sorted by aspect ratio, ``batch_size`` crops, padded to the widest)
   are built per image exactly as stock; chunks of *equal padded width* from several images are
-  concatenated into one engine call and split again; each chunk is decoded alone with its own
+  concatenated into one engine call and split again (on a CPU, calls are cut to fit the caches,
+  a chunk may span calls: ``call_sizes``); each chunk is decoded alone with its own
   ``wh_ratio_list``/``max_wh_ratio`` (word boxes depend on them).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-#: same-shape det inputs stacked into one engine call (TensorRT det profiles take batch 1 and
-#: split larger batches; ONNX Runtime takes any)
-DET_MAX_BATCH = 4
-#: rows per merged rec call: a multiple of PaddleOCR's 6, within the rec profiles' max batch 50
-REC_MAX_ROWS = 48
+from .call_sizes import CPU_CALLS, GPU_CALLS, padded_width, plan_row_calls
+from .rows import calls_of, join_rows, split_like_paddlex, split_rows
 
 
 @dataclass
@@ -41,6 +42,8 @@ class RecChunk:
     wh_ratio_list: list[float]
     max_wh_ratio: float
     preds: list[np.ndarray] | None = None
+    #: outputs of the calls this chunk's rows went to, in row order (joined into ``preds``)
+    parts: list[list[Any]] = field(default_factory=list)
 
     @property
     def width_key(self) -> tuple:
@@ -72,29 +75,6 @@ class PageItem:
     error: BaseException | None = None
 
 
-def split_rows(outputs: list[Any], counts: list[int]) -> list[list[Any]]:
-    """Batch-major outputs of one call -> one list per consecutive part of ``counts`` (arrays
-    are sliced; a resident map gives views of its rows, ``postprocess.resident``)."""
-    from ..postprocess.resident import take_rows
-
-    parts, start = [], 0
-    for n in counts:
-        parts.append([take_rows(out, start, n) for out in outputs])
-        start += n
-    return parts
-
-
-def split_like_paddlex(pred: dict[str, Any]) -> list[dict[str, Any]]:
-    """One dict per instance, as ``BasePredictor.apply`` (paddlex 3.7.2) splits a dict of lists:
-    list values are indexed, anything else (a numpy array too) is given whole to every item."""
-    first = next(iter(pred.values()), None)
-    n = len(first) if isinstance(first, list) else 1
-    return [
-        {k: v[idx] if isinstance(v, list) and idx < len(v) else v for k, v in pred.items()}
-        for idx in range(n)
-    ]
-
-
 def _cls_preprocess(cls: Any, crops: list[np.ndarray]) -> list[np.ndarray]:
     """``ClasRunnerPredictor.process`` (paddlex 3.7.2) up to its runner call."""
     ops = cls.preprocessors
@@ -103,20 +83,6 @@ def _cls_preprocess(cls: Any, crops: list[np.ndarray]) -> list[np.ndarray]:
         imgs = ops["Crop"](imgs=imgs)
     imgs = ops["ToCHW"](imgs=ops["Normalize"](imgs=imgs))
     return list(ops["ToBatch"](imgs=imgs))
-
-
-def _calls_of(chunks: list[tuple[Any, Any, list[np.ndarray]]], most: int) -> list[list[Any]]:
-    """Consecutive chunks, at most ``most`` a call, one input dtype a call: a chunk that took
-    PaddleX's stock steps (float, for crops the fused graph does not take) never shares a call
-    with uint8 chunks."""
-    calls: list[list[Any]] = []
-    for chunk in chunks:
-        last = calls[-1] if calls else None
-        if last and len(last) < most and last[0][2][0].dtype == chunk[2][0].dtype:
-            last.append(chunk)
-        else:
-            calls.append([chunk])
-    return calls
 
 
 class OCRSteps:
@@ -136,16 +102,42 @@ class OCRSteps:
         predictors = [self.det, self.rec]
         if self.use_orientation:
             predictors.append(pipeline.textline_orientation_model)
-        from ..integration.fallback import on_cpu
+        from ..backend.base import mark_one_thread_lane
+        from ..integration.fallback import cpu_threads_of, on_cpu
         from ..integration.predictor_hook import ensure_prepared
 
         for predictor in predictors:  # fused engines: the steps below must be the adapted ones
             ensure_prepared(predictor)
         runners = [p.runner for p in predictors]
-        #: engines that all compute on the CPU share its cores: one model call at a time (host
-        #: work still overlaps); GPU engines run concurrently
-        gate = all(map(on_cpu, runners))
-        self._gate: Any = threading.Lock() if gate else contextlib.nullcontext()
+        cpu = all(map(on_cpu, runners))
+        #: engines that all compute on the CPU share its cores: as many model calls at a time as
+        #: the engines were given threads (PaddleOCR's ``cpu_threads``, capped at the cores),
+        #: each on one thread in a lane (``backend.base.mark_one_thread_lane``); GPU engines
+        #: run concurrently from the stage threads
+        self.lanes = min(map(cpu_threads_of, runners)) if cpu else 0
+        self._pool: ThreadPoolExecutor | None = None
+        if self.lanes > 1:
+            self._pool = ThreadPoolExecutor(
+                self.lanes, "pipelined-lane", initializer=mark_one_thread_lane
+            )
+        one_at_a_time = cpu and self._pool is None
+        self._gate: Any = threading.Lock() if one_at_a_time else contextlib.nullcontext()
+        #: call sizes that pay on these engines' device
+        self.calls = CPU_CALLS if cpu else GPU_CALLS
+
+    def close(self) -> None:
+        """Let the lanes go (after the run; a call in flight finishes first)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def _run_all(self, jobs: list[Callable[[], Any]]) -> list[Any]:
+        """Run engine jobs, side by side in the lanes where there are lanes (each in a copy of
+        this thread's context: the fused steps read their call's arguments from it); results in
+        job order, the first failure raised after every job ended."""
+        if self._pool is None:
+            return [job() for job in jobs]
+        futures = [self._pool.submit(contextvars.copy_context().run, job) for job in jobs]
+        return [future.result() for future in futures]
 
     def _engine(self, runner: Any, x: list[np.ndarray]) -> list[np.ndarray]:
         with self._gate:
@@ -176,23 +168,30 @@ class OCRSteps:
         item.det_x, item.det_shape = imgs[0], shapes[0]
 
     def det_engine(self, items: list[PageItem]) -> None:
-        """Stack consecutive same-shape inputs (at most DET_MAX_BATCH) into one call."""
+        """Stack consecutive same-shape inputs (at most ``calls.det_images``) into one call."""
         groups: list[list[PageItem]] = []
         for item in items:
             last = groups[-1] if groups else None
             same = last and last[0].det_x.shape == item.det_x.shape  # type: ignore[union-attr]
-            if same and last[0].det_x.dtype == item.det_x.dtype and len(last) < DET_MAX_BATCH:
+            room = last and len(last) < self.calls.det_images
+            if same and room and last[0].det_x.dtype == item.det_x.dtype:
                 last.append(item)
             else:
                 groups.append([item])
         from ..fusion.predictors import process_call
         from ..fusion.views import input_view_scope
 
-        for group in groups:
-            # det's db_thresh; the stack may go straight into the engine's input buffers
-            with process_call(self.det, thresh=self.det_params["thresh"]), input_view_scope():
-                x = self.det.pre_tfs["ToBatch"](imgs=[it.det_x for it in group])
-                preds = self._engine(self.det.runner, x)
+        def call(group: list[PageItem]) -> Callable[[], list[np.ndarray]]:
+            def job() -> list[np.ndarray]:
+                # det's db_thresh; the stack may go straight into the engine's input buffers
+                with process_call(self.det, thresh=thresh), input_view_scope():
+                    x = self.det.pre_tfs["ToBatch"](imgs=[it.det_x for it in group])
+                    return self._engine(self.det.runner, x)
+
+            return job
+
+        thresh = self.det_params["thresh"]
+        for group, preds in zip(groups, self._run_all([call(g) for g in groups]), strict=True):
             self.stats["det_calls"] += 1
             for it, part in zip(group, split_rows(list(preds), [1] * len(group)), strict=True):
                 it.det_preds, it.det_x = part, None
@@ -241,9 +240,13 @@ class OCRSteps:
             for start in range(0, len(it.crops), size):
                 crops = it.crops[start : start + size]
                 chunks.append((it, crops, _cls_preprocess(cls, crops)))
+        calls = calls_of(chunks, max(1, self.calls.rec_rows // size))
+        jobs = [
+            (lambda parts=[c[2] for c in call]: self._concat_engine(cls.runner, parts))
+            for call in calls
+        ]
         outputs: list[list[np.ndarray]] = []
-        for call in _calls_of(chunks, max(1, REC_MAX_ROWS // size)):
-            preds = self._concat_engine(cls.runner, [c[2] for c in call])
+        for call, preds in zip(calls, self._run_all(jobs), strict=True):
             self.stats["cls_calls"] += 1
             outputs.extend(split_rows(preds, [len(c[1]) for c in call]))
         angles: dict[int, list[int]] = {id(it): [] for it in with_polys}
@@ -303,29 +306,36 @@ class OCRSteps:
         return RecChunk(list(x), wh_ratio_list, max_wh_ratio)
 
     def rec_engine(self, items: list[PageItem]) -> None:
-        """Chunks of equal padded width, from any image, share calls of <= REC_MAX_ROWS rows."""
+        """Chunks of equal padded width, from any image, share calls sized by ``self.calls``."""
         by_width: dict[tuple, list[RecChunk]] = {}
         for item in items:
             for chunk in item.chunks:
                 by_width.setdefault(chunk.width_key, []).append(chunk)
+        calls = []
         for chunks in by_width.values():
-            calls: list[list[RecChunk]] = [[]]
+            width = padded_width(chunks[0].x)
+            for call in plan_row_calls([c.rows for c in chunks], width, self.calls):
+                calls.append([(chunks[i], start, n) for i, start, n in call])
+        for call, preds in zip(
+            calls, self._run_all([self._rec_job(c) for c in calls]), strict=True
+        ):
+            self.stats["rec_calls"] += 1
+            self.stats["rec_rows"] += sum(n for _c, _s, n in call)
+            counts = [n for _c, _s, n in call]
+            for (chunk, _start, _n), part in zip(call, split_rows(preds, counts), strict=True):
+                chunk.parts.append(part)
+        for chunks in by_width.values():
             for chunk in chunks:
-                if calls[-1] and sum(c.rows for c in calls[-1]) + chunk.rows > REC_MAX_ROWS:
-                    calls.append([])
-                calls[-1].append(chunk)
-            for call in calls:
-                self._rec_call(call)
+                chunk.preds = join_rows(chunk.parts)
+                chunk.x, chunk.parts = [], []
 
-    def _rec_call(self, call: list[RecChunk]) -> None:
-        if len(call) == 1:
-            preds = self._engine(self.rec.runner, call[0].x)
-        else:
-            preds = self._concat_engine(self.rec.runner, [c.x for c in call])
-        self.stats["rec_calls"] += 1
-        self.stats["rec_rows"] += sum(c.rows for c in call)
-        for chunk, part in zip(call, split_rows(preds, [c.rows for c in call]), strict=True):
-            chunk.preds, chunk.x = part, []
+    def _rec_job(self, call: list[tuple[RecChunk, int, int]]) -> Callable[[], list[Any]]:
+        parts = [
+            c.x if n == c.rows else [a[start : start + n] for a in c.x] for c, start, n in call
+        ]
+        if len(parts) == 1:
+            return lambda: self._engine(self.rec.runner, parts[0])
+        return lambda: self._concat_engine(self.rec.runner, parts)
 
     # --- CTC decode (TextRecRunnerPredictor.process after its runner) ------------------------
     def rec_decode(self, item: PageItem) -> list[dict]:

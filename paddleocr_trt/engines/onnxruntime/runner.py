@@ -3,12 +3,13 @@ runtime that checks converted graphs on machines without a GPU."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ...backend.base import BaseRunner
+from ...backend.base import BaseRunner, in_one_thread_lane
 from ...log import get_logger
 from .session import session_options
 
@@ -44,6 +45,14 @@ class OnnxRuntimeRunner(BaseRunner):
             else:
                 chosen.append(provider)
         self._session = ort.InferenceSession(str(self.onnx_path), options, providers=chosen)
+        #: intra-op threads asked for (None: ONNX Runtime's default, one per physical core)
+        self.threads = threads
+        #: a one-thread session over the same graph, made on the first call from a one-thread
+        #: lane (``backend.base.mark_one_thread_lane``); CPU provider only
+        self._lane_session: object | None = None
+        self._lane_lock = threading.Lock()
+        self._cpu_only = cpu_only
+        self._chosen = chosen
         self.input_names: list[str] = [i.name for i in self._session.get_inputs()]
         self.output_names: list[str] = [o.name for o in self._session.get_outputs()]
         self.providers: list[str] = list(self._session.get_providers())
@@ -62,9 +71,7 @@ class OnnxRuntimeRunner(BaseRunner):
     def infer(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Safe from several threads at once: ``InferenceSession.run`` is thread-safe."""
         self.check_inputs(inputs)
-        session = self._session  # close() from another thread must not leave us a None
-        if session is None:
-            raise RuntimeError(f"{self!r} is closed")
+        session = self._session_for_this_thread()
         feed = {
             name: np.ascontiguousarray(array)
             for name, array in zip(self.input_names, inputs, strict=True)
@@ -72,6 +79,22 @@ class OnnxRuntimeRunner(BaseRunner):
         if not self.resident_outputs:
             return list(session.run(self.output_names, feed))
         return self._infer_resident(session, feed)
+
+    def _session_for_this_thread(self) -> object:
+        session = self._session  # close() from another thread must not leave us a None
+        if session is None:
+            raise RuntimeError(f"{self!r} is closed")
+        if not (self._cpu_only and self.threads != 1 and in_one_thread_lane()):
+            return session
+        with self._lane_lock:
+            if self._lane_session is None:
+                import onnxruntime as ort
+
+                self._lane_session = ort.InferenceSession(
+                    str(self.onnx_path), session_options(1), providers=self._chosen
+                )
+                log.debug("onnxruntime runner %s: one-thread lane session made", self.name)
+            return self._lane_session
 
     def _infer_resident(self, session: object, feed: dict[str, np.ndarray]) -> list:
         """Outputs as ``OrtValue`` s: resident ones wrapped, the others copied to numpy."""
@@ -91,5 +114,5 @@ class OnnxRuntimeRunner(BaseRunner):
         ]
 
     def close(self) -> None:
-        self._session = None
+        self._session = self._lane_session = None
         super().close()

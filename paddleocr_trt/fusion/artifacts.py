@@ -15,7 +15,7 @@ from ..model_types import ModelType
 
 #: Cache-key setting of every engine artifact built from a fused graph. Bump it when
 #: :func:`~paddleocr_trt.fusion.fuse_model` changes what it produces.
-FUSED_GRAPH = "fused-v2"  # v2: det also returns the packed DB bitmap
+FUSED_GRAPH = "fused-v3"  # v2: det also returns the packed DB bitmap; v3: NCHW normalisation
 
 
 def fused_io(model_type: ModelType) -> str:

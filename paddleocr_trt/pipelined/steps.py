@@ -21,16 +21,15 @@ bit-identical (NOTES.md section 7):
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .call_sizes import CPU_CALLS, GPU_CALLS, padded_width, plan_row_calls
+from .lanes import Lanes
 from .rows import calls_of, join_rows, split_like_paddlex, split_rows
 
 
@@ -102,7 +101,6 @@ class OCRSteps:
         predictors = [self.det, self.rec]
         if self.use_orientation:
             predictors.append(pipeline.textline_orientation_model)
-        from ..backend.base import mark_one_thread_lane
         from ..integration.fallback import cpu_threads_of, on_cpu
         from ..integration.predictor_hook import ensure_prepared
 
@@ -115,29 +113,23 @@ class OCRSteps:
         #: each on one thread in a lane (``backend.base.mark_one_thread_lane``); GPU engines
         #: run concurrently from the stage threads
         self.lanes = min(map(cpu_threads_of, runners)) if cpu else 0
-        self._pool: ThreadPoolExecutor | None = None
-        if self.lanes > 1:
-            self._pool = ThreadPoolExecutor(
-                self.lanes, "pipelined-lane", initializer=mark_one_thread_lane
-            )
-        one_at_a_time = cpu and self._pool is None
+        self._lanes = Lanes(self.lanes) if self.lanes > 1 else None
+        one_at_a_time = cpu and self._lanes is None
         self._gate: Any = threading.Lock() if one_at_a_time else contextlib.nullcontext()
         #: call sizes that pay on these engines' device
         self.calls = CPU_CALLS if cpu else GPU_CALLS
 
     def close(self) -> None:
         """Let the lanes go (after the run; a call in flight finishes first)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+        if self._lanes is not None:
+            self.stats["lane_calls"] = dict(self._lanes.counts)
+            self._lanes.close()
 
     def _run_all(self, jobs: list[Callable[[], Any]]) -> list[Any]:
-        """Run engine jobs, side by side in the lanes where there are lanes (each in a copy of
-        this thread's context: the fused steps read their call's arguments from it); results in
-        job order, the first failure raised after every job ended."""
-        if self._pool is None:
+        """Run engine jobs (in the lanes where there are lanes); results in job order."""
+        if self._lanes is None:
             return [job() for job in jobs]
-        futures = [self._pool.submit(contextvars.copy_context().run, job) for job in jobs]
-        return [future.result() for future in futures]
+        return self._lanes.run_all(jobs)
 
     def _engine(self, runner: Any, x: list[np.ndarray]) -> list[np.ndarray]:
         with self._gate:

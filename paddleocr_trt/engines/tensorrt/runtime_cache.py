@@ -45,9 +45,7 @@ class RuntimeCacheFile:
         """``<cache>/runtime/<tag>`` (``path`` is ``runtime_cache_dir(...) / name``), reached
         from the cache root through descriptors."""
         folder = Path(self.path).parent
-        return CacheRoot(folder.parent.parent).open(
-            folder.parent.name, folder.name, create=create
-        )
+        return CacheRoot(folder.parent.parent).open(folder.parent.name, folder.name, create=create)
 
     def load(self) -> bytes | None:
         """The saved cache, or None (absent, or refused as unsafe: then it is not used)."""

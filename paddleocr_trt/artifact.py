@@ -87,7 +87,8 @@ def remember(failures: FailureMemo, key: CacheKey, exc: BaseException, timeout_s
 class ArtifactSource(Protocol):
     """What the recipe (``pipeline.ArtifactPipeline``) lends an engine's step: the cache, the
     options, the remembered failures and the validation inputs and comparison. No step: the
-    step's input (the validated ONNX) is an argument, so an engine never calls back up."""
+    step's input (the engine graph, ``engine_graph.EngineGraph``) is an argument, so an engine
+    never calls back up."""
 
     cache: EngineCache
     options: Any  # pipeline.PipelineOptions

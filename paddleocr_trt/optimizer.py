@@ -24,6 +24,7 @@ from .benchmarking import (
 )
 from .cache.safety import check_output_path, copy_output
 from .cache.store import CacheEntry, EngineCache
+from .engines import registry
 from .errors import PaddleOCRTRTError, ValidationFailedError
 from .log import get_logger
 from .model_resolve import ResolvedModel, resolve_model
@@ -193,8 +194,7 @@ class TensorRTOptimizer:
     def _latency_pair(
         self, model_dir: ResolvedModel, mtype: ModelType, entry: CacheEntry
     ) -> tuple[float | None, float | None]:
-        from .engines.tensorrt.runner import TensorRTRunner
-
+        tensorrt = registry.engine("tensorrt")
         images = self.pipeline.validation_images()
         batch = [benchmark_input(images, model_dir, mtype, 1)]
         try:
@@ -202,7 +202,7 @@ class TensorRTOptimizer:
                 baseline = latency_stats(native, batch, warmup=2, iterations=10)["mean"]
             # the plan's bytes as the cache checked them, never re-opened by path
             plan = entry.read_artifact()
-            with TensorRTRunner(plan, device_id=self.options.device_id) as trt:
+            with tensorrt.plan_runner(plan, device_id=self.options.device_id) as trt:
                 batch = [engine_input(trt, batch[0], model_dir)]
                 optimized = latency_stats(trt, batch, warmup=5, iterations=50)["mean"]
         except Exception as exc:  # latency is a nicety; the engine itself is fine
@@ -318,11 +318,11 @@ class TensorRTOptimizer:
             native.note = note
             return native
         from .backend.cuda.runtime import mem_get_info
-        from .engines.tensorrt.runner import TensorRTRunner
 
+        tensorrt = registry.engine("tensorrt")
         try:
             free_before, _ = mem_get_info(self.options.device_id)
-            with TensorRTRunner(Path(engine_path), device_id=self.options.device_id) as trt:
+            with tensorrt.plan_runner(Path(engine_path), device_id=self.options.device_id) as trt:
                 result, min_free = sweep(
                     trt,
                     self.pipeline.validation_images(),

@@ -1,14 +1,15 @@
-"""The artifact recipe: model dir -> validated ONNX -> an engine's validated artifact,
-each step cached.
+"""The artifact recipe: model dir -> validated ONNX -> engine graph -> an engine's validated
+artifact, each step one input and one output.
 
 The hook (``integration.engine_path``) and the public API (``optimizer``) both go through
 :class:`ArtifactPipeline`, so an engine the CLI built is the one ``PaddleOCR(use_tensorrt=True)``
 loads, and nothing reaches the cache without passing validation against the model's reference
 (``reference.py``: native Paddle for a Paddle model dir, ONNX Runtime running the source graph
-for an ONNX model dir). The engine step is each engine's own (``engines/<name>/artifact.py``,
-through its contract). The model is resolved once at each entry
-(:meth:`ArtifactPipeline.resolve`) and that value goes down; nothing below reads the directory
-again.
+for an ONNX model dir). Step 1 (the validated ONNX) is cached here; step 2 (the engine graph,
+``engine_graph.py``) is a value made from it; step 3 is each engine's own
+(``engines/<name>/artifact.py``, through its contract), which caches the artifact. The model
+is resolved once at each entry (:meth:`ArtifactPipeline.resolve`) and that value goes down;
+nothing below reads the directory again.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .artifact import (
 from .cache.failures import FailureMemo
 from .cache.key import CacheKey
 from .cache.store import EngineCache
+from .engine_graph import EngineGraph
 from .engines import registry
 from .engines.contract import Target
 from .errors import (
@@ -261,6 +263,20 @@ class ArtifactPipeline:
                 raise
         return Artifact(entry, from_cache="conversion" not in created)
 
+    # -- the engine graph ---------------------------------------------------------------------
+
+    @staticmethod
+    def engine_graph(onnx: Artifact, model: ResolvedModel) -> EngineGraph:
+        """Step 2: the engine graph (fused; its fp16/pinned variants on request) of step 1's
+        validated ONNX (``engine_graph.py``)."""
+        return EngineGraph.from_onnx(onnx, model)
+
+    def graph(self, model_dir: ModelRef, model_type: ModelType | str | None) -> EngineGraph:
+        """Steps 1 and 2 for a model: the engine graph of its validated ONNX."""
+        model = self.resolve(model_dir, model_type)  # once; every step takes the value
+        onnx = self.onnx(model, model.model_type)  # step 1: model -> validated ONNX
+        return self.engine_graph(onnx, model)  # step 2: validated ONNX -> engine graph
+
     # -- engines (engines/<name>/, through their contract) -------------------------------------
 
     def artifact(
@@ -271,14 +287,13 @@ class ArtifactPipeline:
         target: Target | None = None,
     ) -> Artifact | None:
         """The artifact the engine called ``engine`` runs (see ``engines/contract.py``), made
-        from this recipe's validated ONNX; ``target`` defaults to the options' GPU."""
+        from this recipe's engine graph; ``target`` defaults to the options' GPU."""
         plugin = registry.engine(engine)
         if not plugin.needs_artifact:
             return None
         target = target or Target("gpu", self.options.device_id)
-        model = self.resolve(model_dir, model_type)  # once; every step takes the value
-        onnx = self.onnx(model, model.model_type)  # step 1: model -> validated ONNX
-        return plugin.prepare(self, onnx, model, model.model_type, target)  # step 2
+        graph = self.graph(model_dir, model_type)  # steps 1 and 2
+        return plugin.prepare(self, graph, target)  # step 3: engine graph -> engine artifact
 
     def engine(self, model_dir: ModelRef, model_type: ModelType | str) -> Artifact:
         """A validated TensorRT engine (``engines/tensorrt/artifact.py``)."""
@@ -286,18 +301,8 @@ class ArtifactPipeline:
         assert artifact is not None
         return artifact
 
-    # TensorRT's own steps, kept here so that a test double of the recipe can replace them
-    def engine_key(
-        self, model_dir: ModelRef, model_type: ModelType, profiles, settings
-    ) -> CacheKey:
-        return registry.engine("tensorrt").engine_key(
-            self, model_dir, model_type, profiles, settings
-        )
-
-    def build_settings(self) -> Any:
-        return registry.engine("tensorrt").build_settings(self.options)
-
     def timing_cache_dir(self) -> Path | None:
+        """TensorRT's timing cache under this cache (``engines/tensorrt/artifact.py``)."""
         return registry.engine("tensorrt").timing_cache_dir(self.cache)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,6 +20,7 @@ from fixtures.cache import make_key
 
 from paddleocr_trt.cache.failures import FailureMemo
 from paddleocr_trt.cache.store import EngineCache
+from paddleocr_trt.engines.tensorrt.artifact import engine_build, tensorrt_engine
 from paddleocr_trt.engines.tensorrt.attempts import (
     AttemptJob,
     AttemptResult,
@@ -170,16 +172,14 @@ def _ready_onnx(cache: EngineCache, source: Path) -> Artifact:
 
 
 class _StubbedPipeline(ArtifactPipeline):
-    """Test double of the GPU-dependent parts of the pipeline: a fixed engine key (no CUDA
-    query), a ready-made ONNX entry (no conversion) and a tiny validation input."""
+    """Test double of the GPU-dependent parts of the recipe: a ready-made ONNX entry (no
+    conversion) and a tiny validation input; ``engine_key_fields`` feed the key double of
+    :func:`_engine`."""
 
     engine_key_fields: ClassVar[dict[str, Any]] = {}
 
     def onnx(self, model_dir, model_type) -> Artifact:
         return _ready_onnx(self.cache, Path(model_dir) / "inference.pdmodel")
-
-    def engine_key(self, model_dir, model_type, profiles, settings):
-        return make_key(kind="engine", precision=settings.precision, **self.engine_key_fields)
 
     def validation_inputs(self, model_dir, model_type) -> list[np.ndarray]:
         return [np.zeros((1, 3, 32, 32), np.float32)]
@@ -190,13 +190,25 @@ class _StubbedPipeline(ArtifactPipeline):
         return [FusedPair(np.zeros((1, 3, 32, 32), np.float32), np.zeros((1, 32, 32, 3), np.uint8))]
 
 
+def _engine(pipeline: _StubbedPipeline, model_dir: Any, model_type: str) -> Artifact:
+    """The recipe's steps 1 and 2 (stubbed ONNX), then the TensorRT step itself with a test
+    double of its engine key: fixed fields, no CUDA query for the GPU's name. The key is a value
+    the step is handed (``EngineBuild``), as ``TensorRTEngine.prepare`` hands it the real one."""
+    graph = pipeline.graph(model_dir, model_type)
+    build = engine_build(pipeline.options, graph)
+    key_double = make_key(
+        kind="engine", precision=build.settings.precision, **pipeline.engine_key_fields
+    )
+    return tensorrt_engine(pipeline, graph, replace(build, key=key_double))
+
+
 def test_failure_is_remembered_listed_and_cleared(ocr_models, tmp_path: Path) -> None:
     cache = EngineCache(tmp_path / "cache")
     options = PipelineOptions(precision="fp32", build_timeout_s=60)
     builder = FakeEngineBuilder([EngineBuildError("Myelin: no implementation")])
     pipeline = _StubbedPipeline(cache, options, engine_builder=builder)
     with pytest.raises(EngineBuildError):
-        pipeline.engine(ocr_models.det, "det")
+        _engine(pipeline, ocr_models.det, "det")
     memo = FailureMemo(cache.root)
     (record,) = memo.list()
     assert record.kind == "engine" and record.error_type == "EngineBuildError"
@@ -204,21 +216,21 @@ def test_failure_is_remembered_listed_and_cleared(ocr_models, tmp_path: Path) ->
 
     started = time.perf_counter()
     with pytest.raises(RememberedFailureError, match="Myelin: no implementation"):
-        pipeline.engine(ocr_models.det, "det")  # no second build
+        _engine(pipeline, ocr_models.det, "det")  # no second build
     assert time.perf_counter() - started < 5
     assert len(builder.jobs) == 1
 
     # another key (e.g. a new TensorRT version) is tried afresh
     pipeline.engine_key_fields = {"tensorrt_version": "11.4.0"}
     builder.script.append(0.995)
-    artifact = pipeline.engine(ocr_models.det, "det")
+    artifact = _engine(pipeline, ocr_models.det, "det")
     assert artifact.path.read_bytes() == b"fake plan from FakeEngineBuilder"
     assert artifact.entry.metadata["attempts"][0]["outcome"] == "passed"
 
     assert [r.digest for r in memo.remove(record.digest[:10])] == [record.digest]
     pipeline.engine_key_fields = {}
     builder.script.append(0.999)
-    assert pipeline.engine(ocr_models.det, "det").entry.metadata["precision"] == "fp32"
+    assert _engine(pipeline, ocr_models.det, "det").entry.metadata["precision"] == "fp32"
 
 
 def test_a_timeout_is_not_remembered_and_is_retried(ocr_models, tmp_path: Path) -> None:
@@ -231,10 +243,10 @@ def test_a_timeout_is_not_remembered_and_is_retried(ocr_models, tmp_path: Path) 
         cache, PipelineOptions(precision="fp32", build_timeout_s=1), engine_builder=builder
     )
     with pytest.raises(EngineBuildError):
-        short.engine(ocr_models.det, "det")
+        _engine(short, ocr_models.det, "det")
     assert FailureMemo(cache.root).list() == []
     builder.script.append(0.999)
-    assert short.engine(ocr_models.det, "det").path.is_file()
+    assert _engine(short, ocr_models.det, "det").path.is_file()
     assert len(builder.jobs) == 2
 
 
@@ -251,13 +263,13 @@ def test_a_segfaulting_child_is_a_failed_attempt_remembered(ocr_models, tmp_path
     builder = SegfaultingEngineBuilder(timeout_s=60)
     pipeline = _StubbedPipeline(cache, PipelineOptions(precision="fp32"), engine_builder=builder)
     with pytest.raises(EngineBuildError, match="SIGSEGV"):
-        pipeline.engine(ocr_models.det, "det")
+        _engine(pipeline, ocr_models.det, "det")
     (record,) = FailureMemo(cache.root).list()
     (attempt,) = record.attempts
     assert attempt["outcome"] == "crashed" and attempt["error_type"] == "Crash"
     assert "killed by SIGSEGV" in attempt["error"]
     with pytest.raises(RememberedFailureError):
-        pipeline.engine(ocr_models.det, "det")
+        _engine(pipeline, ocr_models.det, "det")
 
 
 class OnnxRuntimeStandInBuilder(IsolatedEngineBuilder):
@@ -294,7 +306,7 @@ def test_worker_round_trip_with_onnxruntime_in_tensorrts_place(
         cache, options, engine_builder=OnnxRuntimeStandInBuilder(timeout_s=300)
     )
     pipeline.onnx_path = onnx_models[ModelType.CLASSIFICATION].onnx_path
-    artifact = pipeline.engine(ocr_models.cls, "cls")
+    artifact = _engine(pipeline, ocr_models.cls, "cls")
     assert artifact.validation["passed"] and artifact.validation["num_inputs"] >= 2
     assert artifact.validation["candidate"].startswith("onnxruntime stand-in")
     (attempt,) = artifact.entry.metadata["attempts"]
@@ -350,7 +362,7 @@ def test_out_of_memory_retries_the_sequence_with_smaller_profiles(
     oom = OutOfMemoryError("the context of profile 0 needs 9000 MiB, 6000 MiB free")
     builder = FakeEngineBuilder([oom, 0.999])
     pipeline = _StubbedPipeline(EngineCache(tmp_path / "cache"), options, engine_builder=builder)
-    artifact = pipeline.engine(ocr_models.rec, "rec")  # rec keeps its float input x
+    artifact = _engine(pipeline, ocr_models.rec, "rec")  # rec keeps its float input x
     first, second = builder.jobs
     assert first.profiles == profiles_to_dict(big)
     assert second.profiles[0]["x"]["max"] == [8, 3, 48, 1280]  # max batch halved
@@ -370,6 +382,6 @@ def test_out_of_memory_with_nothing_left_to_shrink_fails_once(ocr_models, tmp_pa
     builder = FakeEngineBuilder([OutOfMemoryError("no memory at all")])
     pipeline = _StubbedPipeline(EngineCache(tmp_path / "cache"), options, engine_builder=builder)
     with pytest.raises(EngineBuildError) as info:
-        pipeline.engine(ocr_models.det, "det")
+        _engine(pipeline, ocr_models.det, "det")
     assert len(builder.jobs) == 1
     assert [a["error_type"] for a in info.value.attempts] == ["OutOfMemoryError"]

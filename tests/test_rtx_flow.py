@@ -22,6 +22,7 @@ import pytest
 from paddleocr_trt.backend.cuda import runtime as cuda_runtime
 from paddleocr_trt.cache.store import EngineCache
 from paddleocr_trt.engines.tensorrt import adapter, rtx_engine
+from paddleocr_trt.engines.tensorrt import contexts as contexts_mod
 from paddleocr_trt.engines.tensorrt import engine as trt_engine
 from paddleocr_trt.engines.tensorrt import runner as runner_mod
 from paddleocr_trt.engines.tensorrt.artifact import rtx_pending_engine
@@ -161,8 +162,9 @@ class ExecutorDouble:
 
 
 def _runner(monkeypatch, cache_file: RuntimeCacheFile) -> TensorRTRunner:
-    monkeypatch.setattr(runner_mod, "_make_executor", lambda enqueuer, **kw: ExecutorDouble())
-    monkeypatch.setattr(runner_mod, "_free_device_memory", lambda device_id: None)
+    monkeypatch.setattr(contexts_mod, "_make_executor", lambda enqueuer, **kw: ExecutorDouble())
+    monkeypatch.setattr(contexts_mod, "_free_device_memory", lambda device_id: None)
+    monkeypatch.setattr(contexts_mod, "_device_scope", lambda device_id: _null())
     monkeypatch.setattr(runner_mod, "_device_scope", lambda device_id: _null())
     return TensorRTRunner(b"fake-plan", "det", runtime_cache=cache_file)
 
@@ -240,7 +242,7 @@ def built(ocr_models, tmp_path_factory) -> dict[str, Any]:
     cache = EngineCache(tmp_path_factory.mktemp("rtx-pending") / "cache")
     pipeline = ArtifactPipeline(cache, _options())
     det = ocr_models.dir_for(ModelType.DETECTION)
-    entry, info = rtx_pending_engine(pipeline, det, ModelType.DETECTION)
+    entry, info = rtx_pending_engine(pipeline, pipeline.graph(det, ModelType.DETECTION))
     return {"root": cache.root, "digest": entry.digest, "info": info, "det": det}
 
 

@@ -148,13 +148,11 @@ def _benchmark(args: argparse.Namespace) -> int:
 
 
 def _open_runner(kind: str, path: Path, optimizer: Any) -> Any:
+    from ..engines import registry
+
     if kind == "onnxruntime":
-        from ..engines.onnxruntime.runner import OnnxRuntimeRunner
-
-        return OnnxRuntimeRunner(path, name=f"onnxruntime:{path.name}")
-    from ..engines.tensorrt.runner import TensorRTRunner
-
-    return TensorRTRunner(path, device_id=optimizer.options.device_id)
+        return registry.engine("onnxruntime").graph_runner(path, name=f"onnxruntime:{path.name}")
+    return registry.engine("tensorrt").plan_runner(path, device_id=optimizer.options.device_id)
 
 
 def _sweep(

@@ -180,9 +180,9 @@ def _status(entry: Any) -> str:
     """ "ok" (with, for TensorRT-RTX engines, whether and where the plan was validated)."""
     if entry.problem is not None:
         return f"BROKEN: {entry.problem}"
-    from ..engines.tensorrt.rtx_artifact import rtx_status
+    from ..engines import registry
 
-    rtx = rtx_status(entry)
+    rtx = registry.engine("tensorrt").entry_status(entry)
     return f"ok; {rtx}" if rtx else "ok"
 
 

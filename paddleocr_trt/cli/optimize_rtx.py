@@ -25,29 +25,30 @@ def optimize_rtx(
     TargetError for a bad ``--target``."""
     from ..cache.safety import copy_output
     from ..cache.store import EngineCache
-    from ..engines.tensorrt.artifact import rtx_pending_engine
-    from ..engines.tensorrt.flavors import RTX, parse_targets
+    from ..engines import registry
     from ..integration.decision import tensorrt_status
     from ..pipeline import ArtifactPipeline, PipelineOptions
     from ..progress import step
 
+    rtx = registry.engine("tensorrt-rtx")  # its own methods beyond the contract
+    flavor = rtx.flavor  # "tensorrt-rtx", what the adapter and the recipe options say
     try:
-        targets = parse_targets(args.target) if args.target else ()
+        targets = rtx.parse_targets(args.target) if args.target else ()
     except ValueError as exc:
         raise TargetError(str(exc)) from None
-    status = tensorrt_status(RTX)
+    status = tensorrt_status(flavor)
     if not status.ok:
         return False, {"ok": False, "reason": status.message()}, [f"error: {status.message()}"]
     options = PipelineOptions(
         precision=args.precision,
         workspace_bytes=int(gb * (1 << 30)),
         build_timeout_s=args.build_timeout,
-        trt_flavor=RTX,
+        trt_flavor=flavor,
         targets=targets,
     )
     pipeline = ArtifactPipeline(EngineCache(args.cache_dir), options)
     with step(f"building a TensorRT-RTX engine for {model_dir.name}", quiet=args.json):
-        entry, info = rtx_pending_engine(pipeline, model_dir, mtype)
+        entry, info = rtx.prepare_ahead_of_time(pipeline, pipeline.graph(model_dir, mtype))
     if args.output is not None:
         copy_output(entry.read_artifact(), args.output)  # the checked bytes (issue 19)
     validated = _validate_here(pipeline, model_dir, mtype)

@@ -15,13 +15,14 @@ from typing import Any
 
 def rtx_selftest(cache_dir: Path | None, det: Path | None, timeout_s: float, out: Any) -> int:
     from ..cache.store import EngineCache
-    from ..engines.tensorrt.artifact import rtx_pending_engine
-    from ..engines.tensorrt.flavors import RTX
+    from ..engines import registry
     from ..integration.decision import cuda_status, rtx_gpu_status, tensorrt_status
     from ..model_types import ModelType, locate_model_files
     from ..pipeline import ArtifactPipeline, PipelineOptions
 
-    status = tensorrt_status(RTX)
+    rtx = registry.engine("tensorrt-rtx")  # its own methods beyond the contract
+    flavor = rtx.flavor  # "tensorrt-rtx", what the adapter and the recipe options say
+    status = tensorrt_status(flavor)
     print(f"TensorRT-RTX  {status.message()}", file=out)
     if not status.ok:
         return 1
@@ -29,11 +30,13 @@ def rtx_selftest(cache_dir: Path | None, det: Path | None, timeout_s: float, out
         print("det model     skipped: no *_det model in ~/.paddlex; pass --det-model", file=out)
         return 1
     model_dir = locate_model_files(det).model_dir.resolve()
-    options = PipelineOptions(trt_flavor=RTX, build_timeout_s=timeout_s)
+    options = PipelineOptions(trt_flavor=flavor, build_timeout_s=timeout_s)
     pipeline = ArtifactPipeline(EngineCache(cache_dir), options)
     started = time.perf_counter()
     try:
-        entry, info = rtx_pending_engine(pipeline, model_dir, ModelType.DETECTION)
+        entry, info = rtx.prepare_ahead_of_time(
+            pipeline, pipeline.graph(model_dir, ModelType.DETECTION)
+        )
     except Exception as exc:  # a failed build is the finding
         print(f"det build     FAILED: {type(exc).__name__}: {exc}", file=out)
         return 1

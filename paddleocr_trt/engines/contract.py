@@ -7,8 +7,9 @@ engine:
 - **say whether, and why not, it can run here** (:meth:`Engine.status`: is its runtime
   installed; :meth:`Engine.availability`: for this precision on this device), cheaply, before
   anything is built;
-- **prepare an artifact from the engine graph** (:meth:`Engine.prepare`): given the recipe
-  (:class:`~paddleocr_trt.artifact.ArtifactSource`: the validated ONNX, the cache, the
+- **prepare an artifact from the engine graph** (:meth:`Engine.prepare`): given the engine
+  graph (:class:`~paddleocr_trt.engine_graph.EngineGraph`, the recipe's step 2) and what the
+  recipe lends (:class:`~paddleocr_trt.artifact.ArtifactSource`: the cache, the options, the
   validation inputs), return a cached, validated :class:`~paddleocr_trt.artifact.Artifact`;
 - **load it into a runner** (:meth:`Engine.load`): a ``BaseRunner`` that PaddleX can call.
 
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:  # typing only: the engines' answers must stay cheap to import
     from ..artifact import Artifact, ArtifactSource
     from ..backend.base import BaseRunner
-    from ..model_resolve import ResolvedModel
+    from ..engine_graph import EngineGraph
     from ..model_types import ModelType
 
 SUPPORTED_PRECISIONS = ("fp16", "fp32")
@@ -91,16 +92,12 @@ class Engine(Protocol):
         ...
 
     def prepare(
-        self,
-        source: ArtifactSource,
-        onnx: Artifact,
-        model: ResolvedModel,
-        model_type: ModelType,
-        target: Target,
+        self, source: ArtifactSource, graph: EngineGraph, target: Target
     ) -> Artifact | None:
-        """The engine step: the recipe's validated ONNX (``onnx``, of the resolved ``model``)
-        in, the cached, validated artifact this engine runs out (None: it needs none). Calls
-        down only: ``source`` lends the cache and the validation, never a step."""
+        """Step 3 of the recipe: the engine graph (step 2's output, ``graph``: the fused graph
+        of the validated ONNX of a resolved model) in, the cached, validated artifact this
+        engine runs out (None: it needs none). Calls down only: ``source`` lends the cache,
+        the options and the validation, never a step."""
         ...
 
     def load(self, artifact: Artifact | None, request: LoadRequest) -> BaseRunner:

@@ -15,6 +15,7 @@ from typing import Any
 from packaging.version import Version
 
 from ..engines import registry
+from ..engines.contract import LoadRequest, Target
 from ..errors import ModelDirError
 from ..log import get_logger, warn_once
 from ..model_types import (
@@ -27,7 +28,7 @@ from ..model_types import (
 )
 from ..versions import version_of
 from . import request as trt_request
-from .decision import Availability, decide_engine
+from .decision import Availability, decide_engine, target_of
 from .report import BackendDecision, TimedRunner, record
 
 log = get_logger("integration")
@@ -206,7 +207,35 @@ def build_runner(
             model_name, str(model_dir) if model_dir else None, native, "; ".join(reasons), None
         )
     )
-    return _ours(TimedRunner(native_factory(), model_name, native))
+    runner = _native_engine_runner(native_factory, model_name, model_type, request, engine_config)
+    return _ours(TimedRunner(runner, model_name, native))
+
+
+def _native_engine_runner(
+    native_factory: Callable[[], Any],
+    model_name: str,
+    model_type: ModelType,
+    request: trt_request.TensorRTRequest,
+    engine_config: Mapping[str, Any],
+) -> Any:
+    """The last step, through the native engine's plug-in (``engines/paddle``): PaddleX's own
+    predictor (Paddle Inference, or its ONNX Runtime runner for an ONNX source), as made by
+    ``native_factory``. The device is PaddleX's to choose: a request this engine cannot read
+    a device from is no reason not to run natively."""
+    try:
+        target = target_of(request, engine_config)
+    except (TypeError, ValueError):
+        target = Target("cpu", 0)
+    load = LoadRequest(
+        name=model_name,
+        model_type=model_type,
+        target=target,
+        precision=request.precision,
+        options=None,  # no recipe: native Paddle has no artifact
+        engine_config=engine_config,
+        fallback=native_factory(),
+    )
+    return registry.engine("paddle").load(None, load)
 
 
 def _ours(runner: TimedRunner) -> TimedRunner:

@@ -5,7 +5,7 @@ would need Paddle. Only this changes: dynamic axes and nodes get the names the r
 package uses (TensorRT profiles, FP32 pins), and a graph below opset 17 is raised to it with
 ONNX's own version converter (the fused graphs' ArgMax and the fp16 rewrite need opset >= 13;
 PP-OCRv6 small rec ships opset 11). The weights stay as they are, and the result must give the
-source file's outputs in ONNX Runtime (within ``convert.SMOKE_ATOL``; the difference is
+source file's outputs in ONNX Runtime (within ``graph_checks.SMOKE_ATOL``; the difference is
 recorded).
 """
 
@@ -22,6 +22,7 @@ from ...errors import ConversionError
 from ...log import get_logger
 from ...model_types import ModelFiles, ModelType
 from . import convert as cv
+from . import graph_checks as gc
 
 log = get_logger("onnx.convert")
 
@@ -45,7 +46,7 @@ def check_source_onnx(
     workdir = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
     try:
         result = prepare_source_onnx(files, mtype, output, workdir, versions, started)
-    except cv._Failure as failure:
+    except gc.StepFailure as failure:
         what = ", ".join(f"{k} {v}" for k, v in versions.items())
         raise ConversionError(
             f"checking the source ONNX of {mtype.value} model {str(files.model_dir)!r} failed "
@@ -72,7 +73,7 @@ def prepare_source_onnx(
     versions: dict[str, str],
     started: float,
 ) -> cv.ConversionResult:
-    """The checked copy of ``files.program`` at ``output``; raises ``convert._Failure``."""
+    """The checked copy of ``files.program`` at ``output``; raises ``graph_checks.StepFailure``."""
     import onnx
 
     from .naming import name_nodes_like_parser
@@ -80,7 +81,7 @@ def prepare_source_onnx(
     try:
         model = onnx.load(str(files.program))
     except Exception as exc:
-        raise cv._Failure(cv.STEP_CHECK, f"cannot read {files.program.name}: {exc}") from exc
+        raise gc.StepFailure(gc.STEP_CHECK, f"cannot read {files.program.name}: {exc}") from exc
     repairs: list[str] = []
     opset = _opset(model)
     if opset < cv.DEFAULT_OPSET:
@@ -89,35 +90,35 @@ def prepare_source_onnx(
         try:
             model = version_converter.convert_version(model, cv.DEFAULT_OPSET)
         except Exception as exc:
-            raise cv._Failure(
-                cv.STEP_REPAIR, f"raising opset {opset} to {cv.DEFAULT_OPSET}: {exc}"
+            raise gc.StepFailure(
+                gc.STEP_REPAIR, f"raising opset {opset} to {cv.DEFAULT_OPSET}: {exc}"
             ) from exc
         repairs.append(f"opset {opset} -> {cv.DEFAULT_OPSET} (onnx.version_converter)")
-    checked = cv._check(model, f"source {files.program.name}")
-    cv._name_dynamic_axes(checked)
+    checked = gc.check_model(model, f"source {files.program.name}")
+    gc.name_dynamic_axes(checked)
     name_nodes_like_parser(checked)
     input_shapes = {
         value.name: [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
         for value in checked.graph.input
     }
-    cv._warn_static_axes(mtype, files.model_dir, input_shapes)
+    gc.warn_static_axes(mtype, files.model_dir, input_shapes)
     staged = workdir / "model.onnx"
     onnx.save(checked, str(staged))
-    smoke_input = cv._smoke_input(mtype)
-    source_outputs, _, _ = cv._run_onnxruntime(files.program, smoke_input)
-    outputs, input_names, output_names = cv._run_onnxruntime(staged, smoke_input)
+    smoke_input = gc.smoke_input(mtype)
+    source_outputs, _, _ = gc.run_onnxruntime(files.program, smoke_input)
+    outputs, input_names, output_names = gc.run_onnxruntime(staged, smoke_input)
     worst = 0.0
     for index, (ref, out) in enumerate(zip(source_outputs, outputs, strict=True)):
         if ref.shape != out.shape:
-            raise cv._Failure(
-                cv.STEP_SMOKE, f"output {index}: source shape {ref.shape} != {out.shape}"
+            raise gc.StepFailure(
+                gc.STEP_SMOKE, f"output {index}: source shape {ref.shape} != {out.shape}"
             )
         worst = max(worst, float(np.max(np.abs(ref.astype(np.float64) - out))))
-    if worst > cv.SMOKE_ATOL:
-        raise cv._Failure(
-            cv.STEP_SMOKE,
+    if worst > gc.SMOKE_ATOL:
+        raise gc.StepFailure(
+            gc.STEP_SMOKE,
             f"the checked graph's outputs differ from the source's by {worst:.3g} "
-            f"(> {cv.SMOKE_ATOL:g})",
+            f"(> {gc.SMOKE_ATOL:g})",
         )
     staged.replace(output)
     return cv.ConversionResult(

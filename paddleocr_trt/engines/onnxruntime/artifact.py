@@ -1,19 +1,22 @@
-"""The ONNX Runtime engine's artifact: the fused graph, validated under its provider, cached.
+"""The ONNX Runtime engine's artifact: the engine graph, validated under its provider, cached.
 
-Why apart from :mod:`paddleocr_trt.pipeline`: the ONNX Runtime engine caches a graph, not a
-plan, and validates it in two steps of its own (below); the pipeline keeps the shared steps
-(the validated ONNX, the cache, the validation images).
+Step 3 of the recipe for ONNX Runtime: the engine graph (``engine_graph.EngineGraph``, the fused
+graph of the recipe's validated ONNX) is what it runs, so its artifact is that graph, written
+and validated in two steps of its own (below); the recipe lends the cache and the validation
+images.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 from ...artifact import ONNX_ARTIFACT, Artifact, ArtifactSource, log_report
 from ...cache.key import CacheKey
-from ...fusion.artifacts import FUSED_GRAPH, check_fused_graph, write_fused_onnx
-from ...model_resolve import ModelRef, ResolvedModel
+from ...engine_graph import EngineGraph
+from ...fusion.artifacts import FUSED_GRAPH, check_fused_graph
+from ...model_resolve import ModelRef
 from ...model_types import ModelType
 from ...progress import stage
 
@@ -41,13 +44,12 @@ def onnxruntime_key(
 
 def onnxruntime_engine(
     pipeline: ArtifactSource,
-    onnx: Artifact,
-    model: ResolvedModel,
-    model_type: ModelType,
+    graph: EngineGraph,
     provider: str,
     device_id: int = 0,
 ) -> Artifact:
-    """``fuse_model`` of the validated ONNX, checked twice before it is cached.
+    """The engine graph (``fuse_model`` of the validated ONNX), checked twice before it is
+    cached.
 
     1. The unfused graph against the model's reference (native Paddle; ONNX Runtime on the
        CPU running an ONNX model dir's source graph) under ``provider``. On the CPU provider
@@ -60,8 +62,11 @@ def onnxruntime_engine(
     """
     from .runner import OnnxRuntimeRunner
 
+    model = graph.model  # resolved once, by the recipe
+    onnx = graph.onnx  # the recipe's validated ONNX (step 1), which the graph is made from
+    assert onnx is not None
     model_dir = model.model_dir
-    mtype = model.model_type  # resolved once, by the recipe
+    mtype = model.model_type
     key = onnxruntime_key(pipeline, model, mtype, provider)
     created: dict[str, Any] = {}
 
@@ -71,7 +76,7 @@ def onnxruntime_engine(
         # bytes, never from the cache path again (issue 19). The copy is dropped before sealing.
         created["source"] = onnx.entry.read_artifact()
         (tmp / "source.onnx").write_bytes(created["source"])
-        meta = write_fused_onnx(mtype, tmp / "source.onnx", model, target)
+        meta = dataclasses.replace(graph, onnx_path=tmp / "source.onnx").write(target)
         created["from"] = onnx.entry.digest
         return target, {
             **onnx.entry.metadata,

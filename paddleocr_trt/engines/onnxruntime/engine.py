@@ -19,7 +19,7 @@ from ...model_types import ModelType
 if TYPE_CHECKING:  # typing only: deciding must stay cheap to import
     from ...artifact import Artifact, ArtifactSource
     from ...backend.base import BaseRunner
-    from ...model_resolve import ResolvedModel
+    from ...engine_graph import EngineGraph
 
 from ..contract import (
     Availability,
@@ -95,18 +95,11 @@ class OnnxRuntimeEngine:
     def recipe_options(self, precision: str, target: Target) -> dict[str, Any]:
         return {"precision": "fp32", "device_id": target.device_id}
 
-    def prepare(
-        self,
-        source: ArtifactSource,
-        onnx: Artifact,
-        model: ResolvedModel,
-        model_type: ModelType,
-        target: Target,
-    ) -> Artifact:
+    def prepare(self, source: ArtifactSource, graph: EngineGraph, target: Target) -> Artifact:
         from .artifact import onnxruntime_engine
 
         provider = onnxruntime_provider(target)
-        return onnxruntime_engine(source, onnx, model, model_type, provider, target.device_id)
+        return onnxruntime_engine(source, graph, provider, target.device_id)
 
     def load(self, artifact: Artifact | None, request: LoadRequest) -> BaseRunner:
         from .runner import OnnxRuntimeRunner

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ...model_types import ModelType
-
 if TYPE_CHECKING:  # typing only: deciding must stay cheap to import
     from ...artifact import Artifact, ArtifactSource
     from ...backend.base import BaseRunner
-    from ...model_resolve import ResolvedModel
+    from ...engine_graph import EngineGraph
 
 from ..contract import READY, Availability, LoadRequest, Target
 
@@ -35,12 +33,7 @@ class NativePaddleEngine:
         return {}
 
     def prepare(
-        self,
-        source: ArtifactSource,
-        onnx: Artifact,
-        model: ResolvedModel,
-        model_type: ModelType,
-        target: Target,
+        self, source: ArtifactSource, graph: EngineGraph, target: Target
     ) -> Artifact | None:
         return None
 

@@ -1,18 +1,24 @@
-"""The TensorRT engine's artifact: a plan built from the fused graph, validated, cached.
+"""The TensorRT engine's artifact: a plan built from the engine graph, validated, cached.
 
-FP16 if it passes, else FP16 with the most FP16-sensitive layers pinned to FP32, else FP32;
-each attempt isolated (``attempts.py``). The recipe (:mod:`paddleocr_trt.pipeline`) keeps the
-shared steps (the validated ONNX, the cache, the validation inputs) and hands itself in as the
-``source``.
+Step 3 of the recipe for TensorRT: the engine graph (``engine_graph.EngineGraph``, step 2's
+output) in, a validated plan out: FP16 if it passes, else FP16 with the most FP16-sensitive
+layers pinned to FP32, else FP32; each attempt isolated (``attempts.py``). What the step builds
+(profiles, settings) and the key it caches under come in as a value (:class:`EngineBuild`, made
+by :func:`engine_build` and :func:`engine_key` here); from the recipe it borrows only services
+(``artifact.ArtifactSource``: the cache, the options, the remembered failures, the validation
+inputs) and the engine builder it was given.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from ...artifact import ENGINE_ARTIFACT, Artifact, ArtifactSource, check_remembered, remember
 from ...cache.key import CacheKey
+from ...engine_graph import EngineGraph
 from ...errors import CacheError, EngineBuildError, ValidationFailedError
 from ...log import get_logger
 from ...model_resolve import ModelRef, ResolvedModel
@@ -26,16 +32,40 @@ log = get_logger("pipeline")
 
 
 class TensorRTSource(ArtifactSource, Protocol):
-    """The pipeline as the TensorRT step sees it: the shared steps plus the engine key (a test
-    double may fix it) and the engine builder (None: a child process per attempt)."""
+    """The recipe as the TensorRT step sees it: the shared services plus the engine builder it
+    was given (None: a child process per attempt)."""
 
     engine_builder: EngineBuilder | None
 
-    def engine_key(
-        self, model_dir: ModelRef, model_type: ModelType, profiles: Any, settings: Any
-    ) -> CacheKey: ...
 
-    def timing_cache_dir(self) -> Path | None: ...
+@dataclass(frozen=True)
+class EngineBuild:
+    """What the TensorRT step builds and the key its plan is cached under (handed in)."""
+
+    profiles: list[dict[str, Any]]  # ShapeProfiles per input, the fused graph's side inputs too
+    settings: Any  # config.BuildSettings
+    key: CacheKey | None = None  # None until :func:`engine_key` (a device query) is made
+
+
+def engine_build(options: Any, graph: EngineGraph) -> EngineBuild:
+    """The profiles (of the fused graph's inputs) and the build settings; no device query."""
+    from ...fusion.artifacts import with_side_inputs
+
+    mtype = graph.model_type
+    profiles = profiles_for(options, mtype, graph.input_name, graph.base_input, graph.model)
+    return EngineBuild(with_side_inputs(mtype, profiles, graph.input_name), build_settings(options))
+
+
+def keyed(source: ArtifactSource, graph: EngineGraph, build: EngineBuild) -> EngineBuild:
+    """``build`` with its cache key (this GPU's name and compute capability, TensorRT's
+    version, the settings, the profiles, the model and its graph)."""
+    from dataclasses import replace
+
+    from ...profiles import profiles_to_dict
+
+    profiles = profiles_to_dict(build.profiles)
+    key = engine_key(source, graph.model, graph.model_type, profiles, build.settings)
+    return replace(build, key=key)
 
 
 def profiles_for(
@@ -135,31 +165,22 @@ def timing_cache_dir(cache: Any) -> Path | None:
         return None
 
 
-def tensorrt_engine(
-    source: TensorRTSource, onnx: Artifact, model: ResolvedModel, model_type: ModelType
-) -> Artifact:
-    """The engine step: the recipe's validated ONNX of the model in ``model_dir`` in, a
-    validated engine out: FP16 if it passes, else FP16 with FP32-pinned layers, else FP32.
+def tensorrt_engine(source: TensorRTSource, graph: EngineGraph, build: EngineBuild) -> Artifact:
+    """The engine step: the engine graph in, a validated engine cached under ``build.key``
+    out: FP16 if it passes, else FP16 with FP32-pinned layers, else FP32.
 
     Each attempt is isolated (see ``attempts.py``); when all fail, the failure is
     remembered under the engine's key and later calls raise RememberedFailureError at once.
-    Built from the fused graph (``fusion.artifacts``): det/cls take uint8 NHWC
+    Built from the fused graph (``engine_graph``): det/cls take uint8 NHWC
     ``image_uint8``, rec returns (index, max prob); validated on the fused inputs against
     the model's reference (native Paddle, or ONNX Runtime running an ONNX model dir's source
     graph) on the same images (``comparator.fused``, task agreement).
     """
-    from ...fusion.artifacts import fused_input_name, with_side_inputs
-    from ...profiles import profiles_to_dict
-
     options = source.options
-    mtype = model.model_type  # resolved once, by the recipe
-    base_input = (onnx.entry.metadata.get("input_names") or ["x"])[0]
-    input_name = fused_input_name(mtype, base_input)
-    profiles = with_side_inputs(
-        mtype, profiles_for(options, mtype, input_name, base_input, model), input_name
-    )
-    settings = build_settings(options)
-    key = source.engine_key(model, mtype, profiles_to_dict(profiles), settings)
+    model = graph.model  # resolved once, by the recipe
+    mtype = model.model_type
+    key, profiles, settings = build.key, build.profiles, build.settings
+    assert key is not None, "the engine key is made before the step (keyed)"
     timeout_s = options.effective_build_timeout_s()
     outcome: dict[str, Any] = {}
 
@@ -169,9 +190,16 @@ def tensorrt_engine(
         # the validated ONNX's bytes as the cache checked them, into the held build dir: the
         # builder (a child) never opens the cache path again (issue 19); dropped before sealing
         checked = tmp / "source.onnx"
-        checked.write_bytes(onnx.entry.read_artifact())
+        assert graph.onnx is not None, "the recipe hands the step its validated ONNX"
+        checked.write_bytes(graph.onnx.entry.read_artifact())
         plan, report, meta = _build_validated(
-            source, model, mtype, checked, tmp, profiles, settings, inputs
+            source,
+            dataclasses.replace(graph, onnx_path=checked),
+            tmp,
+            profiles,
+            settings,
+            inputs,
+            _timing_cache_dir(source, settings),
         )
         outcome["report"] = report
         return plan, {**meta, **model.source_metadata()}
@@ -191,7 +219,12 @@ def tensorrt_engine(
         except (EngineBuildError, ValidationFailedError) as exc:
             remember(source.failures, key, exc, timeout_s)
             raise
-    return Artifact(entry, from_cache="report" not in outcome, extra={"onnx": onnx})
+    return Artifact(entry, from_cache="report" not in outcome, extra={"onnx": graph.onnx})
+
+
+def _timing_cache_dir(source: ArtifactSource, settings: Any) -> Path | None:
+    """The timing cache of a build for this GPU (none for an ahead-of-time build)."""
+    return timing_cache_dir(source.cache) if not settings.targets else None
 
 
 def _promote_rtx(source: Any, model_dir: Path, mtype: ModelType, key: CacheKey, outcome: dict):
@@ -206,24 +239,19 @@ def _promote_rtx(source: Any, model_dir: Path, mtype: ModelType, key: CacheKey, 
     return promoted.entry
 
 
-def rtx_pending_engine(
-    source: TensorRTSource, model_dir: Path, model_type: ModelType
-) -> tuple[Any, dict]:
-    """A TensorRT-RTX plan built ahead of time (no GPU needed) into the cache under its pending
-    key: (entry, what the build reported). Nothing runs it; ``tensorrt_engine`` validates it on
-    the target GPU at first use (``rtx_artifact.promote_pending``) before serving it."""
-    from ...fusion.artifacts import fused_input_name, with_side_inputs
-
-    options = source.options
-    model = source.resolve(model_dir, model_type)
-    onnx = source.onnx(model, model_type)  # converted and validated on ONNX Runtime
-    base_input = (onnx.entry.metadata.get("input_names") or ["x"])[0]
-    input_name = fused_input_name(model_type, base_input)
-    profiles = with_side_inputs(
-        model_type, profiles_for(options, model_type, input_name, base_input, model), input_name
-    )
+def rtx_pending_engine(source: TensorRTSource, graph: EngineGraph) -> tuple[Any, dict]:
+    """A TensorRT-RTX plan of the engine graph built ahead of time (no GPU needed) into the
+    cache under its pending key: (entry, what the build reported). Nothing runs it;
+    ``tensorrt_engine`` validates it on the target GPU at first use
+    (``rtx_artifact.promote_pending``) before serving it."""
+    build = engine_build(source.options, graph)
     return rtx_artifact.build_pending(
-        source, model.model_dir, model_type, onnx.path, profiles, build_settings(options)
+        source,
+        graph.model.model_dir,
+        graph.model_type,
+        graph.onnx_path,
+        build.profiles,
+        build.settings,
     )
 
 
@@ -235,22 +263,22 @@ def _builder(source: TensorRTSource) -> EngineBuilder:
     return IsolatedEngineBuilder(source.options.effective_build_timeout_s())
 
 
-def _build_validated(source, model, mtype, onnx_path, tmp, profiles, settings, inputs):
+def _build_validated(source, graph, tmp, profiles, settings, inputs, timing_cache_dir):
     """The first plan that passes validation (see ``attempts.build_validated``)."""
     from .attempts import build_validated
 
     return build_validated(
         _builder(source),
-        model_dir=model.model_dir,
-        model=model,
-        mtype=mtype,
-        onnx_path=Path(onnx_path),
+        model_dir=graph.model.model_dir,
+        model=graph.model,
+        mtype=graph.model_type,
+        onnx_path=Path(graph.onnx_path),
         tmp=tmp,
         profiles=profiles,
         settings=settings,
         inputs=inputs,
         min_agreement=source.options.min_agreement,
         device_id=source.options.device_id,
-        timing_cache_dir=source.timing_cache_dir() if not settings.targets else None,
+        timing_cache_dir=timing_cache_dir,
         flavor=source.options.trt_flavor,
     )

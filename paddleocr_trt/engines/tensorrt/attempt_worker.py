@@ -27,11 +27,12 @@ def build_plan(payload: dict[str, Any]) -> tuple[Any, Any]:
     an attempt, also what ``optimize --target`` and the CI builds run. Returns (BuildResult,
     settings). ``payload["flavor"]`` picks full TensorRT or TensorRT-RTX.
 
-    Fusion happens here, after the fp16 conversion (``fusion.artifacts.engine_onnx``), so the
-    uint8 prologue and the argmax epilogue stay fp32 and FP32 pins name unfused nodes.
+    The engine graph's variant is made here (``engine_graph.EngineGraph.variants``): whether an
+    fp16 graph is needed depends on the TensorRT loaded in this child; fusion comes after the
+    fp16 conversion, so the uint8 prologue and the argmax epilogue stay fp32 and FP32 pins name
+    unfused nodes.
     """
-    from ...fusion.artifacts import engine_onnx
-    from ...model_types import ModelType
+    from ...engine_graph import EngineGraph
     from ...profiles import ShapeProfile
     from ...progress import stage
     from . import adapter
@@ -46,19 +47,14 @@ def build_plan(payload: dict[str, Any]) -> tuple[Any, Any]:
     settings_dict["targets"] = tuple(settings_dict.get("targets") or ())
     settings = BuildSettings(**settings_dict)
     plan = Path(payload["plan"])
-    mtype = ModelType.parse(payload["model_type"])
     profiles = [
         {n: ShapeProfile(d["min"], d["opt"], d["max"]) for n, d in p.items()}
         for p in payload["profiles"]
     ]
     fp16 = settings.precision == "fp16" and adapter.fp16_needs_fp16_onnx()
-    build_onnx, fp16_onnx = engine_onnx(
-        mtype,
-        _model(payload),
-        Path(payload["onnx"]),
-        plan.parent,
-        fp16_onnx=fp16,
-        keep_fp32_nodes=settings.fp32_layers,
+    graph = EngineGraph(_model(payload), Path(payload["onnx"]))  # the recipe's step 2
+    build_onnx, fp16_onnx = graph.variants(
+        plan.parent, fp16=fp16, keep_fp32_nodes=settings.fp32_layers
     )
     with stage(f"building the {settings.precision} {LABELS[flavor]} engine"):
         result = build_engine(

@@ -16,7 +16,7 @@ from ...model_types import ModelType
 if TYPE_CHECKING:  # typing only: deciding must stay cheap to import
     from ...artifact import Artifact, ArtifactSource
     from ...backend.base import BaseRunner
-    from ...model_resolve import ResolvedModel
+    from ...engine_graph import EngineGraph
 
 from ..contract import (
     READY,
@@ -119,19 +119,13 @@ class TensorRTEngine:
             "trt_flavor": self.flavor,
         }
 
-    def prepare(
-        self,
-        source: ArtifactSource,
-        onnx: Artifact,
-        model: ResolvedModel,
-        model_type: ModelType,
-        target: Target,
-    ) -> Artifact:
+    def prepare(self, source: ArtifactSource, graph: EngineGraph, target: Target) -> Artifact:
         from . import adapter
-        from .artifact import tensorrt_engine
+        from .artifact import engine_build, keyed, tensorrt_engine
 
         adapter.select_flavor(self.flavor)
-        return tensorrt_engine(source, onnx, model, model_type)  # type: ignore[arg-type]
+        build = keyed(source, graph, engine_build(source.options, graph))
+        return tensorrt_engine(source, graph, build)  # type: ignore[arg-type]
 
     def load(self, artifact: Artifact | None, request: LoadRequest) -> BaseRunner:
         from . import adapter
@@ -169,17 +163,28 @@ class TensorRTEngine:
             description += f", agreement {agreement:.4f}"
         return description + ")"
 
-    # -- TensorRT's own, beyond the contract (the recipe's TensorRT API uses them) ------------
+    # -- TensorRT's own, beyond the contract ----------------------------------------------
 
-    def engine_key(self, source: Any, model_dir: Path, model_type: ModelType, profiles, settings):
-        from .artifact import engine_key
+    def plan_runner(self, plan: Path, *, device_id: int = 0) -> BaseRunner:
+        """A runner over a plan file, no fallback (the optimizer's and the CLI's latency and
+        benchmark sweeps)."""
+        from .runner import TensorRTRunner
 
-        return engine_key(source, model_dir, model_type, profiles, settings)
+        return TensorRTRunner(plan, device_id=device_id)
 
-    def build_settings(self, options: Any) -> Any:
-        from .artifact import build_settings
+    def flavor_advice(self, cuda: dict[str, Any], builds: dict[str, Any]) -> dict[str, Any]:
+        """Which TensorRT flavor fits this machine's first GPU and driver, and its install line
+        (``doctor``); ``cuda`` and ``builds`` are doctor's CUDA and build reports."""
+        from .flavor_advice import flavor_advice
 
-        return build_settings(options)
+        return flavor_advice(cuda, builds)
+
+    def entry_status(self, entry: Any) -> str | None:
+        """For a TensorRT-RTX cache entry, whether and where its plan was validated (``cache
+        list``); None for any other entry."""
+        from .rtx_artifact import rtx_status
+
+        return rtx_status(entry)
 
     def timing_cache_dir(self, cache_root: Path) -> Path | None:
         from .artifact import timing_cache_dir

@@ -20,6 +20,7 @@ from .flavors import RTX, rtx_refusal, rtx_runs_on
 
 if TYPE_CHECKING:
     from ...artifact import Artifact
+    from ...engine_graph import EngineGraph
 
 
 @functools.lru_cache(maxsize=8)
@@ -65,6 +66,21 @@ class TensorRTRTXEngine(TensorRTEngine):
     def gpu_status(self, device_id: int) -> Availability:
         """Does TensorRT-RTX run on GPU ``device_id`` (its compute capability)? Cached."""
         return rtx_gpu_status(device_id)
+
+    def prepare_ahead_of_time(self, source: Any, graph: EngineGraph) -> tuple[Any, dict]:
+        """A plan of ``graph`` built for the options' targets without a GPU, cached under its
+        pending key (``optimize --target``, the self-test): (entry, what the build reported).
+        Built, not run: it is validated on the target GPU at first use (``rtx_artifact``)."""
+        from .artifact import rtx_pending_engine
+
+        return rtx_pending_engine(source, graph)
+
+    @staticmethod
+    def parse_targets(value: Any) -> tuple[str, ...]:
+        """``"sm86,sm89"`` -> the build targets (ValueError names the accepted ones)."""
+        from .flavors import parse_targets
+
+        return parse_targets(value)
 
     def runtime_cache(self, artifact: Artifact, request: LoadRequest) -> Any:
         """The kernels specialised on this GPU, kept per engine, GPU model and driver major."""

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ...backend.base import BaseRunner
-from ...errors import CacheError, OutOfMemoryError
+from ...errors import CacheError
 from ...log import get_logger, warn_once
 from ...postprocess.resident import HostResidentMap
 from ...profiles import (
@@ -38,20 +38,18 @@ from ...profiles import (
     split_batch,
 )
 from . import adapter
+from .contexts import (
+    ContextMemoryError,
+    NoContextMemoryError,
+    ProfileContexts,
+    _device_scope,
+)
 from .input_views import InputLease, LeaseSlots, lease_input_views
 
 logger = get_logger("trt.runner")
 
 
-class ContextMemoryError(OutOfMemoryError):
-    """An execution context could not get GPU memory; its profile is now unusable."""
-
-
-class NoContextMemoryError(OutOfMemoryError):
-    """Profiles cover the call, but none of them could get GPU memory for a context."""
-
-
-class TensorRTRunner(BaseRunner):
+class TensorRTRunner(ProfileContexts, BaseRunner):
     """Runs a serialized engine; one execution context + CudaExecutor per profile, made lazily.
 
     Calls whose shapes no profile covers go to ``fallback`` (counted in ``fallback_calls``,
@@ -59,7 +57,7 @@ class TensorRTRunner(BaseRunner):
     profile's max batch are split; a GPU OOM while running halves the batch
     (``run_with_backoff``). ``use_cuda_graphs`` replays a captured graph per input-shape set
     (at most ``cuda_graph_cache_size`` per profile; shapes re-set on the context before replay).
-    See the module docstring for the failure policy.
+    See the module docstring for the failure policy; the contexts are ``contexts.py``'s.
     """
 
     backend = "tensorrt"
@@ -125,85 +123,7 @@ class TensorRTRunner(BaseRunner):
         self._lock = threading.Lock()
         self._leases = LeaseSlots(name)
 
-    # -- contexts ---------------------------------------------------------------------------
-
-    def _new_executor(self, index: int) -> Any:
-        """Context for profile ``index`` + its executor; the profile is selected on the
-        executor's stream (the one every enqueue of this context uses)."""
-        need = self.engine.profile_memory_size(index)
-        if need is not None:
-            free = _free_device_memory(self.device_id)
-            if free is not None and need > free:
-                raise OutOfMemoryError(
-                    f"{self.name}: the context of profile {index} needs {need >> 20} MiB of "
-                    f"device memory, {free >> 20} MiB free on device {self.device_id}"
-                )
-        with _device_scope(self.device_id):
-            enqueuer = self.engine.create_enqueuer(index)
-            executor = _make_executor(
-                enqueuer,
-                input_dtypes=[t.dtype for t in self.engine.inputs],
-                output_dtypes=[t.dtype for t in self.engine.outputs],
-                device_id=self.device_id,
-                use_cuda_graphs=self.use_cuda_graphs,
-                graph_cache_size=self.cuda_graph_cache_size,
-                input_names=self.input_names,
-                output_names=self.output_names,
-                resident_outputs=self.resident_outputs,
-            )
-            try:
-                enqueuer.select_profile(executor.stream_handle)
-            except BaseException:
-                executor.close()
-                raise
-            if self.runtime_cache is not None:  # the second start skips the specialisation
-                self.runtime_cache.save(self.engine.runtime_cache_bytes())
-        logger.info(
-            "%s: execution context for profile %d %s",
-            self.name,
-            index,
-            "ready" if need is None else f"holds {need / (1 << 20):.0f} MiB of device memory",
-        )
-        return executor
-
-    def _executor(self, index: int) -> Any:
-        with self._lock:
-            if index not in self._executors:
-                try:
-                    self._executors[index] = self._new_executor(index)
-                except OutOfMemoryError as exc:
-                    if not self._executors:
-                        self.unusable_profiles.add(index)
-                        raise
-                    logger.warning(
-                        "%s: no GPU memory for the context of profile %d (%s); releasing the "
-                        "other %d context(s) and retrying once",
-                        self.name,
-                        index,
-                        exc,
-                        len(self._executors),
-                    )
-                    self._close_executors()
-                    try:
-                        self._executors[index] = self._new_executor(index)
-                    except OutOfMemoryError:
-                        self.unusable_profiles.add(index)
-                        raise
-            return self._executors[index]
-
-    def _close_executors(self) -> None:
-        for executor in self._executors.values():
-            try:
-                executor.close()
-            except Exception as exc:  # closing must not hide the failure being handled
-                logger.debug("%s: closing an executor failed: %s", self.name, exc)
-        self._executors.clear()
-
     # -- inference --------------------------------------------------------------------------
-
-    def _usable(self) -> list[dict[str, ShapeProfile]]:
-        """Profiles with the unusable ones replaced by an empty range (indices preserved)."""
-        return [{} if i in self.unusable_profiles else p for i, p in enumerate(self.profiles)]
 
     def input_views(self, shapes: Sequence[Sequence[int]]) -> InputLease | None:
         """A lease on the pinned input buffers ``infer`` would use for ``shapes`` (one shape
@@ -211,17 +131,6 @@ class TensorRTRunner(BaseRunner):
         ``infer``, which releases the lease when it returns; use it as a context manager so an
         unused (or failed) lease is given back. See ``input_views.py``."""
         return lease_input_views(self, shapes)
-
-    def _run_profile(
-        self, index: int, inputs: list[np.ndarray], lease: InputLease | None
-    ) -> list[np.ndarray]:
-        from ...backend.cuda.oom import run_with_backoff
-
-        executor = self._executor(index)
-        with self._leases.using(index, lease):  # a leased buffer is not overwritten under it
-            if len(inputs) == 1:
-                return run_with_backoff(inputs[0], lambda x: executor.run([x]), what=self.name)
-            return executor.run(inputs)  # multi-input models: no per-input halving
 
     def infer(self, inputs: Sequence[np.ndarray]) -> list[Any]:
         """Outputs in engine order: arrays, and ResidentMaps for the resident outputs.
@@ -293,19 +202,6 @@ class TensorRTRunner(BaseRunner):
             f"{self.name}: input shapes {shapes} are outside every optimization profile "
             f"{[{n: p.to_dict() for n, p in prof.items()} for prof in self.profiles]}"
         )
-
-    def _run_profile_marked(
-        self, index: int, arrays: list[np.ndarray], lease: InputLease | None = None
-    ) -> list[np.ndarray]:
-        """Run on profile ``index``; an OOM while making its context is marked as such."""
-        if index not in self._executors:
-            try:
-                self._executor(index)
-            except OutOfMemoryError as exc:
-                raise ContextMemoryError(
-                    f"{self.name}: no GPU memory for the context of profile {index}: {exc}"
-                ) from exc
-        return self._run_profile(index, arrays, lease)
 
     def _host_resident(self, outputs: list[Any]) -> list[Any]:
         """The fallback's arrays for resident outputs as HostResidentMaps (same kind of result
@@ -398,29 +294,3 @@ def _resident_names(names: Sequence[str], outputs: Sequence[str], runner: str) -
     if len(set(names)) != len(names):
         raise ValueError(f"{runner}: resident_outputs names an output twice: {list(names)}")
     return [n for n in outputs if n in names]
-
-
-def _device_scope(device_id: int):  # -> ContextManager[None]
-    from ...backend.cuda.runtime import device_scope
-
-    return device_scope(device_id)
-
-
-def _free_device_memory(device_id: int) -> int | None:
-    """Free bytes on the device (None when it cannot be asked): a preflight that tells OOM
-    apart from other context failures whatever TensorRT's message says."""
-    from ...backend.cuda.runtime import mem_get_info
-
-    try:
-        return mem_get_info(device_id)[0]
-    except Exception as exc:
-        logger.debug("cannot query free device memory: %s", exc)
-        return None
-
-
-def _make_executor(enqueuer: Any, **kwargs: Any) -> Any:
-    """A CudaExecutor around ``enqueuer`` (a module function so control-flow tests can swap
-    in a test double where no GPU exists)."""
-    from ...backend.cuda.executor import CudaExecutor
-
-    return CudaExecutor(enqueuer, **kwargs)

@@ -70,7 +70,7 @@ def _engines_on_doubles(monkeypatch, ocr) -> dict[str, ViewAdapterDouble]:
     fakes = {}
     for key, predictor in models.items():
         fused = predictor.runner.inner  # TimedRunner -> FusedEngineRunner
-        onnx_path = fused.primary.onnx_path  # the fused graph ONNX Runtime runs
+        onnx_path = fused.primary.source  # the fused graph ONNX Runtime runs (checked bytes)
         fake = ViewAdapterDouble(onnx_path, [])
         fake.profiles = _profiles(fake.session)
         trt = make_runner(

@@ -233,7 +233,7 @@ def prepend_uint8_normalize(
     """A copy of an image graph that takes uint8 NHWC and normalises inside the graph.
 
     The model's one float32 NCHW input becomes an internal tensor fed by
-    ``Transpose(0,3,1,2) -> Cast -> [channel flip] -> Mul(alpha) -> Add(beta)`` from a new input
+    ``Cast -> Transpose(0,3,1,2) -> [channel flip] -> Mul(alpha) -> Add(beta)`` from a new input
     :data:`UINT8_INPUT` of shape (N, H, W, 3). ``reverse_channels`` flips BGR<->RGB in the
     graph, for a host that holds BGR while the model was trained on RGB.
     """
@@ -266,21 +266,21 @@ def prepend_uint8_normalize(
             numpy_helper.from_array(beta.reshape(1, 3, 1, 1), beta_name),
         ]
     )
-    nodes = [  # transpose the uint8 bytes (4x fewer than float32), then cast
+    nodes = [  # cast first: TensorRT's Transpose takes no UINT8
         helper.make_node(
-            "Transpose", [UINT8_INPUT], [names["nchw"]], name="pre_to_nchw", perm=[0, 3, 1, 2]
+            "Cast", [UINT8_INPUT], [names["f32"]], name="pre_cast", to=TensorProto.FLOAT
         ),
         helper.make_node(
-            "Cast", [names["nchw"]], [names["f32"]], name="pre_cast", to=TensorProto.FLOAT
+            "Transpose", [names["f32"]], [names["nchw"]], name="pre_to_nchw", perm=[0, 3, 1, 2]
         ),
     ]
-    scaled_from = names["f32"]
+    scaled_from = names["nchw"]
     if reverse_channels:
         order = _unused_name(g, "pre_channel_order")
         g.initializer.append(numpy_helper.from_array(np.array([2, 1, 0], np.int64), order))
         nodes.append(
             helper.make_node(
-                "Gather", [names["f32"], order], [names["flip"]], name="pre_flip_channels", axis=1
+                "Gather", [names["nchw"], order], [names["flip"]], name="pre_flip_channels", axis=1
             )
         )
         scaled_from = names["flip"]

@@ -84,6 +84,11 @@ class OnnxRuntimeRunner(BaseRunner):
             return list(session.run(self.output_names, feed))
         return self._infer_resident(session, feed)
 
+    @property
+    def source(self) -> bytes | str:
+        """What the session was made from: the checked bytes, or the path."""
+        return self._source
+
     def _session_for_this_thread(self) -> object:
         session = self._session  # close() from another thread must not leave us a None
         if session is None:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from ...artifact import ENGINE_ARTIFACT, Artifact, ArtifactSource, check_remembered, remember
 from ...cache.key import CacheKey
-from ...engine_graph import EngineGraph
+from ...engine_graph import GRAPH_ARTIFACT, EngineGraph
 from ...errors import CacheError, EngineBuildError, ValidationFailedError
 from ...log import get_logger
 from ...model_resolve import ModelRef, ResolvedModel
@@ -58,13 +58,15 @@ def engine_build(options: Any, graph: EngineGraph) -> EngineBuild:
 
 def keyed(source: ArtifactSource, graph: EngineGraph, build: EngineBuild) -> EngineBuild:
     """``build`` with its cache key (this GPU's name and compute capability, TensorRT's
-    version, the settings, the profiles, the model and its graph)."""
+    version, the settings, the profiles, the model and its graph stage's key)."""
     from dataclasses import replace
 
     from ...profiles import profiles_to_dict
 
     profiles = profiles_to_dict(build.profiles)
-    key = engine_key(source, graph.model, graph.model_type, profiles, build.settings)
+    key = engine_key(
+        source, graph.model, graph.model_type, profiles, build.settings, graph_key=graph.digest
+    )
     return replace(build, key=key)
 
 
@@ -89,11 +91,19 @@ def profiles_for(
 
 
 def engine_key(
-    source: ArtifactSource, model_dir: ModelRef, model_type: ModelType, profiles, settings
+    source: ArtifactSource,
+    model_dir: ModelRef,
+    model_type: ModelType,
+    profiles,
+    settings,
+    *,
+    graph_key: str | None,
 ) -> CacheKey:
+    """The key of a plan for this GPU; ``graph_key``: the engine graph stage's key digest
+    (``EngineGraph.digest``) the plan is built from."""
     if source.options.trt_flavor == RTX:  # this GPU's validated key (rtx_artifact)
         return rtx_artifact.engine_key(
-            source, model_dir, model_type, profiles, settings, pending=False
+            source, model_dir, model_type, profiles, settings, pending=False, graph_key=graph_key
         )
     from ...backend.cuda.runtime import device_info
     from ...backend.onnx.convert import converter_versions
@@ -115,6 +125,7 @@ def engine_key(
             "tf32": settings.tf32,
             "min_agreement": source.options.min_agreement,
             "graph": FUSED_GRAPH,
+            "graph_key": graph_key,
             **model.source_key(),
         },
         converter_versions=converter_versions(model.is_onnx),
@@ -192,9 +203,14 @@ def tensorrt_engine(source: TensorRTSource, graph: EngineGraph, build: EngineBui
         checked = tmp / "source.onnx"
         assert graph.onnx is not None, "the recipe hands the step its validated ONNX"
         checked.write_bytes(graph.onnx.entry.read_artifact())
+        step_graph = dataclasses.replace(graph, onnx_path=checked)
+        if graph.fused is not None:  # the graph stage's checked bytes: the child fuses nothing
+            fused = tmp / GRAPH_ARTIFACT
+            fused.write_bytes(graph.read())
+            step_graph = dataclasses.replace(step_graph, fused_path=fused)
         plan, report, meta = _build_validated(
             source,
-            dataclasses.replace(graph, onnx_path=checked),
+            step_graph,
             tmp,
             profiles,
             settings,
@@ -252,6 +268,7 @@ def rtx_pending_engine(source: TensorRTSource, graph: EngineGraph) -> tuple[Any,
         graph.onnx_path,
         build.profiles,
         build.settings,
+        graph_key=graph.digest,
     )
 
 
@@ -273,6 +290,7 @@ def _build_validated(source, graph, tmp, profiles, settings, inputs, timing_cach
         model=graph.model,
         mtype=graph.model_type,
         onnx_path=Path(graph.onnx_path),
+        fused_path=graph.fused_path,
         tmp=tmp,
         profiles=profiles,
         settings=settings,

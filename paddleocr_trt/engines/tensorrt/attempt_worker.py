@@ -27,9 +27,10 @@ def build_plan(payload: dict[str, Any]) -> tuple[Any, Any]:
     an attempt, also what ``optimize --target`` and the CI builds run. Returns (BuildResult,
     settings). ``payload["flavor"]`` picks full TensorRT or TensorRT-RTX.
 
-    The engine graph's variant is made here (``engine_graph.EngineGraph.variants``): whether an
-    fp16 graph is needed depends on the TensorRT loaded in this child; fusion comes after the
-    fp16 conversion, so the uint8 prologue and the argmax epilogue stay fp32 and FP32 pins name
+    ``payload["fused"]``: the recipe's cached engine graph (fused fp32), else it is fused here.
+    Its fp16 variant is made here (``engine_graph.EngineGraph.variants``): whether an fp16 graph
+    is needed depends on the TensorRT loaded in this child; fusion comes after the fp16
+    conversion, so the uint8 prologue and the argmax epilogue stay fp32 and FP32 pins name
     unfused nodes.
     """
     from ...engine_graph import EngineGraph
@@ -52,7 +53,8 @@ def build_plan(payload: dict[str, Any]) -> tuple[Any, Any]:
         for p in payload["profiles"]
     ]
     fp16 = settings.precision == "fp16" and adapter.fp16_needs_fp16_onnx()
-    graph = EngineGraph(_model(payload), Path(payload["onnx"]))  # the recipe's step 2
+    fused = Path(payload["fused"]) if payload.get("fused") else None  # the recipe's step 2
+    graph = EngineGraph(_model(payload), Path(payload["onnx"]), fused_path=fused)
     build_onnx, fp16_onnx = graph.variants(
         plan.parent, fp16=fp16, keep_fp32_nodes=settings.fp32_layers
     )

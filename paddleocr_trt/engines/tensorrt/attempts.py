@@ -61,6 +61,8 @@ class AttemptJob:
     flavor: str = "tensorrt"  # or "tensorrt-rtx"
     #: the resolved model (``ResolvedModel.to_payload``): the child reads no model dir
     model: dict[str, Any] | None = None
+    #: the engine graph stage's fused fp32 graph (the child fuses nothing), else None
+    fused_path: Path | None = None
 
 
 class EngineBuilder(Protocol):
@@ -95,6 +97,7 @@ class IsolatedEngineBuilder:
             "timing_cache_dir": str(job.timing_cache_dir) if job.timing_cache_dir else None,
             "flavor": job.flavor,
             "model": job.model,
+            "fused": str(job.fused_path) if job.fused_path else None,
         }
         out = call_in_child(
             self.target,
@@ -296,6 +299,7 @@ def build_validated(
     timing_cache_dir: Path | None,
     flavor: str = "tensorrt",
     model: Any = None,
+    fused_path: Path | None = None,
 ) -> tuple[Path, Any, dict[str, Any]]:
     """FP16, FP16 with sensitive layers pinned to FP32, FP32 (:func:`attempt_plan`); the first
     plan that passes validation wins. When attempts ran out of GPU memory (a context or the
@@ -322,6 +326,7 @@ def build_validated(
                 timing_cache_dir=timing_cache_dir,
                 flavor=flavor,
                 model=model.to_payload() if model is not None else None,
+                fused_path=fused_path,
             )
 
         pinned = lambda: pinned_settings(settings, onnx_path, inputs)  # noqa: E731

@@ -14,8 +14,9 @@ built from it. Its validation is structural (``onnx.checker``, the inputs and ou
 made); each engine validates what it builds from it numerically, under its own runtime.
 
 TensorRT's fp16 variants (fp16, fp16 with chosen nodes kept fp32) are made from the unfused
-ONNX and fused again (:meth:`EngineGraph.variants`): whether TensorRT needs a strongly typed
-fp16 graph depends on the TensorRT loaded in the attempt's child, so they are made there.
+ONNX converted to fp16, then fused, so the uint8 prologue and the argmax epilogue stay fp32: each
+is a ``graph`` entry of its own (:func:`make_fp16_variant`, precision fp16, keyed with the nodes
+kept fp32), made where the TensorRT that builds needs a strongly typed fp16 graph.
 """
 
 from __future__ import annotations
@@ -54,6 +55,19 @@ def graph_key(onnx_key: CacheKey, version: str | None = None) -> CacheKey:
     )
 
 
+def fp16_variant_key(graph: CacheKey, keep_fp32_nodes: tuple[str, ...] = ()) -> CacheKey:
+    """The key of the fp16 variant of the engine graph keyed ``graph`` (same ONNX and graph
+    version), with ``keep_fp32_nodes`` (nodes of the unfused graph) kept fp32."""
+    return CacheKey(
+        model_fingerprint=graph.model_fingerprint,
+        model_type=graph.model_type,
+        kind="graph",
+        precision="fp16",
+        builder_settings={**graph.builder_settings, "keep_fp32_nodes": list(keep_fp32_nodes)},
+        converter_versions=graph.converter_versions,
+    )
+
+
 @dataclass(frozen=True)
 class EngineGraph:
     """The fused engine graph of ``model``, made from the validated ONNX at ``onnx_path``."""
@@ -72,6 +86,8 @@ class EngineGraph:
     fused: Artifact | None = field(default=None, compare=False)
     #: a file holding the fused fp32 graph (a child gets the stage's bytes there), else None
     fused_path: Path | None = None
+    #: a file holding the fp16 variant a child's attempt asks for (the stage's bytes), else None
+    fused16_path: Path | None = None
 
     @classmethod
     def from_onnx(cls, onnx: Artifact, model: ResolvedModel) -> EngineGraph:
@@ -122,7 +138,11 @@ class EngineGraph:
         """(fused fp32 graph, fused fp16 graph or None) in ``workdir`` (the fp32 one is
         ``fused_path`` where given, else made once per dir). The fp16 conversion comes before
         fusion, so the uint8 prologue and the argmax epilogue stay fp32 and ``keep_fp32_nodes``
-        name nodes of the unfused graph."""
+        name nodes of the unfused graph. ``fused16_path`` (made by the recipe's stage for these
+        ``keep_fp32_nodes``) is the fp16 one where given."""
+        if fp16 and self.fused16_path is not None:
+            fused32, _ = self.variants(workdir, fp16=False)
+            return fused32, self.fused16_path
         return engine_onnx(
             self.model_type,
             self.model,
@@ -164,6 +184,49 @@ def make_engine_graph(cache: EngineCache, onnx: Artifact, model: ResolvedModel) 
         graph.key, create, artifact_name=GRAPH_ARTIFACT, validate_fn=validate
     )
     return replace(graph, fused=Artifact(entry, from_cache="meta" not in made))
+
+
+def make_fp16_variant(
+    cache: EngineCache, graph: EngineGraph, keep_fp32_nodes: tuple[str, ...] = ()
+) -> Artifact:
+    """The fp16 variant of ``graph`` (a graph of the recipe, with its validated ONNX), from the
+    cache or made now: the validated ONNX's checked bytes converted to fp16 with
+    ``keep_fp32_nodes`` kept fp32 (``backend/onnx/fp16.py``), then fused; published as a
+    ``graph`` entry of precision fp16."""
+    if graph.onnx is None or graph.key is None:
+        raise ValueError("an fp16 variant is made from a graph of the recipe (with its ONNX)")
+    onnx = graph.onnx
+    key = fp16_variant_key(graph.key, keep_fp32_nodes)
+    made: dict[str, Any] = {}
+
+    def create(tmp: Path) -> tuple[Path, dict[str, Any]]:
+        from .backend.onnx.fp16 import convert_to_fp16
+
+        source = tmp / "source.onnx"  # dropped before sealing, as the fp16 base graph
+        source.write_bytes(onnx.entry.read_artifact())
+        base16 = convert_to_fp16(source, tmp / "model.fp16.onnx", keep_fp32_nodes=keep_fp32_nodes)
+        target = tmp / GRAPH_ARTIFACT
+        made["meta"] = write_fused_onnx(graph.model_type, base16, graph.model, target)
+        log.info(
+            "made the fp16 %s engine graph of %s (%d nodes kept fp32)",
+            graph.model_type.value,
+            graph.model.model_dir.name,
+            len(keep_fp32_nodes),
+        )
+        return target, {
+            **made["meta"],
+            "keep_fp32_nodes": list(keep_fp32_nodes),
+            "onnx_entry": onnx.entry.digest,
+            **graph.model.source_metadata(),
+        }
+
+    entry = cache.get_or_create(
+        key,
+        create,
+        artifact_name=GRAPH_ARTIFACT,
+        validate_fn=lambda p: check_graph(p, made["meta"]),
+    )
+    return Artifact(entry, from_cache="meta" not in made)
 
 
 def check_graph(path: Path, meta: dict[str, Any]) -> dict[str, Any]:

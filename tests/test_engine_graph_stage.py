@@ -225,3 +225,97 @@ def test_the_onnxruntime_engine_takes_the_graph_stage_bytes(
         pipeline, pipeline.graph(ocr_models.cls, CLS), Target("cpu", 0)
     )
     assert again.from_cache and again.entry.digest == artifact.entry.digest
+
+
+# -- TensorRT's fp16 variants: graph entries of their own ------------------------------------------
+
+
+def test_fp16_variants_are_cached_graph_entries_per_set_of_pins(
+    made, cache_copy, ocr_models, sample_images, tmp_path, monkeypatch
+) -> None:
+    from paddleocr_trt.engine_graph import make_fp16_variant
+    from paddleocr_trt.fusion.artifacts import engine_onnx
+
+    pipeline = _pipeline(cache_copy, sample_images)
+    graph = pipeline.graph(ocr_models.cls, CLS)
+    first = make_fp16_variant(pipeline.cache, graph)
+    assert not first.from_cache and first.entry.key.precision == "fp16"
+    # what the attempt's child used to make for itself, byte for byte
+    (tmp_path / "source.onnx").write_bytes(graph.onnx.entry.read_artifact())
+    _, fresh16 = engine_onnx(CLS, graph.model, tmp_path / "source.onnx", tmp_path, fp16_onnx=True)
+    assert first.entry.read_artifact() == fresh16.read_bytes()
+
+    monkeypatch.setattr(graphs, "fuse_model", _no_fusion)
+    again = make_fp16_variant(_pipeline(cache_copy, sample_images).cache, graph)
+    assert again.from_cache and again.entry.digest == first.entry.digest
+    monkeypatch.undo()
+
+    import onnx
+
+    node = next(n.name for n in onnx.load(str(graph.onnx.path)).graph.node if n.name)
+    pinned = make_fp16_variant(pipeline.cache, graph, (node,))
+    assert pinned.entry.digest not in (first.entry.digest, graph.digest)
+    assert pinned.entry.key.builder_settings["keep_fp32_nodes"] == [node]
+    assert pinned.entry.key.builder_settings["onnx_key"] == graph.key.builder_settings["onnx_key"]
+    listed = {e.digest: e.key.precision for e in pipeline.cache.entries() if e.kind == "graph"}
+    assert listed == {graph.digest: "fp32", first.entry.digest: "fp16", pinned.entry.digest: "fp16"}
+
+
+class _RecordingBuilder:
+    """Test double of TensorRT's build + validate (no TensorRT here): records each attempt's
+    job and the fp16 graph bytes it was handed; fails the first attempt, passes the next."""
+
+    def __init__(self) -> None:
+        self.jobs: list[Any] = []
+        self.fp16_bytes: list[bytes | None] = []
+        self.fused_bytes: list[bytes | None] = []
+
+    def build_and_validate(self, job: Any) -> Any:
+        from paddleocr_trt.engines.tensorrt.attempts import AttemptResult
+
+        self.jobs.append(job)
+        fused16 = job.fused16_path
+        self.fp16_bytes.append(fused16.read_bytes() if fused16 else None)
+        self.fused_bytes.append(job.fused_path.read_bytes() if job.fused_path else None)
+        job.plan_path.write_bytes(b"plan")
+        agreement = 0.5 if len(self.jobs) == 1 else 0.999
+        report = {"passed": agreement > 0.99, "agreement": agreement, "reason": "test"}
+        return AttemptResult(report, build_seconds=0.0, tensorrt_version="test", extra={})
+
+
+def test_tensorrt_fp16_attempts_get_their_variant_from_the_graph_stage(
+    made, cache_copy, ocr_models, sample_images, monkeypatch
+) -> None:
+    """Where the TensorRT loaded here builds FP16 from an fp16 graph, each FP16 attempt's child
+    gets the cached variant for its FP32 pins and the cached fp32 graph; it fuses nothing."""
+    from dataclasses import replace
+
+    from fixtures.cache import make_key
+
+    from paddleocr_trt.engine_graph import fp16_variant_key
+    from paddleocr_trt.engines.tensorrt import adapter
+    from paddleocr_trt.engines.tensorrt.artifact import engine_build, tensorrt_engine
+
+    monkeypatch.setattr(adapter, "load_tensorrt", lambda flavor=None: object())
+    monkeypatch.setattr(adapter, "fp16_needs_fp16_onnx", lambda trt=None: True)  # 10.12+, 11.x
+    options = replace(_options(sample_images), precision="fp16")
+    builder = _RecordingBuilder()
+    pipeline = ArtifactPipeline(EngineCache(cache_copy), options, engine_builder=builder)
+    graph = pipeline.graph(ocr_models.cls, CLS)
+    build = engine_build(options, graph)
+    key = make_key(kind="engine", precision="fp16", model_type=CLS.value)  # no GPU to key on
+    artifact = tensorrt_engine(pipeline, graph, replace(build, key=key))
+    assert artifact.entry.metadata["attempts"][-1]["outcome"] == "passed"
+    fp16_jobs = [
+        (job, data)
+        for job, data in zip(builder.jobs, builder.fp16_bytes, strict=True)
+        if job.settings.precision == "fp16"
+    ]
+    assert fp16_jobs, builder.jobs
+    pins = [len(job.settings.fp32_layers) for job, _ in fp16_jobs]
+    assert pins[0] == 0 and pins[1] > 0, pins  # FP16, then FP16 with sensitive nodes pinned
+    for job, data in fp16_jobs:
+        pins = tuple(job.settings.fp32_layers)
+        entry = pipeline.cache.get(fp16_variant_key(graph.key, pins))
+        assert entry is not None and data == entry.read_artifact(), pins
+    assert builder.fused_bytes == [made["bytes"]] * len(builder.jobs)  # the cached fp32 graph

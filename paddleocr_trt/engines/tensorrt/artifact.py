@@ -216,6 +216,7 @@ def tensorrt_engine(source: TensorRTSource, graph: EngineGraph, build: EngineBui
             settings,
             inputs,
             _timing_cache_dir(source, settings),
+            _fp16_graphs(source, graph, tmp, settings),
         )
         outcome["report"] = report
         return plan, {**meta, **model.source_metadata()}
@@ -280,7 +281,39 @@ def _builder(source: TensorRTSource) -> EngineBuilder:
     return IsolatedEngineBuilder(source.options.effective_build_timeout_s())
 
 
-def _build_validated(source, graph, tmp, profiles, settings, inputs, timing_cache_dir):
+def _fp16_graphs(source: ArtifactSource, graph: EngineGraph, tmp: Path, settings: Any) -> Any:
+    """Where the TensorRT loaded here builds FP16 from an fp16 graph (10.12+, 11.x,
+    TensorRT-RTX): a function giving each FP16 attempt its variant from the graph stage
+    (``engine_graph.make_fp16_variant``, cached per set of FP32 pins), copied into ``tmp``;
+    else None (the attempt's child makes what it needs, as it would anyway)."""
+    if settings.precision != "fp16" or graph.onnx is None or graph.key is None:
+        return None
+    from . import adapter
+
+    try:
+        trt = adapter.load_tensorrt(source.options.trt_flavor)
+        if not adapter.fp16_needs_fp16_onnx(trt):
+            return None
+    except Exception:  # not loadable in this process: the child decides
+        return None
+    from ...engine_graph import make_fp16_variant
+
+    def fp16_graph(keep_fp32_nodes: tuple[str, ...]) -> Path | None:
+        try:
+            variant = make_fp16_variant(source.cache, graph, keep_fp32_nodes)
+            path = tmp / f"model.fp16.{variant.entry.digest}.onnx"
+            path.write_bytes(variant.entry.read_artifact())
+        except Exception as exc:  # the attempt's child tries (and records a failure) itself
+            log.warning("no cached fp16 engine graph (%s: %s)", type(exc).__name__, exc)
+            return None
+        return path
+
+    return fp16_graph
+
+
+def _build_validated(
+    source, graph, tmp, profiles, settings, inputs, timing_cache_dir, fp16_graph=None
+):
     """The first plan that passes validation (see ``attempts.build_validated``)."""
     from .attempts import build_validated
 
@@ -291,6 +324,7 @@ def _build_validated(source, graph, tmp, profiles, settings, inputs, timing_cach
         mtype=graph.model_type,
         onnx_path=Path(graph.onnx_path),
         fused_path=graph.fused_path,
+        fp16_graph=fp16_graph,
         tmp=tmp,
         profiles=profiles,
         settings=settings,

@@ -25,9 +25,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .artifact import Artifact
+from .artifact import Artifact, check_remembered, remember
+from .cache.failures import FailureMemo
 from .cache.key import CacheKey
 from .cache.store import EngineCache
+from .errors import ValidationFailedError
 from .fusion.artifacts import FUSED_GRAPH, engine_onnx, fused_input_name, write_fused_onnx
 from .log import get_logger
 from .model_resolve import ResolvedModel
@@ -154,10 +156,17 @@ class EngineGraph:
         )
 
 
-def make_engine_graph(cache: EngineCache, onnx: Artifact, model: ResolvedModel) -> EngineGraph:
+def make_engine_graph(
+    cache: EngineCache,
+    onnx: Artifact,
+    model: ResolvedModel,
+    failures: FailureMemo | None = None,
+) -> EngineGraph:
     """Step 2: the engine graph of step 1's output, from the cache (kind ``graph``) or fused
     now from the validated ONNX's checked bytes and published with its manifest. A corrupt or
-    foreign entry is logged, dropped and made again (the cache's own checks)."""
+    foreign entry is logged, dropped and made again (the cache's own checks). A graph fusion
+    refuses (``ValueError``) or that fails its check is remembered in ``failures`` under the
+    graph's key and not tried again until the key changes or ``cache clear`` forgets it."""
     graph = EngineGraph.from_onnx(onnx, model)
     if graph.key is None:
         raise ValueError(f"the ONNX entry {onnx.entry.path} carries no cache key")
@@ -180,9 +189,18 @@ def make_engine_graph(cache: EngineCache, onnx: Artifact, model: ResolvedModel) 
     def validate(path: Path) -> dict[str, Any]:
         return check_graph(path, made["meta"])
 
-    entry = cache.get_or_create(
-        graph.key, create, artifact_name=GRAPH_ARTIFACT, validate_fn=validate
-    )
+    entry = cache.get(graph.key)
+    if entry is None:
+        if failures is not None:
+            check_remembered(failures, graph.key, 0.0)
+        try:
+            entry = cache.get_or_create(
+                graph.key, create, artifact_name=GRAPH_ARTIFACT, validate_fn=validate
+            )
+        except (ValueError, ValidationFailedError) as exc:  # the same graph fails the same way
+            if failures is not None:
+                remember(failures, graph.key, exc, 0.0)
+            raise
     return replace(graph, fused=Artifact(entry, from_cache="meta" not in made))
 
 

@@ -268,7 +268,7 @@ class ArtifactPipeline:
     def engine_graph(self, onnx: Artifact, model: ResolvedModel) -> EngineGraph:
         """Step 2: the engine graph (fused; its fp16/pinned variants on request) of step 1's
         validated ONNX, cached as a stage of its own (kind "graph", ``engine_graph.py``)."""
-        return make_engine_graph(self.cache, onnx, model)
+        return make_engine_graph(self.cache, onnx, model, self.failures)
 
     def graph(self, model_dir: ModelRef, model_type: ModelType | str | None) -> EngineGraph:
         """Steps 1 and 2 for a model: the engine graph of its validated ONNX."""

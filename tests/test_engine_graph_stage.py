@@ -227,6 +227,36 @@ def test_the_onnxruntime_engine_takes_the_graph_stage_bytes(
     assert again.from_cache and again.entry.digest == artifact.entry.digest
 
 
+def test_a_graph_fusion_refuses_is_remembered_not_fused_again_until_cleared(
+    made, cache_copy, ocr_models, sample_images, monkeypatch, capsys
+) -> None:
+    from paddleocr_trt.pipeline import RememberedFailureError
+
+    shutil.rmtree(cache_copy / "graph")  # the ONNX step hits; the graph must be made
+    calls: list[Any] = []
+
+    def refuses(model_type: Any, *_args: Any, **_kwargs: Any) -> Any:
+        calls.append(model_type)
+        raise ValueError("expects one image input, got ['x', 'y']")
+
+    monkeypatch.setattr(graphs, "fuse_model", refuses)
+    with pytest.raises(ValueError, match="one image input"):
+        _pipeline(cache_copy, sample_images).graph(ocr_models.cls, CLS)
+    with pytest.raises(RememberedFailureError, match="one image input"):
+        _pipeline(cache_copy, sample_images).graph(ocr_models.cls, CLS)  # a second start
+    assert len(calls) == 1
+    code, data = _cli(capsys, "list", "--json", "--cache-dir", str(cache_copy))
+    (failure,) = data["failures"]
+    assert failure["kind"] == "graph" and failure["digest"] == made["digest"]
+    code, cleared = _cli(
+        capsys, "clear", made["digest"][:12], "--json", "--cache-dir", str(cache_copy)
+    )
+    assert code == 0 and cleared["failures_removed"] == [made["digest"]]
+    monkeypatch.undo()
+    graph = _pipeline(cache_copy, sample_images).graph(ocr_models.cls, CLS)  # tried again
+    assert graph.read() == made["bytes"]
+
+
 # -- TensorRT's fp16 variants: graph entries of their own ------------------------------------------
 
 

@@ -97,3 +97,39 @@ def test_a_failing_job_fails_the_call_after_the_others_ended(lanes: Lanes) -> No
         lanes.run_all([probe.job(1, 0.05), boom, probe.job(2, 0.05)])
     assert probe.running == 0
     assert lanes.run_all([probe.job(3)]) == [3], "the lanes are free again"
+
+
+def test_wide_jobs_run_alone_one_after_another_on_the_callers_thread(lanes: Lanes) -> None:
+    """``wide=True`` (det of a camera photo): every job waits for all lanes, runs on the caller's
+    thread with the engine's full threads, never beside a lane call from another stage."""
+    probe = _Probe()
+    results: dict[str, list] = {}
+    caller: dict[str, str] = {}
+
+    def big() -> None:
+        caller["name"] = threading.current_thread().name
+        results["big"] = lanes.run_all([probe.job(i, 0.03, wide=True) for i in range(4)], wide=True)
+
+    def batches() -> None:
+        results["batches"] = [
+            lanes.run_all([probe.job(i, 0.03) for i in range(3)]) for _ in range(3)
+        ]
+
+    threads = [threading.Thread(target=big), threading.Thread(target=batches)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results["big"] == [0, 1, 2, 3]
+    assert results["batches"] == [[0, 1, 2]] * 3
+    assert not probe.overlap, "a wide job ran beside another job"
+    wide_seen = [s for s in probe.seen if not s[1]]
+    assert wide_seen == [(caller["name"], False)] * 4, "wide jobs run on the caller's thread"
+    assert lanes.counts["wide"] == 4 and lanes.counts["narrow"] == 9
+    with pytest.raises(ValueError, match="engine failed"):
+        lanes.run_all([_fail, probe.job(9)], wide=True)
+    assert lanes.run_all([probe.job(3)]) == [3], "the lanes are free again"
+
+
+def _fail() -> None:
+    raise ValueError("engine failed")

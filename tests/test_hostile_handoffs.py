@@ -1,0 +1,169 @@
+"""Issue 19, the last cache paths handed on by path: every one now goes through the cache's one
+primitive (``cache/safedir.py``) from the root to the process that uses it.
+
+1. TensorRT's timing cache: the build child inherits the ``timing/`` descriptor the parent
+   walked to from the cache root; it never opens ``<root>/timing`` by path.
+2. The rendered validation images: validation decodes the rendered bytes in memory (as PaddleX
+   decodes a file); the files written under ``validation-images/`` are never read back.
+3. A TensorRT-RTX build ahead of time: the child builds from the ONNX bytes the cache checked,
+   never from the cache entry's path.
+
+Real files, real links swapped in at the moment between the parent's check and the use, real
+child processes. The cases that failed on the main of this change say ``main: failed``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fixtures.cache import make_key
+from fixtures.hostile import snapshot
+from fixtures.trt_child import TENSORRT_VERSION
+
+import paddleocr_trt
+from paddleocr_trt.artifact import Artifact
+from paddleocr_trt.cache import EngineCache
+from paddleocr_trt.cache.safedir import SafeDir
+from paddleocr_trt.engines.tensorrt.attempts import IsolatedEngineBuilder
+from paddleocr_trt.errors import CacheError
+from paddleocr_trt.model_types import ModelType
+from paddleocr_trt.pipeline import ArtifactPipeline, PipelineOptions
+
+REPO = Path(paddleocr_trt.__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+#: the timing cache's file name in the build child (FakeTensorRTModule's version, GPU double)
+TIMING_NAME = f"timing-{TENSORRT_VERSION}-Fake_GPU-sm89.cache"
+
+
+def _write(tmp: Path, data: bytes, name: str = "model.onnx") -> Path:
+    (tmp / name).write_bytes(data)
+    return tmp / name
+
+
+def _private_dir(path: Path) -> Path:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+class _ReadyOnnxPipeline(ArtifactPipeline):
+    """The recipe with step 1 stubbed: a real cache entry holding the real converted cls graph
+    (no Paddle conversion, no validation against Paddle) and one small validation pair (the
+    build child below builds; it does not validate)."""
+
+    source_onnx: Path
+
+    def onnx(self, model_dir: Any, model_type: Any) -> Artifact:
+        data = self.source_onnx.read_bytes()
+        key = make_key(model_type="classification", model_fingerprint="c" * 64)
+        entry = self.cache.get_or_create(
+            key, lambda tmp: (_write(tmp, data), {"input_names": ["x"]}), artifact_name="m.onnx"
+        )
+        return Artifact(entry, from_cache=True)
+
+    def fused_validation_pairs(self, model_dir: Any, model_type: Any) -> list[Any]:
+        from paddleocr_trt.comparator.fused import FusedPair
+
+        base, fused = np.zeros((1, 3, 48, 192), np.float32), np.zeros((1, 48, 192, 3), np.uint8)
+        return [FusedPair(base, fused)]
+
+
+# -- 1. the timing cache: the child inherits the descriptor -----------------------------------
+
+
+class _SwapThenBuild(IsolatedEngineBuilder):
+    """The real isolated builder (a real child, ``attempt_worker.build_plan`` and the real
+    timing cache code; FakeTensorRTModule for TensorRT, see fixtures/trt_child.py), with a swap
+    made after the parent opened the timing dir and before the child starts."""
+
+    target = "fixtures.trt_child:build_with_fake_tensorrt"
+
+    def __init__(self, swap: Any) -> None:
+        super().__init__(timeout_s=300)
+        self.swap = swap
+
+    def build_and_validate(self, job: Any) -> Any:
+        self.swap()
+        return super().build_and_validate(job)
+
+
+@pytest.mark.parametrize("swap", ["cache root -> link", "timing/ -> link"])
+def test_timing_cache_is_used_through_the_dir_the_parent_walked_to(
+    swap: str, ocr_models: Any, onnx_models: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """main: failed (the child opened ``<root>/timing`` by path: through a cache root swapped
+    for a link it fed TensorRT the tactics planted in the link's target and merged its own into
+    that file, next to a new lock; with ``timing/`` swapped for a link it refused the dir and
+    every attempt failed)."""
+    from paddleocr_trt.engines.tensorrt.artifact import engine_build, tensorrt_engine
+
+    monkeypatch.setenv("PYTHONPATH", f"{REPO}:{TESTS}")  # the child imports fixtures.trt_child
+    root, victim = tmp_path / "cache", tmp_path / "victim"
+    EngineCache(victim).get_or_create(make_key(precision="bf16"), _write_bin, artifact_name="b")
+    (_private_dir(victim / "timing") / TIMING_NAME).write_bytes(b"planted-tactic")
+    (victim / "timing" / TIMING_NAME).chmod(0o600)
+    before = snapshot(victim)
+    held = tmp_path / ("moved" if swap.startswith("cache root") else "moved-timing")
+
+    def do_swap() -> None:
+        if swap.startswith("cache root"):
+            root.rename(held)
+            root.symlink_to(victim)
+        else:
+            (root / "timing").rename(held)
+            (root / "timing").symlink_to(victim / "timing")
+
+    pipeline = _ReadyOnnxPipeline(
+        EngineCache(root), PipelineOptions(precision="fp32"), engine_builder=_SwapThenBuild(do_swap)
+    )
+    pipeline.source_onnx = onnx_models[ModelType.CLASSIFICATION].onnx_path
+    graph = pipeline.graph(ocr_models.cls, "cls")
+    build = engine_build(pipeline.options, graph)
+    key = make_key(kind="engine", model_type="classification")
+    with contextlib.suppress(CacheError):  # publishing through a linked root is refused
+        tensorrt_engine(pipeline, graph, replace(build, key=key))
+    assert snapshot(victim) == before
+    timing = held / "timing" if swap.startswith("cache root") else held
+    merged = (timing / TIMING_NAME).read_bytes().decode().split(";")
+    assert merged and all(e.startswith("tactic-") for e in merged)  # the build's own, only
+    assert oct((timing / TIMING_NAME).stat().st_mode & 0o777) == oct(0o600)
+
+
+def _write_bin(tmp: Path) -> Path:
+    return _write(tmp, os.urandom(256), "a.bin")
+
+
+@pytest.mark.parametrize("plant", ["symlink", "hard link", "writable by others"])
+def test_timing_cache_file_planted_in_the_held_dir_is_neither_fed_nor_written_through(
+    plant: str, fake_trt: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The timing cache's own I/O (read, lock, merge, replace) through the held dir: a file
+    planted at its name is not fed to TensorRT and its target keeps its bytes."""
+    from paddleocr_trt.engines.tensorrt import builder
+
+    fake_trt()
+    timing = _private_dir(tmp_path / "timing")
+    victim = tmp_path / "victim.cache"
+    victim.write_bytes(b"other-users-tactic")
+    victim.chmod(0o600)
+    name = "timing-x.cache"
+    if plant == "symlink":
+        (timing / name).symlink_to(victim)
+    elif plant == "hard link":
+        os.link(victim, timing / name)
+    else:
+        (timing / name).write_bytes(b"other-users-tactic")
+        (timing / name).chmod(0o666)
+    with SafeDir.open_path(timing) as directory:
+        assert builder.read_timing_cache(directory, name) is None
+        assert "not using the TensorRT timing cache" in caplog.text
+        builder.save_timing_cache(directory, name, b"tactic-1;tactic-2")
+        assert builder.read_timing_cache(directory, name) == b"tactic-1;tactic-2"
+    assert victim.read_bytes() == b"other-users-tactic"
+    assert oct((timing / name).stat().st_mode & 0o777) == oct(0o600)

@@ -167,3 +167,89 @@ def test_timing_cache_file_planted_in_the_held_dir_is_neither_fed_nor_written_th
         assert builder.read_timing_cache(directory, name) == b"tactic-1;tactic-2"
     assert victim.read_bytes() == b"other-users-tactic"
     assert oct((timing / name).stat().st_mode & 0o777) == oct(0o600)
+
+
+# -- 2. validation images: decoded from the rendered bytes, never read back by path -----------
+
+
+def _attacker_images(written: dict[str, bytes], where: Path) -> Path:
+    """Other pictures at the rendered images' names (the rendered ones, inverted): what a swap
+    would make validation cut its inputs from."""
+    import cv2
+
+    _private_dir(where)
+    for name, data in written.items():
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        ok, png = cv2.imencode(".png", 255 - decoded)
+        assert ok
+        (where / name).write_bytes(png.tobytes())
+        (where / name).chmod(0o600)
+    return where
+
+
+def _inputs(pipeline: ArtifactPipeline, ocr_models: Any) -> list[np.ndarray]:
+    """What the ONNX step (cls) and the engine step (det, fused pairs) validate on."""
+    cls = pipeline.validation_inputs(ocr_models.cls, ModelType.CLASSIFICATION)
+    det = pipeline.fused_validation_pairs(ocr_models.det, ModelType.DETECTION)
+    return [*cls, *(a for pair in det for a in (pair.base, pair.fused))]
+
+
+@pytest.mark.parametrize("swap", ["images replaced", "validation-images/ -> link", "hard links"])
+def test_validation_inputs_come_from_the_rendered_bytes_not_the_written_files(
+    swap: str, ocr_models: Any, tmp_path: Path
+) -> None:
+    """main: failed (validation read ``<root>/validation-images/<name>`` by path after writing
+    it: the swapped-in pictures became the inputs a model was validated on)."""
+    expected = _inputs(ArtifactPipeline(EngineCache(tmp_path / "clean")), ocr_models)
+    root = tmp_path / "cache"
+    pipeline = ArtifactPipeline(EngineCache(root))
+    pipeline.validation_images()  # rendered and written
+    images = root / "validation-images"
+    written = {p.name: p.read_bytes() for p in images.iterdir()}
+    assert len(written) >= 5
+    evil = _attacker_images(written, tmp_path / "evil")
+    if swap == "validation-images/ -> link":
+        images.rename(tmp_path / "moved-away")
+        images.symlink_to(evil)
+    for name in written if swap != "validation-images/ -> link" else ():
+        (images / name).unlink()
+        if swap == "hard links":
+            os.link(evil / name, images / name)
+        else:
+            (images / name).write_bytes((evil / name).read_bytes())
+    got = _inputs(pipeline, ocr_models)
+    assert len(got) == len(expected)
+    for mine, clean in zip(got, expected, strict=True):
+        assert mine.dtype == clean.dtype and np.array_equal(mine, clean)
+
+
+def test_encoded_images_decode_exactly_as_paddlex_reads_the_file(
+    sample_images: Any, ocr_models: Any
+) -> None:
+    """The in-memory decode (``comparator.inputs.decode_image``) is PaddleX's ``ReadImage`` on
+    the same bytes, in every format it reads (the set has single-channel and RGBA files), and
+    validation inputs built from either are bit-identical."""
+    from paddlex.inference.common.reader import ReadImage
+
+    from paddleocr_trt.comparator.inputs import (
+        EncodedImage,
+        build_validation_inputs,
+        decode_image,
+    )
+
+    encoded = [EncodedImage(s.path.name, s.path.read_bytes()) for s in sample_images]
+    for fmt in ("BGR", "RGB", "GRAY"):
+        reader = ReadImage(format=fmt)
+        for image, sample in zip(encoded, sample_images, strict=True):
+            want = reader.read(str(sample.path))
+            got = decode_image(image, fmt)
+            assert got.dtype == want.dtype and np.array_equal(got, want), (fmt, image.name)
+    paths = [s.path for s in sample_images]
+    for mtype in ModelType:
+        model = ocr_models.dir_for(mtype)
+        by_path = build_validation_inputs(mtype, paths, model_dir=model, batch_sizes=(1, 4))
+        by_bytes = build_validation_inputs(mtype, encoded, model_dir=model, batch_sizes=(1, 4))
+        assert len(by_path) == len(by_bytes)
+        assert all(np.array_equal(a, b) for a, b in zip(by_path, by_bytes, strict=True))
+    with pytest.raises(ValueError, match="cannot be decoded"):
+        decode_image(EncodedImage("truncated.png", encoded[0].data[:40]), "BGR")

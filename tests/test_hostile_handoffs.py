@@ -15,6 +15,7 @@ child processes. The cases that failed on the main of this change say ``main: fa
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -253,3 +254,57 @@ def test_encoded_images_decode_exactly_as_paddlex_reads_the_file(
         assert all(np.array_equal(a, b) for a, b in zip(by_path, by_bytes, strict=True))
     with pytest.raises(ValueError, match="cannot be decoded"):
         decode_image(EncodedImage("truncated.png", encoded[0].data[:40]), "BGR")
+
+
+# -- 3. a TensorRT-RTX build ahead of time builds the checked ONNX bytes ----------------------
+
+
+def _other_graph(source: Path, where: Path) -> Path:
+    """The same graph with other weights (a valid ONNX that would build): what a swap of the
+    ONNX entry's file would make the child build in the model's name."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(source))
+    first = next(i for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT)
+    first.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(first), first.name))
+    where.write_bytes(model.SerializeToString())
+    where.chmod(0o600)
+    return where
+
+
+@pytest.mark.parametrize("swap", ["none", "other bytes", "symlink", "hard link"])
+def test_rtx_build_ahead_of_time_builds_only_the_checked_onnx(
+    swap: str, ocr_models: Any, onnx_models: Any, tmp_path: Path
+) -> None:
+    """main: failed (the build child opened the ONNX entry's path: a graph swapped in after the
+    cache checked it was built with TensorRT-RTX and cached as the model's pending plan).
+    ``none``: the real TensorRT-RTX build (no GPU needed) from the checked bytes."""
+    from paddleocr_trt.cache.manifest import ArtifactChangedError
+    from paddleocr_trt.engines.tensorrt.artifact import rtx_pending_engine
+    from paddleocr_trt.engines.tensorrt.flavors import RTX
+
+    cache = EngineCache(tmp_path / "cache")
+    options = PipelineOptions(trt_flavor=RTX, targets=("sm89",), precision="fp32")
+    pipeline = _ReadyOnnxPipeline(cache, options)
+    pipeline.source_onnx = onnx_models[ModelType.CLASSIFICATION].onnx_path
+    graph = pipeline.graph(ocr_models.cls, "cls")  # step 1's entry, checked
+    if swap == "none":
+        entry, info = rtx_pending_engine(pipeline, graph)
+        assert entry.validation["status"] == "not-validated" and info["plan_bytes"] > 1000
+        assert sorted(entry.manifest["files"]) == ["engine.plan"]  # source.onnx not kept
+        return
+    artifact = graph.onnx.path
+    other = _other_graph(artifact, tmp_path / "other.onnx")
+    other_sha = hashlib.sha256(other.read_bytes()).hexdigest()
+    artifact.unlink()  # the swap, after the check
+    if swap == "other bytes":
+        artifact.write_bytes(other.read_bytes())
+    elif swap == "symlink":
+        artifact.symlink_to(other)
+    else:
+        os.link(other, artifact)
+    with pytest.raises(ArtifactChangedError):
+        rtx_pending_engine(pipeline, graph)
+    assert [e.digest for e in cache.entries() if e.kind == "engine"] == []
+    assert hashlib.sha256(other.read_bytes()).hexdigest() == other_sha

@@ -258,11 +258,12 @@ def rtx_pending_engine(source: TensorRTSource, graph: EngineGraph) -> tuple[Any,
     ``tensorrt_engine`` validates it on the target GPU at first use
     (``rtx_artifact.promote_pending``) before serving it."""
     build = engine_build(source.options, graph)
+    assert graph.onnx is not None, "the recipe hands the step its validated ONNX"
     return rtx_artifact.build_pending(
         source,
         graph.model.model_dir,
         graph.model_type,
-        graph.onnx_path,
+        graph.onnx,  # its checked bytes are what the child builds (issue 19)
         build.profiles,
         build.settings,
     )

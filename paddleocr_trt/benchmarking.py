@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .backend.base import BaseRunner
-from .comparator.inputs import build_validation_inputs
+from .comparator.inputs import ImageInput, build_validation_inputs
 from .log import get_logger
 from .model_types import ModelType
 
@@ -59,7 +59,7 @@ class BenchmarkResult:
 
 
 def benchmark_input(
-    images: Sequence[Path], model_dir: Path, mtype: ModelType, batch: int
+    images: Sequence[ImageInput], model_dir: Path, mtype: ModelType, batch: int
 ) -> np.ndarray:
     """A ``batch`` of the model's benchmark shape cut from the real validation images."""
     c, h, w = BENCHMARK_SHAPES[mtype]
@@ -82,7 +82,7 @@ def benchmark_input(
 
 def sweep(
     runner: BaseRunner,
-    images: Sequence[Path],
+    images: Sequence[ImageInput],
     model_dir: Path,
     mtype: ModelType,
     batches: list[int],

@@ -84,12 +84,15 @@ def call_in_child(
     what: str,
     workdir: Path | None = None,
     env: dict[str, str] | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> Any:
     """Call ``target`` (``"package.module:function"``) with ``payload`` in a child process.
 
     Returns the function's (JSON) result. Raises :class:`ChildProcessFailure` when it raised,
     crashed (signal or non-zero exit without a result) or ran past ``timeout_s`` (its process
-    group is then killed). ``what`` names the job in messages.
+    group is then killed). ``what`` names the job in messages. ``pass_fds``: descriptors the
+    child inherits under the same numbers (e.g. a cache directory the parent walked to, so the
+    child never opens it by path).
     """
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be positive, got {timeout_s}")
@@ -128,7 +131,7 @@ def call_in_child(
                 env=child_env,
                 cwd=work,
                 start_new_session=True,
-                pass_fds=() if progress_fd is None else (progress_fd,),
+                pass_fds=(*pass_fds, *(() if progress_fd is None else (progress_fd,))),
             )
             try:
                 proc.wait(timeout=timeout_s)

@@ -132,26 +132,29 @@ class ArtifactPipeline:
     # -- inputs and references ----------------------------------------------------------------
 
     @functools.cached_property
-    def _validation_images(self) -> tuple[Path, ...]:
-        if self.options.validation_images:
+    def _validation_images(self) -> tuple[Any, ...]:
+        if self.options.validation_images:  # the user's own files, read as the user asked
             return tuple(Path(p) for p in self.options.validation_images)
         from .cache.fsutil import cache_error
+        from .comparator.inputs import EncodedImage
         from .comparator.sample_images import render_sample_image_bytes
 
+        rendered = [EncodedImage(name, data) for name, data in render_sample_image_bytes()]
         try:
             with self.cache.fsroot.open("validation-images", create=True) as out:
-                paths = []
-                for name, data in render_sample_image_bytes():
+                for image in rendered:
                     # a new 0600 file renamed into place through the dir's descriptor: a link
                     # or hard link planted at the name is replaced, never written through
-                    out.write_bytes(name, data, durable=False)
-                    paths.append(out.path / name)
-            return tuple(paths)
+                    out.write_bytes(image.name, image.data, durable=False)
         except OSError as exc:
             raise cache_error(self.cache.root, exc, "rendering the validation images") from exc
+        # validation decodes these bytes in memory, as PaddleX decodes a file: the files just
+        # written (for the user to look at) are never read back by path (issue 19)
+        return tuple(rendered)
 
-    def validation_images(self) -> list[Path]:
-        """Rendered once per pipeline: every validation and benchmark input is cut from them."""
+    def validation_images(self) -> list[Any]:
+        """Rendered once per pipeline: every validation and benchmark input is cut from them
+        (``comparator.inputs.EncodedImage``; the user's ``validation_images`` paths as given)."""
         return list(self._validation_images)
 
     def validation_inputs(self, model_dir: ModelRef, model_type: ModelType) -> list[np.ndarray]:

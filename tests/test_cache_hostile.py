@@ -150,7 +150,8 @@ def test_validation_images_are_replaced_atomically_never_written_through(tmp_pat
     assert victim.read_bytes() == content
     assert outside_link.read_bytes() == b"an older render"
     assert not (images / "english_document.png").is_symlink()
-    assert all(p.read_bytes().startswith(b"\x89PNG") for p in rendered)
+    assert all(image.data.startswith(b"\x89PNG") for image in rendered)
+    assert all((images / i.name).read_bytes() == i.data for i in rendered)  # written as well
     assert not images.stat().st_mode & 0o022
 
 

@@ -9,7 +9,6 @@ failed on the main of issue 19 are marked ``main: failed`` in their docstrings.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ from typing import Any
 
 import pytest
 from fixtures.cache import make_key, world_traversable_tmpdir
+from fixtures.hostile import snapshot
 
 import paddleocr_trt
 from paddleocr_trt.cache import EngineCache
@@ -47,23 +47,6 @@ def _create(tmp_dir: Path) -> Path:
     path = tmp_dir / "a.bin"
     path.write_bytes(os.urandom(2048))
     return path
-
-
-def snapshot(top: Path) -> dict[str, Any]:
-    """Every path under ``top`` (links not followed): type, mode, owner and content/target."""
-    out: dict[str, Any] = {}
-    for dirpath, dirnames, filenames in os.walk(top):
-        for name in [*dirnames, *filenames]:
-            path = Path(dirpath) / name
-            st = path.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                what: Any = ("link", os.readlink(path))
-            elif stat.S_ISREG(st.st_mode):
-                what = ("file", hashlib.sha256(path.read_bytes()).hexdigest())
-            else:
-                what = ("dir",)
-            out[str(path.relative_to(top))] = (*what, stat.S_IMODE(st.st_mode), st.st_uid)
-    return out
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, user: int | None = None) -> Any:

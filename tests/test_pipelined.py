@@ -216,6 +216,22 @@ def test_rec_calls_follow_the_device_call_sizes(ocr, env, images, policy: str, r
         assert kept == list(expected["rec_scores"])
 
 
+def test_a_camera_sized_page_runs_det_alone_on_every_lane(ocr, env, sample_images) -> None:
+    """A det input of >= ``WIDE_DET_VALUES`` (the 3200x1400 page: 13.4 M values) runs alone with
+    the engine's full threads (``det_wide_calls``); the smaller pages beside it still share the
+    lanes; every field identical to stock."""
+    from paddleocr_trt.pipelined.call_sizes import CPU_CALLS
+
+    by_kind = {s.kind: str(s.path) for s in sample_images}
+    paths = [by_kind["document"], by_kind["large"], by_kind["rotated"], by_kind["cjk"]]
+    results = _pipelined(ocr, paths)
+    stats = last_run_stats()
+    assert CPU_CALLS.wide_det_values <= 3200 * 1400 * 3 < 2 * CPU_CALLS.wide_det_values
+    assert stats["det_wide_calls"] == 1, stats
+    assert stats["det_calls"] == 4
+    assert not result_differences(_stock(ocr, env, paths), results, **EXACT)
+
+
 def test_stock_path_when_off_native_or_single(ocr, env, ocr_models, images) -> None:
     runs = last_run_stats()["runs"]
     env.setenv(ENV_PIPELINE, "0")

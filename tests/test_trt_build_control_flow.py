@@ -16,6 +16,7 @@ from pathlib import Path
 import onnx
 import pytest
 
+from paddleocr_trt.cache.safedir import SafeDir
 from paddleocr_trt.engines.tensorrt import adapter, builder
 from paddleocr_trt.engines.tensorrt.adapter import build as adapter_build
 from paddleocr_trt.engines.tensorrt.config import BuildSettings
@@ -88,7 +89,8 @@ def test_timing_cache_is_per_gpu_strict_and_merged(fake_trt, onnx_models, tmp_pa
     assert set(after_first) < set(cache_file.read_bytes().decode().split(";"))
     # Another process merged its entry meanwhile: the file keeps both.
     cache_file.write_bytes(cache_file.read_bytes() + b";from-other-process")
-    builder.save_timing_cache(cache_file, b"tactic-new")
+    with SafeDir.open_path(timing) as directory:  # through the held dir, as the build child
+        builder.save_timing_cache(directory, cache_file.name, b"tactic-new")
     assert set(cache_file.read_bytes().decode().split(";")) >= {"from-other-process", "tactic-new"}
     # A cache from another GPU is refused (strict load) and the build starts empty.
     cache_file.write_bytes(b"other-gpu-entry")

@@ -19,7 +19,6 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 from ..errors import CacheError
 from ..log import get_logger
@@ -124,20 +123,6 @@ def lock_in(
         yield
     finally:
         os.close(fd)
-
-
-@contextlib.contextmanager
-def file_lock(
-    path: Path, timeout_s: float, what: str, *, report_every_s: float | None = None
-) -> Iterator[None]:
-    """:func:`lock_in` for a lock at ``path`` whose directory (not followed if a link) is a
-    trusted one of ours, e.g. the TensorRT timing cache's."""
-    path = Path(path)
-    with (
-        SafeDir.open_path(path.parent) as directory,
-        lock_in(directory, path.name, timeout_s, what, report_every_s=report_every_s),
-    ):
-        yield
 
 
 def _is_lock_record(fd: int) -> bool:

@@ -87,6 +87,23 @@ class SafeDir:
         return cls._open(None, str(path), Path(path))
 
     @classmethod
+    def adopt(cls, fd: int, path: Path) -> SafeDir:
+        """A directory descriptor another process walked to and handed over (inherited by a
+        child through ``pass_fds``), checked as :meth:`child` checks what it opens: a
+        directory, ours, not writable by others. ``path`` names it in messages only; nothing
+        is opened by path. The SafeDir owns ``fd`` from now on (closes it)."""
+        try:
+            reason = untrusted_reason(os.fstat(fd), want_dir=True)
+        except OSError as exc:
+            raise UntrustedPathError(
+                f"{path}: the handed-over descriptor {fd} is unusable ({exc})"
+            ) from exc
+        if reason is not None:
+            os.close(fd)
+            raise UntrustedPathError(f"{path} {reason}; the cache refuses to use it")
+        return cls(fd, path)
+
+    @classmethod
     def _open(cls, dir_fd: int | None, name: str, path: Path, *, fix_mode: bool = False) -> SafeDir:
         try:
             fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)

@@ -40,6 +40,7 @@ from .compare import (
     task_settings,
 )
 from .compare import _task_detail as _base_task_detail
+from .inputs import ImageInput
 
 log = get_logger("comparator")
 
@@ -64,7 +65,7 @@ class FusedPair:
 
 def build_fused_pairs(
     model_type: ModelType | str,
-    images: Sequence[str | Path | np.ndarray],
+    images: Sequence[ImageInput],
     *,
     model_dir: str | Path,
     batch_sizes: Sequence[int] = (1,),

@@ -11,6 +11,7 @@ is right at 320 px can still be wrong at its profile's edge.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,21 @@ DEFAULT_CLS_SIZE: tuple[int, int] = (192, 48)  # (width, height), as in inferenc
 _IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "scale": 1 / 255}
 _HALF = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "scale": 1 / 255}
 
-ImageInput = str | Path | np.ndarray
+
+@dataclass(frozen=True, repr=False)
+class EncodedImage:
+    """An image file's bytes in memory (``name`` for messages): decoded exactly as PaddleX's
+    ``ReadImage`` decodes the file (:func:`decode_image`), so no path is opened to read it.
+    The validation images the cache renders are handed on this way (issue 19)."""
+
+    name: str
+    data: bytes
+
+    def __repr__(self) -> str:
+        return f"EncodedImage({self.name!r}, {len(self.data)} bytes)"
+
+
+ImageInput = str | Path | np.ndarray | EncodedImage
 
 
 def build_validation_inputs(
@@ -46,7 +61,8 @@ def build_validation_inputs(
 ) -> list[np.ndarray]:
     """Float32 NCHW tensors ready for ``runner.infer([x])``.
 
-    images: file paths (read as PaddleX reads them) or BGR uint8 arrays.
+    images: file paths (read as PaddleX reads them), :class:`EncodedImage` (a file's bytes,
+        decoded the same way) or BGR uint8 arrays.
     model_dir: a model dir whose ``inference.yml`` supplies the preprocessing parameters
         (PP-OCR defaults otherwise).
     shapes: det only: long-side lengths (default :data:`DEFAULT_DET_SIDES`).
@@ -103,11 +119,30 @@ def _read_images(images: Sequence[ImageInput], fmt: str) -> list[np.ndarray]:
     reader = ReadImage(format=fmt)
     out = []
     for image in images:
-        if isinstance(image, np.ndarray):
+        if isinstance(image, EncodedImage):
+            out.append(decode_image(image, fmt))
+        elif isinstance(image, np.ndarray):
             out.append(reader.read(image))
         else:
             out.append(reader.read(str(image)))
     return out
+
+
+def decode_image(image: EncodedImage, fmt: str) -> np.ndarray:
+    """What PaddleX's ``ReadImage(format=fmt).read(path)`` returns for a file holding
+    ``image.data``: its OpenCV reader (``np.frombuffer`` + ``cv2.imdecode`` with
+    ``IMREAD_COLOR``, or ``IMREAD_GRAYSCALE`` for GRAY), then BGR -> RGB for RGB."""
+    import cv2
+
+    flags = {"BGR": cv2.IMREAD_COLOR, "RGB": cv2.IMREAD_COLOR, "GRAY": cv2.IMREAD_GRAYSCALE}
+    blob = cv2.imdecode(np.frombuffer(image.data, np.uint8), flags=flags[fmt])
+    if blob is None:
+        raise ValueError(f"Image read Error: {image.name} cannot be decoded")
+    if fmt == "RGB":
+        if blob.ndim != 3:
+            raise RuntimeError("Array is not 3-dimensional.")
+        blob = cv2.cvtColor(blob, cv2.COLOR_BGR2RGB)
+    return blob
 
 
 # -- detection ------------------------------------------------------------------------------

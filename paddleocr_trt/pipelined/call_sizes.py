@@ -27,13 +27,19 @@ class CallSizes:
     det_images: int
     rec_rows: int
     rec_columns: int | None
+    #: det inputs of at least this many values (H x W x C) run alone on every lane
+    wide_det_values: int = 1 << 62
 
 
+#: det inputs from ~4 megapixels (H x W x 3 values) run alone on every lane: a 4000x3008 det
+#: call took 3.3-9 s on one thread beside another (1.5-4.9 s of it system time: page faults as
+#: the lane session's arena grew by a second copy) against 1.9-2.4 s alone on two threads
+WIDE_DET_VALUES = 12_000_000
 #: same-size det inputs stacked into one call (TensorRT det profiles take batch 1 and split larger
 #: batches; ONNX Runtime takes any); rec rows a multiple of PaddleOCR's 6, within the rec
 #: profiles' max batch 50
 GPU_CALLS = CallSizes(det_images=4, rec_rows=48, rec_columns=None)
-CPU_CALLS = CallSizes(det_images=1, rec_rows=48, rec_columns=1440)
+CPU_CALLS = CallSizes(det_images=1, rec_rows=48, rec_columns=1440, wide_det_values=WIDE_DET_VALUES)
 
 
 def padded_width(x: list[Any]) -> int:

@@ -97,7 +97,14 @@ class OCRSteps:
         self.score_thresh = settings["text_rec_score_thresh"]
         self.settings = settings
         self.rec_batch = max(1, int(self.rec.batch_sampler.batch_size))
-        self.stats = {"images": 0, "det_calls": 0, "cls_calls": 0, "rec_calls": 0, "rec_rows": 0}
+        self.stats = {
+            "images": 0,
+            "det_calls": 0,
+            "det_wide_calls": 0,
+            "cls_calls": 0,
+            "rec_calls": 0,
+            "rec_rows": 0,
+        }
         predictors = [self.det, self.rec]
         if self.use_orientation:
             predictors.append(pipeline.textline_orientation_model)
@@ -125,11 +132,12 @@ class OCRSteps:
             self.stats["lane_calls"] = dict(self._lanes.counts)
             self._lanes.close()
 
-    def _run_all(self, jobs: list[Callable[[], Any]]) -> list[Any]:
-        """Run engine jobs (in the lanes where there are lanes); results in job order."""
+    def _run_all(self, jobs: list[Callable[[], Any]], *, wide: bool = False) -> list[Any]:
+        """Run engine jobs (in the lanes where there are lanes; ``wide``: each alone on every
+        lane); results in job order."""
         if self._lanes is None:
             return [job() for job in jobs]
-        return self._lanes.run_all(jobs)
+        return self._lanes.run_all(jobs, wide=wide)
 
     def _engine(self, runner: Any, x: list[np.ndarray]) -> list[np.ndarray]:
         with self._gate:
@@ -183,7 +191,17 @@ class OCRSteps:
             return job
 
         thresh = self.det_params["thresh"]
-        for group, preds in zip(groups, self._run_all([call(g) for g in groups]), strict=True):
+        # a big input (a camera photo) is memory-bound: side by side with another, each call
+        # runs slower and the engine's memory arena grows by a second copy (measured: page
+        # faults cost seconds of system time per 12-megapixel call), so it runs alone
+        big = [i for i, g in enumerate(groups) if g[0].det_x.size >= self.calls.wide_det_values]  # type: ignore[union-attr]
+        small = [i for i in range(len(groups)) if i not in big]
+        outputs = dict(
+            zip(big, self._run_all([call(groups[i]) for i in big], wide=True), strict=True)
+        )
+        outputs.update(zip(small, self._run_all([call(groups[i]) for i in small]), strict=True))
+        self.stats["det_wide_calls"] += len(big)
+        for group, preds in zip(groups, [outputs[i] for i in range(len(groups))], strict=True):
             self.stats["det_calls"] += 1
             for it, part in zip(group, split_rows(list(preds), [1] * len(group)), strict=True):
                 it.det_preds, it.det_x = part, None

@@ -11,6 +11,7 @@ inputs) and the engine builder it was given.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,19 +162,29 @@ def _gpu_cc(device_id: int) -> tuple[int, int] | None:
     return int(cc[0]), int(cc[1])
 
 
-def timing_cache_dir(cache: Any) -> Path | None:
-    """``<cache>/timing``, private to this user; None (no timing cache) if it is not ours:
-    TensorRT must not be fed tactic data another user could have planted. ``cache``: an
-    ``EngineCache`` (or a cache dir), reached through its root's descriptors."""
+def open_timing_cache_dir(cache: Any) -> Any:
+    """``<cache>/timing`` as a held SafeDir, walked to from the cache root through descriptors
+    (no link followed at any level, owner and mode checked; see cache/safedir.py); None (no
+    timing cache) if it is not ours: TensorRT must not be fed tactic data another user could
+    have planted. ``cache``: an ``EngineCache`` (or a cache dir). The build child inherits the
+    descriptor (``attempts.IsolatedEngineBuilder``): the path is never opened again."""
     from ...cache.root import CacheRoot
 
     fsroot = getattr(cache, "fsroot", None) or CacheRoot(cache)
     try:
-        with fsroot.open("timing", create=True) as timing:
-            return timing.path
+        return fsroot.open("timing", create=True)
     except (OSError, CacheError) as exc:
         log.warning("building without the TensorRT timing cache: %s", exc)
         return None
+
+
+def timing_cache_dir(cache: Any) -> Path | None:
+    """Where the timing cache is (:func:`open_timing_cache_dir`, created), for reports."""
+    timing = open_timing_cache_dir(cache)
+    if timing is None:
+        return None
+    with timing:
+        return timing.path
 
 
 def tensorrt_engine(source: TensorRTSource, graph: EngineGraph, build: EngineBuild) -> Artifact:
@@ -208,16 +219,17 @@ def tensorrt_engine(source: TensorRTSource, graph: EngineGraph, build: EngineBui
             fused = tmp / GRAPH_ARTIFACT
             fused.write_bytes(graph.read())
             step_graph = dataclasses.replace(step_graph, fused_path=fused)
-        plan, report, meta = _build_validated(
-            source,
-            step_graph,
-            tmp,
-            profiles,
-            settings,
-            inputs,
-            _timing_cache_dir(source, settings),
-            _fp16_graphs(source, graph, tmp, settings),
-        )
+        with _timing_cache(source, settings) as timing:  # held until the attempts are done
+            plan, report, meta = _build_validated(
+                source,
+                step_graph,
+                tmp,
+                profiles,
+                settings,
+                inputs,
+                timing,
+                _fp16_graphs(source, graph, tmp, settings),
+            )
         outcome["report"] = report
         return plan, {**meta, **model.source_metadata()}
 
@@ -239,9 +251,10 @@ def tensorrt_engine(source: TensorRTSource, graph: EngineGraph, build: EngineBui
     return Artifact(entry, from_cache="report" not in outcome, extra={"onnx": graph.onnx})
 
 
-def _timing_cache_dir(source: ArtifactSource, settings: Any) -> Path | None:
-    """The timing cache of a build for this GPU (none for an ahead-of-time build)."""
-    return timing_cache_dir(source.cache) if not settings.targets else None
+def _timing_cache(source: ArtifactSource, settings: Any) -> Any:
+    """The held timing cache dir of a build for this GPU (none for an ahead-of-time build)."""
+    timing = open_timing_cache_dir(source.cache) if not settings.targets else None
+    return timing if timing is not None else contextlib.nullcontext()
 
 
 def _promote_rtx(source: Any, model_dir: Path, mtype: ModelType, key: CacheKey, outcome: dict):
@@ -262,11 +275,12 @@ def rtx_pending_engine(source: TensorRTSource, graph: EngineGraph) -> tuple[Any,
     ``tensorrt_engine`` validates it on the target GPU at first use
     (``rtx_artifact.promote_pending``) before serving it."""
     build = engine_build(source.options, graph)
+    assert graph.onnx is not None, "the recipe hands the step its validated ONNX"
     return rtx_artifact.build_pending(
         source,
         graph.model.model_dir,
         graph.model_type,
-        graph.onnx_path,
+        graph.onnx,  # its checked bytes are what the child builds (issue 19)
         build.profiles,
         build.settings,
         graph_key=graph.digest,

@@ -66,11 +66,24 @@ def build_plan(payload: dict[str, Any]) -> tuple[Any, Any]:
             plan,
             settings,
             profiles,
-            timing_cache_dir=payload.get("timing_cache_dir"),
+            timing_cache_dir=_timing_cache_dir(payload),
             fp16_onnx_path=fp16_onnx,
             device_id=int(payload.get("device_id", 0)),
         )
     return result, settings
+
+
+def _timing_cache_dir(payload: dict[str, Any]) -> Any:
+    """The timing cache dir the parent handed over: ``timing_cache_fd``, a descriptor of the
+    cache's ``timing/`` it walked to from the cache root and this child inherited (checked
+    again here, never reopened by path); else a ``timing_cache_dir`` path of a caller's own
+    (CI builds), or None."""
+    fd = payload.get("timing_cache_fd")
+    if fd is None:
+        return payload.get("timing_cache_dir")
+    from ...cache.safedir import SafeDir
+
+    return SafeDir.adopt(int(fd), Path(str(payload.get("timing_cache_dir") or f"fd {fd}")))
 
 
 def _validate(payload: dict[str, Any], plan: Path, what: str) -> tuple[Any, Any]:

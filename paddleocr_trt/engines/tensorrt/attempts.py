@@ -57,7 +57,9 @@ class AttemptJob:
     inputs_path: Path  # .npz of the validation inputs
     min_agreement: float
     device_id: int
-    timing_cache_dir: Path | None
+    #: the cache's ``timing/`` as a held SafeDir (walked to from the cache root; the child
+    #: inherits its descriptor, see ``artifact.open_timing_cache_dir``), or None
+    timing_cache_dir: Any
     flavor: str = "tensorrt"  # or "tensorrt-rtx"
     #: the resolved model (``ResolvedModel.to_payload``): the child reads no model dir
     model: dict[str, Any] | None = None
@@ -96,18 +98,21 @@ class IsolatedEngineBuilder:
             "inputs": str(job.inputs_path),
             "min_agreement": job.min_agreement,
             "device_id": job.device_id,
-            "timing_cache_dir": str(job.timing_cache_dir) if job.timing_cache_dir else None,
             "flavor": job.flavor,
             "model": job.model,
             "fused": str(job.fused_path) if job.fused_path else None,
             "fused16": str(job.fused16_path) if job.fused16_path else None,
         }
+        timing = job.timing_cache_dir
+        if timing is not None:  # the held descriptor, inherited: never reopened by path
+            payload.update(timing_cache_fd=timing.fd, timing_cache_dir=str(timing.path))
         out = call_in_child(
             self.target,
             payload,
             timeout_s=self.timeout_s,
             what=f"{job.settings.precision} engine build + validation of {job.model_dir.name}",
             workdir=job.plan_path.parent / f".{job.plan_path.stem}.child",
+            pass_fds=() if timing is None else (timing.fd,),
         )
         report = ValidationReport(**out.pop("report"))
         return AttemptResult(
@@ -299,7 +304,7 @@ def build_validated(
     inputs: Sequence[Any],
     min_agreement: float,
     device_id: int,
-    timing_cache_dir: Path | None,
+    timing_cache_dir: Any,  # a held SafeDir or None
     flavor: str = "tensorrt",
     model: Any = None,
     fused_path: Path | None = None,

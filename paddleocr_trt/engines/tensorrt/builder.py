@@ -15,7 +15,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,35 +96,53 @@ def gpu_cache_tag(device_id: int) -> str:
     return f"{info.name}-sm{major}{minor}"
 
 
-def timing_cache_file(timing_cache_dir: Path, gpu_tag: str) -> Path:
-    """One timing cache per TensorRT version and GPU (name + compute capability)."""
+def timing_cache_name(gpu_tag: str) -> str:
+    """One timing cache per TensorRT version and GPU (name + compute capability): its file name."""
     if not gpu_tag:
         raise ValueError("a timing cache needs the GPU's tag (gpu_cache_tag(device_id))")
     tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{adapter.tensorrt_version()}-{gpu_tag}")
-    return Path(timing_cache_dir) / f"timing-{tag}.cache"
+    return f"timing-{tag}.cache"
 
 
-def read_timing_cache(cache_path: Path) -> bytes | None:
-    """The timing cache's bytes if it is a private file of ours (through the dir's fd), else None:
-    TensorRT must not be fed tactic data another user could have planted."""
+def timing_cache_file(timing_cache_dir: Path, gpu_tag: str) -> Path:
+    """Where the timing cache of ``gpu_tag`` lives in ``timing_cache_dir`` (for messages)."""
+    return Path(timing_cache_dir) / timing_cache_name(gpu_tag)
+
+
+def read_timing_cache(directory: SafeDir, name: str) -> bytes | None:
+    """The timing cache's bytes if it is a private file of ours, read through the held timing
+    dir's descriptor (never a path), else None: TensorRT must not be fed tactic data another
+    user could have planted (a link, a hard link, a file not ours is refused with a warning)."""
     try:
-        with SafeDir.open_path(cache_path.parent) as directory:
-            return directory.read_bytes(cache_path.name)
-    except (OSError, CacheError):
+        return directory.read_bytes(name)
+    except FileNotFoundError:
+        return None
+    except (OSError, CacheError) as exc:
+        logger.warning("not using the TensorRT timing cache %s: %s", directory.path / name, exc)
         return None
 
 
-def save_timing_cache(cache_path: Path, new: bytes) -> None:
+def save_timing_cache(directory: SafeDir, name: str, new: bytes) -> None:
     """Merge ``new`` into the cache file under its lock (never overwrite others' entries);
-    everything through the timing dir's descriptor (see cache/safedir.py)."""
-    cache_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with (
-        SafeDir.open_path(cache_path.parent) as directory,
-        lock_in(directory, cache_path.name + ".lock", TIMING_CACHE_LOCK_TIMEOUT_S, "timing cache"),
-    ):
-        current = read_timing_cache(cache_path) or b""
+    everything through the held timing dir's descriptor (see cache/safedir.py)."""
+    with lock_in(directory, name + ".lock", TIMING_CACHE_LOCK_TIMEOUT_S, "timing cache"):
+        current = read_timing_cache(directory, name) or b""
         merged = adapter.combine_timing_caches(current, new) if current else new
-        directory.write_bytes(cache_path.name, merged)
+        directory.write_bytes(name, merged)
+
+
+@contextlib.contextmanager
+def _timing_dir(given: str | Path | SafeDir | None) -> Iterator[SafeDir | None]:
+    """The timing cache dir as a held SafeDir: the one given (a cache's, walked to from its
+    root through descriptors; the caller closes it), or a directory path of the caller's own
+    (direct use of :func:`build_engine`: created 0700, its last component not followed)."""
+    if given is None or isinstance(given, SafeDir):
+        yield given
+        return
+    path = Path(given)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with SafeDir.open_path(path) as directory:
+        yield directory
 
 
 def _precheck(onnx_path: Path, *, strongly_typed: bool) -> None:
@@ -172,7 +190,7 @@ def build_engine(
     settings: BuildSettings,
     profiles: Sequence[Profile],
     *,
-    timing_cache_dir: str | Path | None = None,
+    timing_cache_dir: str | Path | SafeDir | None = None,
     fp16_onnx_path: str | Path | None = None,
     device_id: int = 0,
     gpu_tag: str | None = None,
@@ -184,10 +202,24 @@ def build_engine(
     ``fp16_onnx_path`` or, when absent, converted here with ``settings.fp32_layers`` kept fp32.
     On a builder OOM the workspace is halved and the build retried (down to 128 MiB). The build
     runs on ``device_id``; ``gpu_tag`` (default: :func:`gpu_cache_tag` of that device) keys the
-    timing cache.
+    timing cache, read and merged through ``timing_cache_dir`` (a held :class:`SafeDir`, e.g. the
+    descriptor an attempt's child inherits, or a directory path of the caller's own).
     """
+    with _timing_dir(timing_cache_dir) as timing:
+        args = (settings, profiles, timing, fp16_onnx_path, device_id, gpu_tag)
+        return _build(Path(onnx_path), Path(out_path), *args)
 
-    onnx_path, out_path = Path(onnx_path), Path(out_path)
+
+def _build(
+    onnx_path: Path,
+    out_path: Path,
+    settings: BuildSettings,
+    profiles: Sequence[Profile],
+    timing: SafeDir | None,
+    fp16_onnx_path: str | Path | None,
+    device_id: int,
+    gpu_tag: str | None,
+) -> BuildResult:
     source = onnx_path
     if settings.precision == "fp16" and adapter.fp16_needs_fp16_onnx():
         if fp16_onnx_path is None:
@@ -203,12 +235,13 @@ def build_engine(
 
     _precheck(source, strongly_typed=adapter.fp16_needs_fp16_onnx())
     _log_memory_estimate(source, profiles, float_bytes=2 if settings.precision == "fp16" else 4)
-    cache_path = None
-    cache_bytes = None
-    if timing_cache_dir is not None:
-        tag = gpu_tag if gpu_tag else gpu_cache_tag(device_id)
-        cache_path = timing_cache_file(Path(timing_cache_dir), tag)
-        cache_bytes = read_timing_cache(cache_path)
+    cache_name: str | None = None
+    cache_path: Path | None = None
+    cache_bytes: bytes | None = None
+    if timing is not None:
+        cache_name = timing_cache_name(gpu_tag if gpu_tag else gpu_cache_tag(device_id))
+        cache_path = timing.path / cache_name
+        cache_bytes = read_timing_cache(timing, cache_name)
 
     start = time.perf_counter()
     attempt_settings, attempts, growths = settings, 0, 0
@@ -260,9 +293,9 @@ def build_engine(
     if not out.plan:
         raise EngineBuildError(f"engine build for {onnx_path.name} returned an empty plan")
     _write_atomic(out_path, out.plan)
-    if cache_path is not None and out.timing_cache:
+    if timing is not None and cache_name is not None and out.timing_cache:
         with device_scope(device_id):
-            save_timing_cache(cache_path, out.timing_cache)
+            save_timing_cache(timing, cache_name, out.timing_cache)
     logger.info(
         "built %s (%s %s%s, %.1f MiB) in %.1f s",
         out_path.name,

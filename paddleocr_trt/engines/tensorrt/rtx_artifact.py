@@ -282,15 +282,19 @@ def build_pending(
     source: Any,
     model_dir: Path,
     model_type: ModelType,
-    onnx_path: Path,
+    onnx: Any,
     profiles: list[Any],
     settings: Any,
     *,
     graph_key: str | None,
 ) -> tuple[Any, dict]:
-    """Build the fused graph of ``onnx_path`` with TensorRT-RTX for ``settings.targets`` in a
-    child process, into the cache under its pending key (validation status ``not-validated``):
-    (entry, what the build reported)."""
+    """Build the fused graph of ``onnx`` (step 1's validated ONNX, an ``Artifact``) with
+    TensorRT-RTX for ``settings.targets`` in a child process, into the cache under its pending
+    key (validation status ``not-validated``): (entry, what the build reported).
+
+    The child builds from the ONNX bytes the cache checked (``CacheEntry.read_artifact``),
+    written into the held build dir, never from the ONNX entry's path: a file swapped there
+    after the check is refused (``ArtifactChangedError``), never built (issue 19)."""
     from ...artifact import ENGINE_ARTIFACT
     from ...isolation import call_in_child
     from ...profiles import profiles_to_dict
@@ -309,9 +313,11 @@ def build_pending(
 
     def create(tmp: Path) -> tuple[Path, dict[str, Any]]:
         plan = tmp / ENGINE_ARTIFACT
+        checked = tmp / "source.onnx"  # dropped before sealing (not an extra file kept)
+        checked.write_bytes(onnx.entry.read_artifact())
         payload = {
             "flavor": RTX,
-            "onnx": str(onnx_path),
+            "onnx": str(checked),
             "plan": str(plan),
             "settings": settings.to_dict() | {"progress": True},
             "profiles": profiles_to_dict(profiles),

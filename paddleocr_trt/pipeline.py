@@ -6,7 +6,7 @@ The hook (``integration.engine_path``) and the public API (``optimizer``) both g
 loads, and nothing reaches the cache without passing validation against the model's reference
 (``reference.py``: native Paddle for a Paddle model dir, ONNX Runtime running the source graph
 for an ONNX model dir). Step 1 (the validated ONNX) is cached here; step 2 (the engine graph,
-``engine_graph.py``) is a value made from it; step 3 is each engine's own
+``engine_graph.py``) is cached as a stage of its own, made from it; step 3 is each engine's own
 (``engines/<name>/artifact.py``, through its contract), which caches the artifact. The model
 is resolved once at each entry (:meth:`ArtifactPipeline.resolve`) and that value goes down;
 nothing below reads the directory again.
@@ -32,7 +32,7 @@ from .artifact import (
 from .cache.failures import FailureMemo
 from .cache.key import CacheKey
 from .cache.store import EngineCache
-from .engine_graph import EngineGraph
+from .engine_graph import EngineGraph, make_engine_graph
 from .engines import registry
 from .engines.contract import Target
 from .errors import (
@@ -268,11 +268,10 @@ class ArtifactPipeline:
 
     # -- the engine graph ---------------------------------------------------------------------
 
-    @staticmethod
-    def engine_graph(onnx: Artifact, model: ResolvedModel) -> EngineGraph:
+    def engine_graph(self, onnx: Artifact, model: ResolvedModel) -> EngineGraph:
         """Step 2: the engine graph (fused; its fp16/pinned variants on request) of step 1's
-        validated ONNX (``engine_graph.py``)."""
-        return EngineGraph.from_onnx(onnx, model)
+        validated ONNX, cached as a stage of its own (kind "graph", ``engine_graph.py``)."""
+        return make_engine_graph(self.cache, onnx, model, self.failures)
 
     def graph(self, model_dir: ModelRef, model_type: ModelType | str | None) -> EngineGraph:
         """Steps 1 and 2 for a model: the engine graph of its validated ONNX."""

@@ -20,6 +20,7 @@ from fixtures.cache import make_key
 
 from paddleocr_trt.cache.failures import FailureMemo
 from paddleocr_trt.cache.store import EngineCache
+from paddleocr_trt.engine_graph import EngineGraph
 from paddleocr_trt.engines.tensorrt.artifact import engine_build, tensorrt_engine
 from paddleocr_trt.engines.tensorrt.attempts import (
     AttemptJob,
@@ -181,6 +182,10 @@ class _StubbedPipeline(ArtifactPipeline):
     def onnx(self, model_dir, model_type) -> Artifact:
         return _ready_onnx(self.cache, Path(model_dir) / "inference.pdmodel")
 
+    def engine_graph(self, onnx: Artifact, model: Any) -> EngineGraph:
+        """Keyed, not made: the stand-in "ONNX" is no graph fusion could read."""
+        return EngineGraph.from_onnx(onnx, model)
+
     def validation_inputs(self, model_dir, model_type) -> list[np.ndarray]:
         return [np.zeros((1, 3, 32, 32), np.float32)]
 
@@ -287,6 +292,7 @@ class _OnnxReadyPipeline(_StubbedPipeline):
     def onnx(self, model_dir, model_type) -> Artifact:
         return _ready_onnx(self.cache, self.onnx_path)
 
+    engine_graph = ArtifactPipeline.engine_graph  # the real graph stage, cached
     validation_inputs = ArtifactPipeline.validation_inputs
     fused_validation_pairs = ArtifactPipeline.fused_validation_pairs
 

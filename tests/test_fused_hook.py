@@ -250,9 +250,9 @@ def test_fused_graph_failing_validation_is_not_used(
     from paddleocr import PaddleOCR
 
     import paddleocr_trt
+    from paddleocr_trt import engine_graph
     from paddleocr_trt.backend.onnx.fuse import prepend_uint8_normalize
     from paddleocr_trt.backend.onnx.fuse_db import append_db_bitmap
-    from paddleocr_trt.engines.onnxruntime import artifact as onnxruntime_artifact
     from paddleocr_trt.fusion import graphs
 
     real_fuse = graphs.fuse_model
@@ -264,7 +264,8 @@ def test_fused_graph_failing_validation_is_not_used(
         return real_fuse(model_type, model, model_dir, **kw)
 
     monkeypatch.setattr(graphs, "fuse_model", wrongly_fused)
-    monkeypatch.setattr(onnxruntime_artifact, "FUSED_GRAPH", "fused-wrong-test")  # fresh keys
+    # a new graph recipe: fresh graph stage keys, so fresh engine keys
+    monkeypatch.setattr(engine_graph, "FUSED_GRAPH", "fused-wrong-test")
     # A copy of the warm cache: ONNX steps hit, the session's cache stays as other tests expect.
     shutil.copytree(engine_env["PADDLEOCR_TRT_CACHE_DIR"], tmp_path / "cache", symlinks=True)
     monkeypatch.setenv("PADDLEOCR_TRT_CACHE_DIR", str(tmp_path / "cache"))

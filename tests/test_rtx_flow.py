@@ -268,7 +268,16 @@ def _validated_key(pending: dict[str, Any]):
     pipeline, det = pending["pipeline"], pending["det"]
     profiles = pending["entry"].metadata["profiles"]
     settings = BuildSettings(precision="fp32", targets=())
-    return engine_key(pipeline, det, ModelType.DETECTION, profiles, settings, pending=False)
+    graph = pipeline.graph(det, ModelType.DETECTION)  # the cached engine graph stage
+    return engine_key(
+        pipeline,
+        det,
+        ModelType.DETECTION,
+        profiles,
+        settings,
+        pending=False,
+        graph_key=graph.digest,
+    )
 
 
 def test_ahead_of_time_plan_is_cached_as_not_validated(pending) -> None:

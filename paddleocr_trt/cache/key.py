@@ -17,9 +17,10 @@ from typing import Any
 from ..model_types import ModelType
 
 KEY_VERSION = 1
-#: "onnx": the validated fp32 ONNX; "engine": a TensorRT plan; "onnxruntime": the graph an ONNX
-#: Runtime engine runs, validated under its execution provider.
-KINDS = ("onnx", "engine", "onnxruntime")
+#: "onnx": the validated fp32 ONNX; "graph": the engine graph made from it (fused; fp16/pinned
+#: variants), what engines build from; "engine": a TensorRT plan; "onnxruntime": the graph an
+#: ONNX Runtime engine runs, validated under its execution provider.
+KINDS = ("onnx", "graph", "engine", "onnxruntime")
 DIGEST_HEX_CHARS = 24
 
 #: one optimization profile: ``{input name: (min shape, opt shape, max shape)}``
@@ -89,10 +90,11 @@ class CacheKey:
             )
         if self.kind == "onnxruntime" and self.tensorrt_version is not None:
             raise ValueError(f"a {self.kind} key must not carry tensorrt_version")
-        if self.kind == "onnx" and any(f is not None for f in trt_fields):
+        if self.kind in ("onnx", "graph") and any(f is not None for f in trt_fields):
             raise ValueError(
-                "an onnx key must not carry tensorrt_version/gpu_name/compute_capability: ONNX "
-                "files do not depend on them, and keying on them would rebuild for nothing"
+                f"an {self.kind} key must not carry tensorrt_version/gpu_name/"
+                "compute_capability: ONNX graphs do not depend on them, and keying on them "
+                "would rebuild for nothing"
             )
 
     def __hash__(self) -> int:  # dict fields are unhashable; the digest says it all
@@ -132,6 +134,11 @@ class CacheKey:
     def describe(self) -> str:
         """One line for logs: what this artifact is, without the hashes."""
         parts = [self.kind, self.model_type, self.precision, f"model {self.model_fingerprint[:12]}"]
+        if self.kind == "graph":
+            settings = self.builder_settings or {}
+            parts.append(f"engine graph {settings.get('graph', '?')}")
+            if settings.get("keep_fp32_nodes"):
+                parts.append(f"{len(settings['keep_fp32_nodes'])} nodes kept fp32")
         if self.kind == "onnxruntime":
             provider = (self.builder_settings or {}).get("provider", "?")
             version = self.converter_versions.get("onnxruntime", "?")

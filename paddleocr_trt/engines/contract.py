@@ -8,7 +8,7 @@ engine:
   installed; :meth:`Engine.availability`: for this precision on this device), cheaply, before
   anything is built;
 - **prepare an artifact from the engine graph** (:meth:`Engine.prepare`): given the engine
-  graph (:class:`~paddleocr_trt.engine_graph.EngineGraph`, the recipe's step 2) and what the
+  graph (:class:`~paddleocr_trt.engine_graph.EngineGraph`, the recipe's cached step 2) and what the
   recipe lends (:class:`~paddleocr_trt.artifact.ArtifactSource`: the cache, the options, the
   validation inputs), return a cached, validated :class:`~paddleocr_trt.artifact.Artifact`;
 - **load it into a runner** (:meth:`Engine.load`): a ``BaseRunner`` that PaddleX can call.
@@ -94,9 +94,10 @@ class Engine(Protocol):
     def prepare(
         self, source: ArtifactSource, graph: EngineGraph, target: Target
     ) -> Artifact | None:
-        """Step 3 of the recipe: the engine graph (step 2's output, ``graph``: the fused graph
-        of the validated ONNX of a resolved model) in, the cached, validated artifact this
-        engine runs out (None: it needs none). Calls down only: ``source`` lends the cache,
+        """Step 3 of the recipe: the engine graph (step 2's output, ``graph``: the cached fused
+        graph of the validated ONNX of a resolved model; its checked bytes ``graph.read()``) in,
+        the cached, validated artifact this engine runs out (None: it needs none), keyed with
+        the graph stage's key (``graph.digest``). Calls down only: ``source`` lends the cache,
         the options and the validation, never a step."""
         ...
 

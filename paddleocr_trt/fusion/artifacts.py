@@ -75,14 +75,18 @@ def engine_onnx(
     *,
     fp16_onnx: bool,
     keep_fp32_nodes: tuple[str, ...] = (),
+    fused32: Path | None = None,
 ) -> tuple[Path, Path | None]:
     """(fused fp32 ONNX, fused fp16 ONNX or None) to hand to the TensorRT builder.
 
     Fusion comes after the fp16 conversion (``fp16_onnx``: TensorRT 11's strongly typed FP16):
     the converter then keeps the uint8 prologue and the argmax/max epilogue out of fp16, and
     ``keep_fp32_nodes`` name nodes of the unfused graph, which fusion leaves in place.
+    ``fused32``: the fused fp32 graph already made (the recipe's cached engine graph), else it
+    is fused here once per ``tmp``.
     """
-    fused32 = tmp / "model.fused.onnx"
+    if fused32 is None:
+        fused32 = tmp / "model.fused.onnx"
     if not fused32.is_file():
         write_fused_onnx(model_type, onnx_path, model_dir, fused32)
     if not fp16_onnx:

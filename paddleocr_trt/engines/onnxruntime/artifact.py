@@ -1,41 +1,40 @@
 """The ONNX Runtime engine's artifact: the engine graph, validated under its provider, cached.
 
 Step 3 of the recipe for ONNX Runtime: the engine graph (``engine_graph.EngineGraph``, the fused
-graph of the recipe's validated ONNX) is what it runs, so its artifact is that graph, written
-and validated in two steps of its own (below); the recipe lends the cache and the validation
+graph of the recipe's validated ONNX, a cached stage of its own) is what it runs, so its artifact
+is that graph's bytes, validated under the provider in two steps of its own (below) and cached
+under a key that carries the graph stage's; the recipe lends the cache and the validation
 images.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 from ...artifact import ONNX_ARTIFACT, Artifact, ArtifactSource, log_report
 from ...cache.key import CacheKey
 from ...engine_graph import EngineGraph
-from ...fusion.artifacts import FUSED_GRAPH, check_fused_graph
-from ...model_resolve import ModelRef
-from ...model_types import ModelType
+from ...fusion.artifacts import check_fused_graph
 from ...progress import stage
 
 
-def onnxruntime_key(
-    pipeline: ArtifactSource, model_dir: ModelRef, model_type: ModelType, provider: str
-) -> CacheKey:
+def onnxruntime_key(pipeline: ArtifactSource, graph: EngineGraph, provider: str) -> CacheKey:
+    """The key of the engine graph validated under ``provider``: the graph stage's key (so a
+    new graph recipe re-keys it), the provider and the model's."""
     from ...backend.onnx.convert import converter_versions
 
-    model = pipeline.resolve(model_dir, model_type)
+    model = graph.model
     return CacheKey(
         model_fingerprint=str(model.fingerprint),
-        model_type=model_type.value,
+        model_type=model.model_type.value,
         kind="onnxruntime",
         precision="fp32",
         builder_settings={
             "provider": provider,
             "min_agreement": pipeline.options.min_agreement,
-            "graph": FUSED_GRAPH,
+            "graph": graph.version,
+            "graph_key": graph.digest,
             **model.source_key(),
         },
         converter_versions=converter_versions(model.is_onnx),
@@ -67,22 +66,23 @@ def onnxruntime_engine(
     assert onnx is not None
     model_dir = model.model_dir
     mtype = model.model_type
-    key = onnxruntime_key(pipeline, model, mtype, provider)
+    key = onnxruntime_key(pipeline, graph, provider)
     created: dict[str, Any] = {}
 
     def create(tmp: Path) -> tuple[Path, dict[str, Any]]:
         target = tmp / ONNX_ARTIFACT
-        # the validated ONNX once, checked against its manifest; fused and compared from these
-        # bytes, never from the cache path again (issue 19). The copy is dropped before sealing.
+        # the validated ONNX once, checked against its manifest: the unfused side of the
+        # comparison runs these bytes, never the cache path again (issue 19)
         created["source"] = onnx.entry.read_artifact()
-        (tmp / "source.onnx").write_bytes(created["source"])
-        meta = dataclasses.replace(graph, onnx_path=tmp / "source.onnx").write(target)
+        meta = graph.write(target)  # the graph stage's checked bytes: fused once, cached
         created["from"] = onnx.entry.digest
+        graph_entry = {"graph_entry": graph.fused.entry.digest} if graph.fused else {}
         return target, {
             **onnx.entry.metadata,
             **meta,
             **model.source_metadata(),
             "onnx_entry": onnx.entry.digest,
+            **graph_entry,
         }
 
     def runner(path: Path | bytes, what: str) -> OnnxRuntimeRunner:

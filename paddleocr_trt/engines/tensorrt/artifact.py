@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from ...artifact import ENGINE_ARTIFACT, Artifact, ArtifactSource, check_remembered, remember
 from ...cache.key import CacheKey
-from ...engine_graph import EngineGraph
+from ...engine_graph import GRAPH_ARTIFACT, EngineGraph
 from ...errors import CacheError, EngineBuildError, ValidationFailedError
 from ...log import get_logger
 from ...model_resolve import ModelRef, ResolvedModel
@@ -59,13 +59,15 @@ def engine_build(options: Any, graph: EngineGraph) -> EngineBuild:
 
 def keyed(source: ArtifactSource, graph: EngineGraph, build: EngineBuild) -> EngineBuild:
     """``build`` with its cache key (this GPU's name and compute capability, TensorRT's
-    version, the settings, the profiles, the model and its graph)."""
+    version, the settings, the profiles, the model and its graph stage's key)."""
     from dataclasses import replace
 
     from ...profiles import profiles_to_dict
 
     profiles = profiles_to_dict(build.profiles)
-    key = engine_key(source, graph.model, graph.model_type, profiles, build.settings)
+    key = engine_key(
+        source, graph.model, graph.model_type, profiles, build.settings, graph_key=graph.digest
+    )
     return replace(build, key=key)
 
 
@@ -90,11 +92,19 @@ def profiles_for(
 
 
 def engine_key(
-    source: ArtifactSource, model_dir: ModelRef, model_type: ModelType, profiles, settings
+    source: ArtifactSource,
+    model_dir: ModelRef,
+    model_type: ModelType,
+    profiles,
+    settings,
+    *,
+    graph_key: str | None,
 ) -> CacheKey:
+    """The key of a plan for this GPU; ``graph_key``: the engine graph stage's key digest
+    (``EngineGraph.digest``) the plan is built from."""
     if source.options.trt_flavor == RTX:  # this GPU's validated key (rtx_artifact)
         return rtx_artifact.engine_key(
-            source, model_dir, model_type, profiles, settings, pending=False
+            source, model_dir, model_type, profiles, settings, pending=False, graph_key=graph_key
         )
     from ...backend.cuda.runtime import device_info
     from ...backend.onnx.convert import converter_versions
@@ -116,6 +126,7 @@ def engine_key(
             "tf32": settings.tf32,
             "min_agreement": source.options.min_agreement,
             "graph": FUSED_GRAPH,
+            "graph_key": graph_key,
             **model.source_key(),
         },
         converter_versions=converter_versions(model.is_onnx),
@@ -203,15 +214,21 @@ def tensorrt_engine(source: TensorRTSource, graph: EngineGraph, build: EngineBui
         checked = tmp / "source.onnx"
         assert graph.onnx is not None, "the recipe hands the step its validated ONNX"
         checked.write_bytes(graph.onnx.entry.read_artifact())
+        step_graph = dataclasses.replace(graph, onnx_path=checked)
+        if graph.fused is not None:  # the graph stage's checked bytes: the child fuses nothing
+            fused = tmp / GRAPH_ARTIFACT
+            fused.write_bytes(graph.read())
+            step_graph = dataclasses.replace(step_graph, fused_path=fused)
         with _timing_cache(source, settings) as timing:  # held until the attempts are done
             plan, report, meta = _build_validated(
                 source,
-                dataclasses.replace(graph, onnx_path=checked),
+                step_graph,
                 tmp,
                 profiles,
                 settings,
                 inputs,
                 timing,
+                _fp16_graphs(source, graph, tmp, settings),
             )
         outcome["report"] = report
         return plan, {**meta, **model.source_metadata()}
@@ -266,6 +283,7 @@ def rtx_pending_engine(source: TensorRTSource, graph: EngineGraph) -> tuple[Any,
         graph.onnx,  # its checked bytes are what the child builds (issue 19)
         build.profiles,
         build.settings,
+        graph_key=graph.digest,
     )
 
 
@@ -277,7 +295,39 @@ def _builder(source: TensorRTSource) -> EngineBuilder:
     return IsolatedEngineBuilder(source.options.effective_build_timeout_s())
 
 
-def _build_validated(source, graph, tmp, profiles, settings, inputs, timing_cache_dir):
+def _fp16_graphs(source: ArtifactSource, graph: EngineGraph, tmp: Path, settings: Any) -> Any:
+    """Where the TensorRT loaded here builds FP16 from an fp16 graph (10.12+, 11.x,
+    TensorRT-RTX): a function giving each FP16 attempt its variant from the graph stage
+    (``engine_graph.make_fp16_variant``, cached per set of FP32 pins), copied into ``tmp``;
+    else None (the attempt's child makes what it needs, as it would anyway)."""
+    if settings.precision != "fp16" or graph.onnx is None or graph.key is None:
+        return None
+    from . import adapter
+
+    try:
+        trt = adapter.load_tensorrt(source.options.trt_flavor)
+        if not adapter.fp16_needs_fp16_onnx(trt):
+            return None
+    except Exception:  # not loadable in this process: the child decides
+        return None
+    from ...engine_graph import make_fp16_variant
+
+    def fp16_graph(keep_fp32_nodes: tuple[str, ...]) -> Path | None:
+        try:
+            variant = make_fp16_variant(source.cache, graph, keep_fp32_nodes)
+            path = tmp / f"model.fp16.{variant.entry.digest}.onnx"
+            path.write_bytes(variant.entry.read_artifact())
+        except Exception as exc:  # the attempt's child tries (and records a failure) itself
+            log.warning("no cached fp16 engine graph (%s: %s)", type(exc).__name__, exc)
+            return None
+        return path
+
+    return fp16_graph
+
+
+def _build_validated(
+    source, graph, tmp, profiles, settings, inputs, timing_cache_dir, fp16_graph=None
+):
     """The first plan that passes validation (see ``attempts.build_validated``)."""
     from .attempts import build_validated
 
@@ -287,6 +337,8 @@ def _build_validated(source, graph, tmp, profiles, settings, inputs, timing_cach
         model=graph.model,
         mtype=graph.model_type,
         onnx_path=Path(graph.onnx_path),
+        fused_path=graph.fused_path,
+        fp16_graph=fp16_graph,
         tmp=tmp,
         profiles=profiles,
         settings=settings,

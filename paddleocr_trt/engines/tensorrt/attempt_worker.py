@@ -27,10 +27,11 @@ def build_plan(payload: dict[str, Any]) -> tuple[Any, Any]:
     an attempt, also what ``optimize --target`` and the CI builds run. Returns (BuildResult,
     settings). ``payload["flavor"]`` picks full TensorRT or TensorRT-RTX.
 
-    The engine graph's variant is made here (``engine_graph.EngineGraph.variants``): whether an
-    fp16 graph is needed depends on the TensorRT loaded in this child; fusion comes after the
-    fp16 conversion, so the uint8 prologue and the argmax epilogue stay fp32 and FP32 pins name
-    unfused nodes.
+    ``payload["fused"]`` / ``payload["fused16"]``: the recipe's cached engine graph (fused fp32)
+    and its fp16 variant for this attempt's FP32 pins; what is missing is made here
+    (``engine_graph.EngineGraph.variants``). Whether an fp16 graph is used depends on the
+    TensorRT loaded in this child; fusion comes after the fp16 conversion, so the uint8 prologue
+    and the argmax epilogue stay fp32 and FP32 pins name unfused nodes.
     """
     from ...engine_graph import EngineGraph
     from ...profiles import ShapeProfile
@@ -52,7 +53,10 @@ def build_plan(payload: dict[str, Any]) -> tuple[Any, Any]:
         for p in payload["profiles"]
     ]
     fp16 = settings.precision == "fp16" and adapter.fp16_needs_fp16_onnx()
-    graph = EngineGraph(_model(payload), Path(payload["onnx"]))  # the recipe's step 2
+    fused, fused16 = (Path(payload[k]) if payload.get(k) else None for k in ("fused", "fused16"))
+    graph = EngineGraph(  # the recipe's step 2: its cached graphs where the parent gave them
+        _model(payload), Path(payload["onnx"]), fused_path=fused, fused16_path=fused16
+    )
     build_onnx, fp16_onnx = graph.variants(
         plan.parent, fp16=fp16, keep_fp32_nodes=settings.fp32_layers
     )

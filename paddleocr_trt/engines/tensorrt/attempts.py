@@ -63,6 +63,10 @@ class AttemptJob:
     flavor: str = "tensorrt"  # or "tensorrt-rtx"
     #: the resolved model (``ResolvedModel.to_payload``): the child reads no model dir
     model: dict[str, Any] | None = None
+    #: the engine graph stage's fused fp32 graph (the child fuses nothing), else None
+    fused_path: Path | None = None
+    #: the stage's fp16 variant for this attempt's FP32 pins (the child makes none), else None
+    fused16_path: Path | None = None
 
 
 class EngineBuilder(Protocol):
@@ -96,6 +100,8 @@ class IsolatedEngineBuilder:
             "device_id": job.device_id,
             "flavor": job.flavor,
             "model": job.model,
+            "fused": str(job.fused_path) if job.fused_path else None,
+            "fused16": str(job.fused16_path) if job.fused16_path else None,
         }
         timing = job.timing_cache_dir
         if timing is not None:  # the held descriptor, inherited: never reopened by path
@@ -301,11 +307,15 @@ def build_validated(
     timing_cache_dir: Any,  # a held SafeDir or None
     flavor: str = "tensorrt",
     model: Any = None,
+    fused_path: Path | None = None,
+    fp16_graph: Callable[[tuple[str, ...]], Path | None] | None = None,
 ) -> tuple[Path, Any, dict[str, Any]]:
     """FP16, FP16 with sensitive layers pinned to FP32, FP32 (:func:`attempt_plan`); the first
     plan that passes validation wins. When attempts ran out of GPU memory (a context or the
     build), the whole sequence is tried again with ``profiles.smaller_profiles`` while a smaller
-    set is left; the history of every attempt goes into the metadata (or the raised error)."""
+    set is left; the history of every attempt goes into the metadata (or the raised error).
+    ``fp16_graph(fp32 pins)``: the fp16 engine graph an FP16 attempt builds from (None, or no
+    function: the attempt's child makes it)."""
     from ...profiles import profiles_to_dict, smaller_profiles
 
     inputs_path = save_inputs(inputs, tmp / "validation-inputs.npz")
@@ -327,6 +337,12 @@ def build_validated(
                 timing_cache_dir=timing_cache_dir,
                 flavor=flavor,
                 model=model.to_payload() if model is not None else None,
+                fused_path=fused_path,
+                fused16_path=(
+                    fp16_graph(tuple(attempt.fp32_layers))
+                    if fp16_graph is not None and attempt.precision == "fp16"
+                    else None
+                ),
             )
 
         pinned = lambda: pinned_settings(settings, onnx_path, inputs)  # noqa: E731

@@ -64,8 +64,10 @@ def engine_key(
     settings: Any,
     *,
     pending: bool,
+    graph_key: str | None,
 ) -> CacheKey:
-    """The validated key (this GPU; what the hook serves) or the pending key (the targets)."""
+    """The validated key (this GPU; what the hook serves) or the pending key (the targets);
+    ``graph_key``: the engine graph stage's key digest the plan is built from."""
     from ...backend.onnx.convert import converter_versions
     from ...fusion.artifacts import FUSED_GRAPH
     from . import adapter
@@ -77,6 +79,7 @@ def engine_key(
         "tf32": settings.tf32,
         "min_agreement": pipeline.options.min_agreement,
         "graph": FUSED_GRAPH,
+        "graph_key": graph_key,
         **model.source_key(),
         "flavor": RTX,
     }
@@ -282,6 +285,8 @@ def build_pending(
     onnx: Any,
     profiles: list[Any],
     settings: Any,
+    *,
+    graph_key: str | None,
 ) -> tuple[Any, dict]:
     """Build the fused graph of ``onnx`` (step 1's validated ONNX, an ``Artifact``) with
     TensorRT-RTX for ``settings.targets`` in a child process, into the cache under its pending
@@ -296,7 +301,13 @@ def build_pending(
 
     pipeline_model = source.resolve(model_dir, model_type)
     key = engine_key(
-        source, model_dir, model_type, profiles_to_dict(profiles), settings, pending=True
+        source,
+        model_dir,
+        model_type,
+        profiles_to_dict(profiles),
+        settings,
+        pending=True,
+        graph_key=graph_key,
     )
     info: dict[str, Any] = {}
 

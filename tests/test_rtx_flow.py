@@ -289,6 +289,23 @@ def test_ahead_of_time_plan_is_cached_as_not_validated(pending) -> None:
     assert "NOT VALIDATED" in (rtx_status(entry) or "")
 
 
+def test_ahead_of_time_build_takes_the_cached_engine_graphs(tmp_path: Path, ocr_models) -> None:
+    """A real fp16 TensorRT-RTX build ahead of time of the text-line orientation model: the
+    child builds the graph stage's cached fp16 variant (``model.fp16.<its digest>.onnx``), never
+    a graph it fused itself (``model.fp16-<tag>.fused.onnx``)."""
+    cache = EngineCache(tmp_path / "cache")
+    options = PipelineOptions(trt_flavor=RTX, targets=("sm89",), precision="fp16")
+    pipeline = ArtifactPipeline(cache, options)
+    cls = ocr_models.dir_for(ModelType.CLASSIFICATION)
+    graph = pipeline.graph(cls, ModelType.CLASSIFICATION)
+    _entry, info = rtx_pending_engine(pipeline, graph)
+    variants = [
+        e.digest for e in cache.entries() if e.kind == "graph" and e.key.precision == "fp16"
+    ]
+    assert len(variants) == 1, "the fp16 variant is a cached graph entry"
+    assert Path(info["onnx_built"]).name == f"model.fp16.{variants[0]}.onnx", info
+
+
 def test_pending_plan_is_validated_on_the_target_gpu_before_it_is_served(
     pending, monkeypatch
 ) -> None:

@@ -284,6 +284,8 @@ def rtx_pending_engine(source: TensorRTSource, graph: EngineGraph) -> tuple[Any,
         build.profiles,
         build.settings,
         graph_key=graph.digest,
+        graph=graph,
+        fp16_graphs=lambda tmp: _fp16_graphs(source, graph, tmp, build.settings),
     )
 
 

@@ -287,6 +287,8 @@ def build_pending(
     settings: Any,
     *,
     graph_key: str | None,
+    graph: Any = None,
+    fp16_graphs: Any = None,
 ) -> tuple[Any, dict]:
     """Build the fused graph of ``onnx`` (step 1's validated ONNX, an ``Artifact``) with
     TensorRT-RTX for ``settings.targets`` in a child process, into the cache under its pending
@@ -294,7 +296,9 @@ def build_pending(
 
     The child builds from the ONNX bytes the cache checked (``CacheEntry.read_artifact``),
     written into the held build dir, never from the ONNX entry's path: a file swapped there
-    after the check is refused (``ArtifactChangedError``), never built (issue 19)."""
+    after the check is refused (``ArtifactChangedError``), never built (issue 19). ``graph``
+    (the recipe's cached ``EngineGraph``) and ``fp16_graphs(tmp)`` (its fp16 variant for a
+    set of FP32 pins, or None) hand the child the cached engine graphs: it fuses nothing."""
     from ...artifact import ENGINE_ARTIFACT
     from ...isolation import call_in_child
     from ...profiles import profiles_to_dict
@@ -315,7 +319,15 @@ def build_pending(
         plan = tmp / ENGINE_ARTIFACT
         checked = tmp / "source.onnx"  # dropped before sealing (not an extra file kept)
         checked.write_bytes(onnx.entry.read_artifact())
+        fused = fused16 = None
+        if graph is not None and graph.fused is not None:
+            fused = tmp / "model.fused.onnx"
+            fused.write_bytes(graph.read())  # the graph stage's checked bytes
+            fp16_graph = fp16_graphs(tmp) if fp16_graphs is not None else None
+            fused16 = fp16_graph(tuple(settings.fp32_layers)) if fp16_graph else None
         payload = {
+            "fused": str(fused) if fused else None,
+            "fused16": str(fused16) if fused16 else None,
             "flavor": RTX,
             "onnx": str(checked),
             "plan": str(plan),

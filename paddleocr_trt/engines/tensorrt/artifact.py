@@ -278,13 +278,9 @@ def rtx_pending_engine(source: TensorRTSource, graph: EngineGraph) -> tuple[Any,
     assert graph.onnx is not None, "the recipe hands the step its validated ONNX"
     return rtx_artifact.build_pending(
         source,
-        graph.model.model_dir,
-        graph.model_type,
-        graph.onnx,  # its checked bytes are what the child builds (issue 19)
+        graph,  # its validated ONNX's checked bytes are what the child builds (issue 19)
         build.profiles,
         build.settings,
-        graph_key=graph.digest,
-        graph=graph,
         fp16_graphs=lambda tmp: _fp16_graphs(source, graph, tmp, build.settings),
     )
 

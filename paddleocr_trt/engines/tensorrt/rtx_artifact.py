@@ -280,29 +280,26 @@ def rtx_status(entry: Any) -> str | None:
 
 def build_pending(
     source: Any,
-    model_dir: Path,
-    model_type: ModelType,
-    onnx: Any,
+    graph: Any,
     profiles: list[Any],
     settings: Any,
     *,
-    graph_key: str | None,
-    graph: Any = None,
     fp16_graphs: Any = None,
 ) -> tuple[Any, dict]:
-    """Build the fused graph of ``onnx`` (step 1's validated ONNX, an ``Artifact``) with
+    """Build ``graph`` (the recipe's ``EngineGraph`` of step 1's validated ONNX) with
     TensorRT-RTX for ``settings.targets`` in a child process, into the cache under its pending
     key (validation status ``not-validated``): (entry, what the build reported).
 
     The child builds from the ONNX bytes the cache checked (``CacheEntry.read_artifact``),
     written into the held build dir, never from the ONNX entry's path: a file swapped there
-    after the check is refused (``ArtifactChangedError``), never built (issue 19). ``graph``
-    (the recipe's cached ``EngineGraph``) and ``fp16_graphs(tmp)`` (its fp16 variant for a
-    set of FP32 pins, or None) hand the child the cached engine graphs: it fuses nothing."""
+    after the check is refused (``ArtifactChangedError``), never built (issue 19). It gets the
+    graph stage's cached fused graph and, from ``fp16_graphs(tmp)`` (a function giving the fp16
+    variant for a set of FP32 pins, or None), its fp16 variant: it fuses nothing."""
     from ...artifact import ENGINE_ARTIFACT
     from ...isolation import call_in_child
     from ...profiles import profiles_to_dict
 
+    model_dir, model_type, onnx = graph.model.model_dir, graph.model_type, graph.onnx
     pipeline_model = source.resolve(model_dir, model_type)
     key = engine_key(
         source,
@@ -311,7 +308,7 @@ def build_pending(
         profiles_to_dict(profiles),
         settings,
         pending=True,
-        graph_key=graph_key,
+        graph_key=graph.digest,
     )
     info: dict[str, Any] = {}
 
@@ -320,7 +317,7 @@ def build_pending(
         checked = tmp / "source.onnx"  # dropped before sealing (not an extra file kept)
         checked.write_bytes(onnx.entry.read_artifact())
         fused = fused16 = None
-        if graph is not None and graph.fused is not None:
+        if graph.fused is not None:  # a graph made as the recipe's cached stage
             fused = tmp / "model.fused.onnx"
             fused.write_bytes(graph.read())  # the graph stage's checked bytes
             fp16_graph = fp16_graphs(tmp) if fp16_graphs is not None else None
